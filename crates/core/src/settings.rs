@@ -1,0 +1,397 @@
+//! The runtime settings EmailEngine keeps in its `settings` hash (JSON values): which keys exist,
+//! what each accepts, which are stored encrypted, and how they are shown back (credentials in
+//! URLs and sensitive headers masked). Validation mirrors Joi with `convert: true`.
+
+use serde_json::{Map, Value};
+
+use crate::validation::FieldError;
+
+/// What a setting accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    /// An integer within bounds.
+    Int { min: i64, max: i64 },
+    /// An http(s) URL; the empty string clears it.
+    HttpUrl,
+    Text { max: usize },
+    TextList { max: usize },
+    /// `[{key, value}]` header pairs.
+    Headers,
+    /// `{all: bool, maxLogLines: int}`.
+    Logs,
+}
+
+pub struct SettingDef {
+    pub key: &'static str,
+    pub kind: Kind,
+}
+
+const fn def(key: &'static str, kind: Kind) -> SettingDef {
+    SettingDef { key, kind }
+}
+
+/// Every setting this server accepts over `POST /v1/settings` and `EENGINE_SETTINGS`.
+pub const SETTINGS: &[SettingDef] = &[
+    def("webhooksEnabled", Kind::Bool),
+    def("webhooks", Kind::HttpUrl),
+    def("webhookEvents", Kind::TextList { max: 256 }),
+    def("webhooksCustomHeaders", Kind::Headers),
+    def("notifyText", Kind::Bool),
+    def("notifyTextSize", Kind::Int { min: 0, max: 1 << 40 }),
+    def("notifyHeaders", Kind::TextList { max: 256 }),
+    def("notifyWebSafeHtml", Kind::Bool),
+    def("notifyCalendarEvents", Kind::Bool),
+    def("notifyAttachments", Kind::Bool),
+    def("notifyAttachmentSize", Kind::Int { min: 0, max: 1 << 40 }),
+    def("inboxNewOnly", Kind::Bool),
+    def("serviceUrl", Kind::HttpUrl),
+    def("serviceSecret", Kind::Text { max: 1024 }),
+    def("deliveryAttempts", Kind::Int { min: 0, max: 1000 }),
+    def("imapIndexer", Kind::Text { max: 16 }),
+    def("ignoreMailCertErrors", Kind::Bool),
+    def("enableApiProxy", Kind::Bool),
+    def("logs", Kind::Logs),
+    def("locale", Kind::Text { max: 32 }),
+    def("timezone", Kind::Text { max: 64 }),
+];
+
+/// Settings whose whole JSON value is stored in `$wd01$` form when a service secret is set.
+pub const ENCRYPTED_KEYS: &[&str] = &[
+    "gmailClientSecret",
+    "outlookClientSecret",
+    "mailRuClientSecret",
+    "cookiePassword",
+    "smtpServerPassword",
+    "imapProxyServerPassword",
+    "serviceSecret",
+    "gmailServiceKey",
+    "gmailServiceExternalAccount",
+    "documentStorePassword",
+    "openAiAPIKey",
+    "totpSeed",
+];
+
+/// Webhook event names (spec §9.1), as `GET /v1/settings?eventTypes=true` lists them.
+pub const EVENT_TYPES: &[&str] = &[
+    "messageNew",
+    "messageDeleted",
+    "messageUpdated",
+    "messageMissing",
+    "messageSent",
+    "messageDeliveryError",
+    "messageFailed",
+    "messageBounce",
+    "messageComplaint",
+    "mailboxReset",
+    "mailboxDeleted",
+    "mailboxNew",
+    "authenticationError",
+    "authenticationSuccess",
+    "connectError",
+    "accountAdded",
+    "accountInitialized",
+    "accountDeleted",
+    "trackOpen",
+    "trackClick",
+    "listUnsubscribe",
+    "listSubscribe",
+    "exportCompleted",
+    "exportFailed",
+];
+
+pub fn is_encrypted_key(key: &str) -> bool {
+    ENCRYPTED_KEYS.contains(&key)
+}
+
+pub fn definition(key: &str) -> Option<&'static SettingDef> {
+    SETTINGS.iter().find(|d| d.key == key)
+}
+
+/// Validates a settings object. Returns the converted values in input order, or every field
+/// error found. Unknown keys are errors here; callers that must drop them (prepared settings)
+/// use [`split_unknown`] first.
+pub fn validate(input: &Map<String, Value>) -> Result<Vec<(String, Value)>, Vec<FieldError>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (key, value) in input {
+        match definition(key) {
+            None => errors.push(FieldError::about(key, "is not allowed")),
+            Some(def) => match convert(key, def.kind, value) {
+                Ok(v) => ok.push((key.clone(), v)),
+                Err(e) => errors.push(e),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Separates keys this server does not know from the ones it does.
+pub fn split_unknown(input: Map<String, Value>) -> (Map<String, Value>, Vec<String>) {
+    let mut known = Map::new();
+    let mut unknown = Vec::new();
+    for (k, v) in input {
+        if definition(&k).is_some() {
+            known.insert(k, v);
+        } else {
+            unknown.push(k);
+        }
+    }
+    (known, unknown)
+}
+
+fn convert(key: &str, kind: Kind, value: &Value) -> Result<Value, FieldError> {
+    match kind {
+        Kind::Bool => match value {
+            Value::Bool(_) => Ok(value.clone()),
+            Value::String(s) if s == "true" => Ok(Value::Bool(true)),
+            Value::String(s) if s == "false" => Ok(Value::Bool(false)),
+            _ => Err(FieldError::about(key, "must be a boolean")),
+        },
+        Kind::Int { min, max } => {
+            let n = match value {
+                Value::Number(n) => n.as_i64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                        .map(|f| f as i64)
+                }),
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| FieldError::about(key, "must be a number"))?;
+            if n < min {
+                return Err(FieldError::about(
+                    key,
+                    &format!("must be greater than or equal to {min}"),
+                ));
+            }
+            if n > max {
+                return Err(FieldError::about(
+                    key,
+                    &format!("must be less than or equal to {max}"),
+                ));
+            }
+            Ok(Value::from(n))
+        }
+        Kind::HttpUrl => match value {
+            Value::Null => Ok(Value::Null),
+            Value::String(s) if s.is_empty() => Ok(Value::String(String::new())),
+            Value::String(s) if is_http_url(s) => Ok(Value::String(s.clone())),
+            Value::String(_) => Err(FieldError::about(
+                key,
+                "must be a valid uri with a scheme matching the http|https pattern",
+            )),
+            _ => Err(FieldError::about(key, "must be a string")),
+        },
+        Kind::Text { max } => text(key, value, max).map(Value::String),
+        Kind::TextList { max } => {
+            let Value::Array(items) = value else {
+                return Err(FieldError::about(key, "must be an array"));
+            };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| text(&format!("{key}[{i}]"), v, max).map(Value::String))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
+        }
+        Kind::Headers => {
+            let Value::Array(items) = value else {
+                return Err(FieldError::about(key, "must be an array"));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("{key}[{i}]");
+                let Value::Object(h) = item else {
+                    return Err(FieldError::about(&at, "must be of type object"));
+                };
+                if let Some(extra) = h.keys().find(|k| *k != "key" && *k != "value") {
+                    return Err(FieldError::about(&format!("{at}.{extra}"), "is not allowed"));
+                }
+                let name = text(&format!("{at}.key"), h.get("key").unwrap_or(&Value::Null), 1024)?;
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                    return Err(FieldError::about(&format!("{at}.key"), "must be a valid header name"));
+                }
+                let v = text(&format!("{at}.value"), h.get("value").unwrap_or(&Value::String(String::new())), 10240)?;
+                if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                    return Err(FieldError::about(&format!("{at}.value"), "must not contain line breaks"));
+                }
+                out.push(serde_json::json!({"key": name, "value": v}));
+            }
+            Ok(Value::Array(out))
+        }
+        Kind::Logs => {
+            let Value::Object(map) = value else {
+                return Err(FieldError::about(key, "must be of type object"));
+            };
+            let mut out = Map::new();
+            for (k, v) in map {
+                let at = format!("{key}.{k}");
+                let converted = match k.as_str() {
+                    "all" => convert(&at, Kind::Bool, v)?,
+                    "maxLogLines" => convert(&at, Kind::Int { min: 0, max: 1_000_000 }, v)?,
+                    _ => return Err(FieldError::about(&at, "is not allowed")),
+                };
+                out.insert(k.clone(), converted);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+fn text(key: &str, value: &Value, max: usize) -> Result<String, FieldError> {
+    let Value::String(s) = value else {
+        return Err(FieldError::about(key, "must be a string"));
+    };
+    if s.chars().count() > max {
+        return Err(FieldError::about(
+            key,
+            &format!("length must be less than or equal to {max} characters long"),
+        ));
+    }
+    Ok(s.clone())
+}
+
+/// An absolute http(s) URL with a host and no whitespace.
+pub fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    !host.is_empty()
+        && !host.starts_with(':')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A URL with the password of its userinfo replaced by `******`.
+pub fn mask_url_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let after = scheme_end + 3;
+    let authority_end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    let authority = &url[after..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let masked = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:******"),
+        None => "******".to_string(),
+    };
+    format!("{}{}{}", &url[..after], masked, &url[after + at..])
+}
+
+/// Header names whose values are credentials and are shown masked.
+pub fn is_sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["authorization", "cookie", "token", "secret", "key", "password", "auth"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// How a stored setting is shown by `GET /v1/settings`.
+pub fn display_value(key: &str, value: Value) -> Value {
+    if is_encrypted_key(key) {
+        return Value::Bool(!value.is_null());
+    }
+    match (key, value) {
+        ("webhooks" | "serviceUrl", Value::String(s)) => Value::String(mask_url_credentials(&s)),
+        ("webhooksCustomHeaders", Value::Array(items)) => Value::Array(
+            items
+                .into_iter()
+                .map(|mut h| {
+                    let sensitive = h
+                        .get("key")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_sensitive_header);
+                    if sensitive && let Some(v) = h.get_mut("value") {
+                        *v = Value::String("******".into());
+                    }
+                    h
+                })
+                .collect(),
+        ),
+        (_, v) => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn converts_and_validates() {
+        let ok = validate(&obj(json!({
+            "webhooksEnabled": "true",
+            "notifyTextSize": "1024",
+            "webhooks": "https://user:pw@example.com/hook",
+            "webhookEvents": ["*"],
+            "webhooksCustomHeaders": [{"key": "X-A", "value": "1"}]
+        })))
+        .unwrap();
+        assert_eq!(ok[0], ("webhooksEnabled".into(), json!(true)));
+        assert_eq!(ok[1], ("notifyTextSize".into(), json!(1024)));
+    }
+
+    #[test]
+    fn reports_every_bad_field_joi_style() {
+        let errors = validate(&obj(json!({
+            "webhooksEnabled": 3,
+            "webhooks": "ftp://x",
+            "nope": 1,
+            "notifyTextSize": -1,
+            "webhooksCustomHeaders": [{"key": "Bad Name", "value": "x"}]
+        })))
+        .unwrap_err();
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "\"webhooksEnabled\" must be a boolean",
+                "\"webhooks\" must be a valid uri with a scheme matching the http|https pattern",
+                "\"nope\" is not allowed",
+                "\"notifyTextSize\" must be greater than or equal to 0",
+                "\"webhooksCustomHeaders[0].key\" must be a valid header name",
+            ]
+        );
+        assert_eq!(errors[2].key, "nope");
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(
+            mask_url_credentials("https://u:p@h.example/x?y"),
+            "https://u:******@h.example/x?y"
+        );
+        assert_eq!(mask_url_credentials("https://h.example/a@b"), "https://h.example/a@b");
+        assert_eq!(display_value("serviceSecret", json!("abc")), json!(true));
+        let headers = display_value(
+            "webhooksCustomHeaders",
+            json!([{"key": "Authorization", "value": "Bearer x"}, {"key": "X-Team", "value": "a"}]),
+        );
+        assert_eq!(headers[0]["value"], "******");
+        assert_eq!(headers[1]["value"], "a");
+    }
+
+    #[test]
+    fn urls() {
+        assert!(is_http_url("http://127.0.0.1:8080/hook"));
+        assert!(!is_http_url("http://"));
+        assert!(!is_http_url("https:// bad"));
+        assert!(!is_http_url("javascript:alert(1)"));
+    }
+}
