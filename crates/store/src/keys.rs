@@ -1,0 +1,85 @@
+//! Every Redis key this server reads or writes, in one place, so the layout is visible at a
+//! glance and matches EmailEngine's (spec §3.2, §6.1, §7). All keys carry the optional prefix
+//! from `EENGINE_REDIS_PREFIX` (`"<p>:"`, or nothing).
+
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `prefix` is the raw `EENGINE_REDIS_PREFIX` value; it gains a `:` when non-empty.
+    pub fn new(prefix: &str) -> Self {
+        let p = prefix.trim();
+        Self {
+            prefix: if p.is_empty() { String::new() } else { format!("{p}:") },
+        }
+    }
+
+    fn k(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// Hash: token id → msgpack record.
+    pub fn tokens(&self) -> String {
+        self.k("tokens")
+    }
+    /// Hash: token id → msgpack `{time, ip}`.
+    pub fn token_access(&self) -> String {
+        self.k("tokens:access")
+    }
+    /// Set of ids of tokens bound to no account.
+    pub fn root_tokens(&self) -> String {
+        self.k("iat")
+    }
+    /// Set of ids of tokens bound to `account`.
+    pub fn account_tokens(&self, account: &str) -> String {
+        self.k(&format!("iat:{account}"))
+    }
+    /// The index set a token with this binding belongs to.
+    pub fn token_index(&self, account: Option<&str>) -> String {
+        account.map_or_else(|| self.root_tokens(), |a| self.account_tokens(a))
+    }
+    /// List: audit entries of one token.
+    pub fn token_log(&self, id: &str) -> String {
+        self.k(&format!("tokens:log:{id}"))
+    }
+    /// Counter for one fixed rate-limit window of one token.
+    pub fn rate_limit(&self, window_secs: u64, bucket: i64, token_id: &str) -> String {
+        self.k(&format!("rl:{window_secs}:{bucket}:api:{token_id}"))
+    }
+    /// Hash: setting name → JSON value.
+    pub fn settings(&self) -> String {
+        self.k("settings")
+    }
+    /// Set of all account ids.
+    pub fn accounts(&self) -> String {
+        self.k("ia:accounts")
+    }
+    /// Set of counter names that have per-minute hashes.
+    pub fn stats_keys(&self) -> String {
+        self.k("stats:keys")
+    }
+    /// Hash: `<YYYYMMDDHHmm>` → count, for one counter and one day.
+    pub fn stats_day(&self, counter: &str, day: &str) -> String {
+        self.k(&format!("stats:{counter}:{day}"))
+    }
+    /// Transient key of the `/health` probe.
+    pub fn health_probe(&self, ms: i64) -> String {
+        self.k(&format!("test:{ms}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rules() {
+        assert_eq!(Keys::new("").tokens(), "tokens");
+        assert_eq!(Keys::new("  ").tokens(), "tokens");
+        assert_eq!(Keys::new("ee").tokens(), "ee:tokens");
+        assert_eq!(Keys::new("ee").account_tokens("a"), "ee:iat:a");
+        assert_eq!(Keys::new("").rate_limit(60, 5, "id"), "rl:60:5:api:id");
+    }
+}
