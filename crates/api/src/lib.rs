@@ -1,1 +1,105 @@
+//! The HTTP API of emailengine-rs: EmailEngine's routes, authentication and error shapes, with
+//! an OpenAPI document generated from the handlers.
+//!
+//! [`router`] builds the whole application; [`auth`] judges tokens; [`error`] is the only place
+//! failures become responses; handlers live in [`routes`], one module per route family.
 
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use state::{ApiConfig, AppState};
+
+use crate::auth::AuthContext;
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::routes::{health, metrics, settings, stats, tokens};
+
+/// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
+/// `/docs`, and JSON answers for unknown routes.
+pub fn router(state: AppState) -> Router {
+    let (app, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(stats::stats))
+        .routes(routes!(settings::get_settings, settings::set_settings))
+        .routes(routes!(tokens::provision, tokens::list))
+        .routes(routes!(tokens::provision_deprecated))
+        .routes(routes!(tokens::get_one, tokens::delete))
+        .routes(routes!(tokens::delete_deprecated))
+        .routes(routes!(tokens::list_for_account))
+        .routes(routes!(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .routes(routes!(health::health))
+        .split_for_parts();
+    let limit = state.config.max_body_size;
+    app.merge(SwaggerUi::new("/docs").url("/swagger.json", api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Request log line, `api_call` metric and `apiCall:*` counters for every request. Paths are
+/// logged without their query string, so an `access_token` parameter never reaches the log.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    let status = response.status();
+    let route_label = route.as_deref().unwrap_or("*");
+    ::metrics::counter!("api_call",
+        "method" => method.as_str().to_ascii_lowercase(),
+        "statusCode" => status.as_u16().to_string(),
+        "route" => route_label.to_string())
+    .increment(1);
+    if route_label.starts_with("/v1/") {
+        state.activity.api_call(status.as_u16() < 400);
+    }
+    let token = response
+        .extensions()
+        .get::<AuthContext>()
+        .and_then(|c| c.token_id.as_deref());
+    tracing::debug!(
+        component = "api",
+        method = method.as_str(),
+        route = route_label,
+        path = path.as_str(),
+        statusCode = status.as_u16(),
+        responseTime = start.elapsed().as_secs_f64() * 1000.0,
+        tokenId = token,
+        "API request"
+    );
+    response.into_response()
+}

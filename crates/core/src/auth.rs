@@ -125,10 +125,10 @@ impl Restrictions {
 
     /// Reads the restrictions of a stored record. A stored object that does not parse keeps
     /// whatever restrictions it names closed: unparseable means nobody passes.
-    pub fn of_record(record: &TokenRecord) -> Result<Option<Self>, ()> {
+    pub fn of_record(record: &TokenRecord) -> Result<Option<Self>, String> {
         match &record.restrictions {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => Restrictions::parse(v).map(Some).map_err(|_| ()),
+            Some(v) => Restrictions::parse(v).map(Some),
         }
     }
 
@@ -280,7 +280,9 @@ mod tests {
         assert!(authorize(&record(Some(&["api"]), None), API, None).is_ok());
         assert_eq!(
             authorize(&record(Some(&["metrics"]), None), API, None),
-            Err(Denial::Scope { requested: "api".into() })
+            Err(Denial::Scope {
+                requested: "api".into()
+            })
         );
         assert!(authorize(&record(Some(&[]), None), API, None).is_err());
     }
@@ -299,9 +301,21 @@ mod tests {
         assert!(n.contains("10.1.200.3".parse().unwrap()));
         assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(IpNet::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(IpNet::parse("fe80::/10").unwrap().contains("fe80::1".parse().unwrap()));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("::1")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("fe80::/10")
+                .unwrap()
+                .contains("fe80::1".parse().unwrap())
+        );
         for bad in ["", "1.2.3.4/33", "300.0.0.1", "::/129", "abc", "1.2.3.4/x"] {
             assert!(IpNet::parse(bad).is_none(), "{bad}");
         }
@@ -309,16 +323,30 @@ mod tests {
 
     #[test]
     fn restrictions_check() {
-        let r = Restrictions::parse(&json!({"addresses": ["127.0.0.1/32"], "referrers": ["https://*.example.com/*"]})).unwrap();
+        let r = Restrictions::parse(
+            &json!({"addresses": ["127.0.0.1/32"], "referrers": ["https://*.example.com/*"]}),
+        )
+        .unwrap();
         let local = Some("127.0.0.1".parse().unwrap());
         assert!(r.check(local, Some("https://app.example.com/x")).is_ok());
         assert_eq!(r.check(local, None), Err(Denial::Referrer));
-        assert_eq!(r.check(local, Some("https://example.org/")), Err(Denial::Referrer));
         assert_eq!(
-            r.check(Some("10.0.0.1".parse().unwrap()), Some("https://a.example.com/")),
-            Err(Denial::Address { remote: "10.0.0.1".into() })
+            r.check(local, Some("https://example.org/")),
+            Err(Denial::Referrer)
         );
-        assert!(Restrictions::parse(&json!({"rateLimit": {"maxRequests": 0, "timeWindow": 1}})).is_err());
+        assert_eq!(
+            r.check(
+                Some("10.0.0.1".parse().unwrap()),
+                Some("https://a.example.com/")
+            ),
+            Err(Denial::Address {
+                remote: "10.0.0.1".into()
+            })
+        );
+        assert!(
+            Restrictions::parse(&json!({"rateLimit": {"maxRequests": 0, "timeWindow": 1}}))
+                .is_err()
+        );
         assert!(Restrictions::parse(&json!({"other": 1})).is_err());
     }
 

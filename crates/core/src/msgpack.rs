@@ -46,7 +46,8 @@ pub fn read_date(value: &Value) -> Option<i64> {
             if nsec >= 1_000_000_000 {
                 return None;
             }
-            sec.checked_mul(1000)?.checked_add((nsec / 1_000_000) as i64)
+            sec.checked_mul(1000)?
+                .checked_add((nsec / 1_000_000) as i64)
         }
         Value::Integer(n) => n.as_i64(),
         Value::F64(f) if f.is_finite() && f.abs() < 9.0e15 => Some(*f as i64),
@@ -128,7 +129,9 @@ pub fn encode(value: &Value) -> Vec<u8> {
 /// Decodes exactly one value that spans the whole input.
 pub fn decode(bytes: &[u8]) -> Option<Value> {
     let mut cursor = bytes;
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut cursor, 32).ok()?.to_owned();
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut cursor, 32)
+        .ok()?
+        .to_owned();
     cursor.is_empty().then_some(value)
 }
 

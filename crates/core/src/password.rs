@@ -61,7 +61,11 @@ pub fn encode_prepared(phc: &str) -> String {
 
 /// Decodes `EENGINE_PREPARED_PASSWORD`: base64url of a PHC string that starts with `$pbkdf2`.
 pub fn decode_prepared(text: &str) -> Result<String> {
-    let cleaned = text.trim().trim_end_matches('=').replace('+', "-").replace('/', "_");
+    let cleaned = text
+        .trim()
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cleaned)
         .map_err(|_| Error::InvalidPasswordHash)?;
@@ -90,7 +94,9 @@ mod tests {
         // PBKDF2-HMAC-SHA256("password", "salt", 1, 32) from RFC 7914 §11 family of vectors.
         let phc = hash_with("password", b"salt", 1);
         let hash = phc.rsplit('$').next().unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(hash).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(hash)
+            .unwrap();
         assert_eq!(
             hex::encode(bytes),
             "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"

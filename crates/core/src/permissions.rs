@@ -14,7 +14,12 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Read, Action::Write, Action::Send, Action::Destructive];
+    pub const ALL: [Action; 4] = [
+        Action::Read,
+        Action::Write,
+        Action::Send,
+        Action::Destructive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,7 +114,10 @@ impl Permissions {
             };
             let names = items
                 .iter()
-                .map(|i| i.as_str().ok_or_else(|| format!("\"{key}\" must hold strings")))
+                .map(|i| {
+                    i.as_str()
+                        .ok_or_else(|| format!("\"{key}\" must hold strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             match key.as_str() {
                 "actions" => {
@@ -166,14 +174,27 @@ mod tests {
     #[test]
     fn absent_permissions_do_not_narrow() {
         assert!(stored_allows(None, Action::Write, Group::Admin));
-        assert!(stored_allows(Some(&Value::Null), Action::Read, Group::Message));
+        assert!(stored_allows(
+            Some(&Value::Null),
+            Action::Read,
+            Group::Message
+        ));
     }
 
     #[test]
     fn malformed_permissions_deny_everything() {
-        for bad in [json!({}), json!([]), json!("read"), json!({"actions": "read"}),
-                    json!({"actions": ["fly"]}), json!({"colour": ["red"]})] {
-            assert!(!stored_allows(Some(&bad), Action::Read, Group::Message), "{bad}");
+        for bad in [
+            json!({}),
+            json!([]),
+            json!("read"),
+            json!({"actions": "read"}),
+            json!({"actions": ["fly"]}),
+            json!({"colour": ["red"]}),
+        ] {
+            assert!(
+                !stored_allows(Some(&bad), Action::Read, Group::Message),
+                "{bad}"
+            );
         }
     }
 

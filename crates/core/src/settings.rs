@@ -11,11 +11,18 @@ use crate::validation::FieldError;
 pub enum Kind {
     Bool,
     /// An integer within bounds.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// An http(s) URL; the empty string clears it.
     HttpUrl,
-    Text { max: usize },
-    TextList { max: usize },
+    Text {
+        max: usize,
+    },
+    TextList {
+        max: usize,
+    },
     /// `[{key, value}]` header pairs.
     Headers,
     /// `{all: bool, maxLogLines: int}`.
@@ -38,12 +45,24 @@ pub const SETTINGS: &[SettingDef] = &[
     def("webhookEvents", Kind::TextList { max: 256 }),
     def("webhooksCustomHeaders", Kind::Headers),
     def("notifyText", Kind::Bool),
-    def("notifyTextSize", Kind::Int { min: 0, max: 1 << 40 }),
+    def(
+        "notifyTextSize",
+        Kind::Int {
+            min: 0,
+            max: 1 << 40,
+        },
+    ),
     def("notifyHeaders", Kind::TextList { max: 256 }),
     def("notifyWebSafeHtml", Kind::Bool),
     def("notifyCalendarEvents", Kind::Bool),
     def("notifyAttachments", Kind::Bool),
-    def("notifyAttachmentSize", Kind::Int { min: 0, max: 1 << 40 }),
+    def(
+        "notifyAttachmentSize",
+        Kind::Int {
+            min: 0,
+            max: 1 << 40,
+        },
+    ),
     def("inboxNewOnly", Kind::Bool),
     def("serviceUrl", Kind::HttpUrl),
     def("serviceSecret", Kind::Text { max: 1024 }),
@@ -210,15 +229,32 @@ fn convert(key: &str, kind: Kind, value: &Value) -> Result<Value, FieldError> {
                     return Err(FieldError::about(&at, "must be of type object"));
                 };
                 if let Some(extra) = h.keys().find(|k| *k != "key" && *k != "value") {
-                    return Err(FieldError::about(&format!("{at}.{extra}"), "is not allowed"));
+                    return Err(FieldError::about(
+                        &format!("{at}.{extra}"),
+                        "is not allowed",
+                    ));
                 }
-                let name = text(&format!("{at}.key"), h.get("key").unwrap_or(&Value::Null), 1024)?;
+                let name = text(
+                    &format!("{at}.key"),
+                    h.get("key").unwrap_or(&Value::Null),
+                    1024,
+                )?;
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-                    return Err(FieldError::about(&format!("{at}.key"), "must be a valid header name"));
+                    return Err(FieldError::about(
+                        &format!("{at}.key"),
+                        "must be a valid header name",
+                    ));
                 }
-                let v = text(&format!("{at}.value"), h.get("value").unwrap_or(&Value::String(String::new())), 10240)?;
+                let v = text(
+                    &format!("{at}.value"),
+                    h.get("value").unwrap_or(&Value::String(String::new())),
+                    10240,
+                )?;
                 if v.bytes().any(|b| b == b'\r' || b == b'\n') {
-                    return Err(FieldError::about(&format!("{at}.value"), "must not contain line breaks"));
+                    return Err(FieldError::about(
+                        &format!("{at}.value"),
+                        "must not contain line breaks",
+                    ));
                 }
                 out.push(serde_json::json!({"key": name, "value": v}));
             }
@@ -233,7 +269,14 @@ fn convert(key: &str, kind: Kind, value: &Value) -> Result<Value, FieldError> {
                 let at = format!("{key}.{k}");
                 let converted = match k.as_str() {
                     "all" => convert(&at, Kind::Bool, v)?,
-                    "maxLogLines" => convert(&at, Kind::Int { min: 0, max: 1_000_000 }, v)?,
+                    "maxLogLines" => convert(
+                        &at,
+                        Kind::Int {
+                            min: 0,
+                            max: 1_000_000,
+                        },
+                        v,
+                    )?,
                     _ => return Err(FieldError::about(&at, "is not allowed")),
                 };
                 out.insert(k.clone(), converted);
@@ -293,9 +336,17 @@ pub fn mask_url_credentials(url: &str) -> String {
 /// Header names whose values are credentials and are shown masked.
 pub fn is_sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["authorization", "cookie", "token", "secret", "key", "password", "auth"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "auth",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// How a stored setting is shown by `GET /v1/settings`.
@@ -377,7 +428,10 @@ mod tests {
             mask_url_credentials("https://u:p@h.example/x?y"),
             "https://u:******@h.example/x?y"
         );
-        assert_eq!(mask_url_credentials("https://h.example/a@b"), "https://h.example/a@b");
+        assert_eq!(
+            mask_url_credentials("https://h.example/a@b"),
+            "https://h.example/a@b"
+        );
         assert_eq!(display_value("serviceSecret", json!("abc")), json!(true));
         let headers = display_value(
             "webhooksCustomHeaders",

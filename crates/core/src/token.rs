@@ -255,8 +255,7 @@ impl TokenRecord {
                     id = Some(text.to_ascii_lowercase());
                 }
                 "created" => {
-                    record.created =
-                        msgpack::read_date(&v).ok_or("\"created\" is not a date")?;
+                    record.created = msgpack::read_date(&v).ok_or("\"created\" is not a date")?;
                 }
                 "expires" => {
                     record.expires =
@@ -270,7 +269,9 @@ impl TokenRecord {
                     record.account = Some(account);
                 }
                 "ip" => record.ip = Some(strict_string(&v, "ip")?),
-                "remoteAddress" => record.remote_address = Some(strict_string(&v, "remoteAddress")?),
+                "remoteAddress" => {
+                    record.remote_address = Some(strict_string(&v, "remoteAddress")?)
+                }
                 "description" => record.description = Some(strict_string(&v, "description")?),
                 "metadata" => record.metadata = Some(strict_string(&v, "metadata")?),
                 "scopes" => {
@@ -427,7 +428,13 @@ mod tests {
 
     #[test]
     fn malformed_token_values_are_rejected() {
-        for bad in ["", "abc", &TEST_TOKEN[..63], &format!("{TEST_TOKEN}0"), &TEST_TOKEN.replace('a', "g")] {
+        for bad in [
+            "",
+            "abc",
+            &TEST_TOKEN[..63],
+            &format!("{TEST_TOKEN}0"),
+            &TEST_TOKEN.replace('a', "g"),
+        ] {
             assert_eq!(TokenValue::parse(bad), Err(Error::InvalidToken), "{bad}");
         }
     }
@@ -471,7 +478,12 @@ mod tests {
             Value::from("scopes"),
             Value::Array(vec![Value::from("root")]),
         )]);
-        assert!(decode_export(&bad_scope).unwrap_err().to_string().contains("Unknown scope"));
+        assert!(
+            decode_export(&bad_scope)
+                .unwrap_err()
+                .to_string()
+                .contains("Unknown scope")
+        );
         let bad_perm = with(vec![(Value::from("permissions"), Value::Map(vec![]))]);
         assert!(decode_export(&bad_perm).is_err());
         let bad_addr = with(vec![(
@@ -515,14 +527,21 @@ mod tests {
         ]);
         let record = TokenRecord::decode_stored(&msgpack::encode(&value)).unwrap();
         assert_eq!(record.created, 1_600_000_000_000);
-        assert_eq!(record.scopes, Some(vec![]), "unreadable scopes grant nothing");
+        assert_eq!(
+            record.scopes,
+            Some(vec![]),
+            "unreadable scopes grant nothing"
+        );
         assert!(record.is_expired(1), "unreadable expiry counts as passed");
     }
 
     #[test]
     fn access_entry_round_trips() {
         assert_eq!(TokenAccess::default().encode(), vec![0x80]);
-        let a = TokenAccess { time: Some(5), ip: Some("1.2.3.4".into()) };
+        let a = TokenAccess {
+            time: Some(5),
+            ip: Some("1.2.3.4".into()),
+        };
         assert_eq!(TokenAccess::decode(&a.encode()), a);
     }
 

@@ -26,7 +26,10 @@ pub fn parse_byte_size(text: &str) -> Result<u64> {
     let n: f64 = num
         .parse()
         .map_err(|_| Error::InvalidValue(format!("Invalid byte size \"{text}\"")))?;
-    let unit = unit.trim().trim_end_matches(['B', 'b']).to_ascii_lowercase();
+    let unit = unit
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .to_ascii_lowercase();
     let power = match unit.as_str() {
         "" => 0,
         "k" => 1,
@@ -84,7 +87,13 @@ mod tests {
 
     #[test]
     fn iso() {
-        assert_eq!(iso_time(1_734_953_814_623).unwrap(), "2024-12-23T11:36:54.623Z");
-        assert_eq!(parse_iso_time("2024-12-23T11:36:54.623Z"), Some(1_734_953_814_623));
+        assert_eq!(
+            iso_time(1_734_953_814_623).unwrap(),
+            "2024-12-23T11:36:54.623Z"
+        );
+        assert_eq!(
+            parse_iso_time("2024-12-23T11:36:54.623Z"),
+            Some(1_734_953_814_623)
+        );
     }
 }

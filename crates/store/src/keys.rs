@@ -12,7 +12,11 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         let p = prefix.trim();
         Self {
-            prefix: if p.is_empty() { String::new() } else { format!("{p}:") },
+            prefix: if p.is_empty() {
+                String::new()
+            } else {
+                format!("{p}:")
+            },
         }
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use emailengine_core::token::{TokenAccess, TokenRecord};
+use emailengine_core::token::{ImportedToken, TokenAccess, TokenRecord};
 
 pub use settings::Settings;
 
@@ -53,6 +53,20 @@ pub trait TokenStore: Send + Sync {
     async fn record_access(&self, entries: &[(String, TokenAccess)]) -> Result<()>;
     /// Counts one request in a fixed rate-limit window and returns the count so far.
     async fn count_request(&self, token_id: &str, window_secs: u64, bucket: i64) -> Result<u64>;
+
+    /// Imports an exported token (spec §3.6): skipped when a live token with that id exists
+    /// (true when written). `created` becomes `now_ms`, as in EmailEngine.
+    async fn import_token(&self, imported: &ImportedToken, now_ms: i64) -> Result<bool> {
+        if let Some(existing) = self.token(&imported.id).await?
+            && !existing.is_expired(now_ms)
+        {
+            return Ok(false);
+        }
+        let mut record = imported.record.clone();
+        record.created = now_ms;
+        self.put_token(&imported.id, &record).await?;
+        Ok(true)
+    }
 }
 
 /// The `settings` hash: one JSON string per key (encryption is applied by [`Settings`]).
@@ -89,10 +103,16 @@ pub trait ServerStore: Send + Sync {
     async fn health_check(&self) -> Result<()>;
     async fn backend_info(&self) -> Result<BackendInfo>;
     async fn ping(&self) -> Result<Duration>;
-    /// Number of registered accounts (`SCARD ia:accounts`).
+}
+
+/// Registered accounts (`ia:accounts`, `iad:<account>`); grows with the sync engine.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Number of registered accounts.
     async fn account_count(&self) -> Result<u64>;
+    async fn account_exists(&self, account: &str) -> Result<bool>;
 }
 
 /// Every store the server needs, as one object that backends implement.
-pub trait Store: TokenStore + SettingsStore + StatsStore + ServerStore {}
-impl<T: TokenStore + SettingsStore + StatsStore + ServerStore> Store for T {}
+pub trait Store: TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore {}
+impl<T: TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore> Store for T {}

@@ -12,8 +12,8 @@ use emailengine_core::token::{TokenAccess, TokenRecord};
 
 use crate::keys::Keys;
 use crate::{
-    BackendInfo, Result, ServerStore, SettingsStore, StatsStore, StoreError, StoredToken,
-    TokenStore,
+    AccountStore, BackendInfo, Result, ServerStore, SettingsStore, StatsStore, StoreError,
+    StoredToken, TokenStore,
 };
 
 /// How long to wait for Redis before giving up on a connection attempt or a command.
@@ -122,7 +122,11 @@ impl TokenStore for RedisStore {
             .atomic()
             .hset(self.keys.tokens(), id, record.encode())
             .ignore()
-            .hset(self.keys.token_access(), id, TokenAccess::default().encode())
+            .hset(
+                self.keys.token_access(),
+                id,
+                TokenAccess::default().encode(),
+            )
             .ignore()
             .sadd(self.keys.token_index(record.account.as_deref()), id)
             .ignore()
@@ -213,7 +217,10 @@ impl SettingsStore for RedisStore {
     }
 
     async fn put_raw_setting_if_missing(&self, key: &str, value: &str) -> Result<bool> {
-        Ok(self.conn().hset_nx(self.keys.settings(), key, value).await?)
+        Ok(self
+            .conn()
+            .hset_nx(self.keys.settings(), key, value)
+            .await?)
     }
 
     async fn next_run(&self) -> Result<i64> {
@@ -331,9 +338,16 @@ impl ServerStore for RedisStore {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(start.elapsed())
     }
+}
 
+#[async_trait]
+impl AccountStore for RedisStore {
     async fn account_count(&self) -> Result<u64> {
         Ok(self.conn().scard(self.keys.accounts()).await?)
+    }
+
+    async fn account_exists(&self, account: &str) -> Result<bool> {
+        Ok(self.conn().sismember(self.keys.accounts(), account).await?)
     }
 }
 

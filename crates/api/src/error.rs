@@ -1,0 +1,126 @@
+//! The one place where failures become HTTP responses, in EmailEngine's JSON error shape:
+//! `{"statusCode", "error", "message", ...extras}` (spec §4).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use emailengine_core::validation::FieldError;
+use emailengine_store::StoreError;
+
+/// An error response. Boxed so that `Result<T, ApiError>` stays small on the happy path.
+#[derive(Debug)]
+pub struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug)]
+struct ErrorBody {
+    status: StatusCode,
+    message: String,
+    extras: Map<String, Value>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(Box::new(ErrorBody {
+            status,
+            message: message.into(),
+            extras: Map::new(),
+            headers: Vec::new(),
+        }))
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0.extras.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.0.headers.push((name, value));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// 401 without credentials: `Missing authentication`, challenge `Bearer`.
+    pub fn missing_authentication() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Missing authentication")
+            .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
+    /// 401 for a token that is malformed, unknown or expired.
+    pub fn bad_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Bad token").header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"Bad token\""),
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 400 `Invalid input` with the failing fields.
+    pub fn invalid_input(fields: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid input").with(
+            "fields",
+            serde_json::to_value(fields).unwrap_or(Value::Array(Vec::new())),
+        )
+    }
+
+    pub fn field(key: &str, rest: &str) -> Self {
+        Self::invalid_input(vec![FieldError::about(key, rest)])
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Payload content length greater than maximum allowed: {limit}"),
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(err = %e, "Storage request failed");
+        match e {
+            StoreError::Backend(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Storage backend unavailable",
+            )
+            .with("code", "StorageUnavailable"),
+            StoreError::Data(msg) => Self::internal(msg).with("code", "InternalConfigError"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = *self.0;
+        let mut body = Map::with_capacity(3 + e.extras.len());
+        body.insert("statusCode".into(), json!(e.status.as_u16()));
+        body.insert(
+            "error".into(),
+            json!(e.status.canonical_reason().unwrap_or("Error")),
+        );
+        body.insert("message".into(), json!(e.message));
+        body.extend(e.extras);
+        let mut response = (e.status, axum::Json(Value::Object(body))).into_response();
+        for (name, value) in e.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,7 @@
+//! One module per route family; each handler is a small function documented for OpenAPI.
+
+pub mod health;
+pub mod metrics;
+pub mod settings;
+pub mod stats;
+pub mod tokens;

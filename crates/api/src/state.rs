@@ -1,0 +1,199 @@
+//! What every handler shares: the store, the settings facade, the API's configuration, and the
+//! activity buffer that turns per-request bookkeeping into periodic batched writes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::RwLock;
+
+use emailengine_core::token::TokenAccess;
+use emailengine_store::{BackendInfo, Settings, Store};
+
+use crate::error::ApiResult;
+
+/// API settings from the server configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body, in bytes (`api.maxBodySize`).
+    pub max_body_size: usize,
+    /// Honour `X-Forwarded-For` for the client address (`api.proxy` / `EENGINE_API_PROXY`).
+    pub trust_proxy: bool,
+    /// Encrypted-field secret configured (`EENGINE_SECRET`), shown in stats.
+    pub encryption: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_size: 50 * 1024 * 1024,
+            trust_proxy: false,
+            encryption: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub config: ApiConfig,
+    pub metrics: Option<PrometheusHandle>,
+    pub activity: Activity,
+    pub started: Instant,
+    pub backend_info: RwLock<Option<(Instant, BackendInfo)>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// How long `/v1/stats` reuses the backend's version details.
+const BACKEND_INFO_TTL: Duration = Duration::from_secs(30);
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        config: ApiConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            settings,
+            config,
+            metrics,
+            activity: Activity::default(),
+            started: Instant::now(),
+            backend_info: RwLock::new(None),
+        }))
+    }
+
+    /// The `disableTokens` setting: requests without a token are let through.
+    pub async fn tokens_disabled(&self) -> ApiResult<bool> {
+        Ok(self
+            .settings
+            .get_one("disableTokens")
+            .await?
+            .is_some_and(|v| v == serde_json::Value::Bool(true)))
+    }
+
+    /// The backend's version details, refreshed every 30 seconds.
+    pub async fn backend_info(&self) -> BackendInfo {
+        if let Some((at, info)) = &*self.backend_info.read().await
+            && at.elapsed() < BACKEND_INFO_TTL
+        {
+            return info.clone();
+        }
+        let info = match self.store.backend_info().await {
+            Ok(info) => info,
+            Err(e) => BackendInfo {
+                version: e.to_string(),
+                ..Default::default()
+            },
+        };
+        *self.backend_info.write().await = Some((Instant::now(), info.clone()));
+        info
+    }
+
+    /// Writes buffered activity to the store.
+    pub async fn flush_activity(&self) {
+        self.activity.flush(self.store.as_ref()).await;
+    }
+
+    /// Flushes buffered activity every `period` until the returned task is aborted.
+    pub fn spawn_activity_flusher(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.flush_activity().await;
+            }
+        })
+    }
+}
+
+/// Per-request bookkeeping kept in memory and written in batches: the last use of each token
+/// (instead of a Redis write on every request) and the `apiCall:*` counters.
+#[derive(Default)]
+pub struct Activity {
+    access: Mutex<HashMap<String, TokenAccess>>,
+    api_success: AtomicU64,
+    api_fail: AtomicU64,
+}
+
+impl Activity {
+    pub fn touch(&self, token_id: &str, ip: Option<IpAddr>, now_ms: i64) {
+        let entry = TokenAccess {
+            time: Some(now_ms),
+            ip: ip.map(|i| i.to_string()),
+        };
+        if let Ok(mut map) = self.access.lock() {
+            match map.get_mut(token_id) {
+                Some(existing) => *existing = entry,
+                None => {
+                    map.insert(token_id.to_string(), entry);
+                }
+            }
+        }
+    }
+
+    pub fn api_call(&self, success: bool) {
+        let counter = if success {
+            &self.api_success
+        } else {
+            &self.api_fail
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub async fn flush(&self, store: &dyn Store) {
+        let access: Vec<(String, TokenAccess)> = match self.access.lock() {
+            Ok(mut map) => map.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Err(e) = store.record_access(&access).await {
+            tracing::warn!(err = %e, entries = access.len(), "Failed to store token access times");
+        }
+        let deltas = vec![
+            (
+                "apiCall:success".to_string(),
+                self.api_success.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "apiCall:fail".to_string(),
+                self.api_fail.swap(0, Ordering::Relaxed),
+            ),
+        ];
+        if deltas.iter().any(|(_, n)| *n > 0) {
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Err(e) = store.add_counters(&deltas, now).await {
+                tracing::warn!(err = %e, "Failed to store API counters");
+                for (name, n) in deltas {
+                    let counter = if name == "apiCall:success" {
+                        &self.api_success
+                    } else {
+                        &self.api_fail
+                    };
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The last use of a token not yet written to the store, if any.
+    pub fn pending_access(&self, token_id: &str) -> Option<TokenAccess> {
+        self.access.lock().ok()?.get(token_id).cloned()
+    }
+}

@@ -1,0 +1,336 @@
+//! The command-line tools (spec §1): `tokens issue|export|import|list|delete`, `password`,
+//! `version`, `help`. Each prints its result on stdout and any failure as one line on stderr,
+//! exiting 1.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use emailengine_core::password;
+use emailengine_core::secret::FieldCipher;
+use emailengine_core::token::{
+    Scope, TokenRecord, TokenValue, decode_export, export_token, is_hex64,
+};
+use emailengine_core::units::iso_time;
+use emailengine_store::redis::{RedisStore, redact_url};
+use emailengine_store::{Settings, TokenStore};
+
+use crate::cli::Args;
+use crate::config::Config;
+
+/// Prints one line to stderr and returns exit code 1.
+pub fn fail(message: &str) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::FAILURE
+}
+
+/// Machine-readable output: stdout, without a trailing newline (as EmailEngine prints it).
+fn print_raw(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn version() -> ExitCode {
+    println!(
+        "EmailEngine v{} (emailengine-rs {})",
+        emailengine_core::COMPAT_VERSION,
+        emailengine_core::VERSION
+    );
+    ExitCode::SUCCESS
+}
+
+const HELP: &[(&str, &str)] = &[
+    (
+        "",
+        "Start the server.\n  Options: --config=FILE --dbs.redis=URL --api.host=HOST --api.port=PORT\n           --log.level=trace|debug|info|warn|error|fatal|silent --service.secret=SECRET\n           --settings=JSON --preparedToken=EXPORT --preparedPassword=HASH",
+    ),
+    (
+        "tokens",
+        "emailengine tokens issue  [-d DESCRIPTION] [-s SCOPE]... [-a ACCOUNT]   Issue a token, print it\n  emailengine tokens export -t TOKEN_OR_ID                          Print the token's export string\n  emailengine tokens import -t EXPORT                               Import an exported token\n  emailengine tokens list                                           List token ids and descriptions\n  emailengine tokens delete -t TOKEN_OR_ID                          Delete a token\n  Scopes: \"*\", \"api\", \"metrics\", \"smtp\", \"imap-proxy\", \"mcp\"",
+    ),
+    (
+        "password",
+        "emailengine password [-p PASSWORD] [-r]\n  Set the admin password (generated when -p is not given) and print it;\n  with -r/--hash print the hash for EENGINE_PREPARED_PASSWORD instead.",
+    ),
+    ("version", "emailengine version   Print the version"),
+    ("help", "emailengine help [COMMAND]   Show help"),
+];
+
+pub fn help(command: Option<&str>) -> ExitCode {
+    let mut text = String::from("Usage: emailengine [COMMAND] [OPTIONS]\n\n");
+    match command {
+        None => {
+            for (name, body) in HELP {
+                let title = if name.is_empty() {
+                    "(no command)"
+                } else {
+                    name
+                };
+                text.push_str(&format!("{title}\n  {body}\n\n"));
+            }
+        }
+        Some(cmd) => match HELP.iter().find(|(n, _)| *n == cmd) {
+            Some((_, body)) => text.push_str(&format!("{cmd}\n  {body}\n")),
+            None => {
+                return fail(&format!(
+                    "Unknown command: {cmd}. Run \"emailengine help\" for the list of commands."
+                ));
+            }
+        },
+    }
+    eprint!("{text}");
+    ExitCode::SUCCESS
+}
+
+async fn connect(config: &Config) -> Result<RedisStore, String> {
+    RedisStore::connect(&config.redis_url, &config.redis_prefix)
+        .await
+        .map_err(|e| {
+            format!(
+                "Failed to establish connection to Redis using {}: {e}",
+                redact_url(&config.redis_url)
+            )
+        })
+}
+
+pub async fn run(command: &str, args: &Args, config: &Config) -> ExitCode {
+    let result = match command {
+        "tokens" => tokens(args, config).await,
+        "password" => set_password(args, config).await,
+        _ => Err(format!("Unknown command: {command}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => fail(&message),
+    }
+}
+
+async fn tokens(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let sub = args.positional.get(1).map(|s| s.to_ascii_lowercase());
+    match sub.as_deref() {
+        Some("issue") => issue(args, config).await,
+        Some("export") => export(args, config).await,
+        Some("import") => import(args, config).await,
+        Some("list") => list(config).await,
+        Some("delete") => delete(args, config).await,
+        Some(other) => Err(format!(
+            "Unknown tokens command: {other}. Use issue, export, import, list or delete."
+        )),
+        None => Err("Missing tokens command. Use issue, export, import, list or delete.".into()),
+    }
+}
+
+async fn issue(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let mut scopes = Vec::new();
+    for raw in args.all("scope") {
+        let scope = Scope::parse(raw).map_err(|_| {
+            format!(
+                "Unknown scope: {raw}. Allowed scopes: {}",
+                Scope::allowed_list()
+            )
+        })?;
+        if !scopes.contains(&scope.as_str().to_string()) {
+            scopes.push(scope.as_str().to_string());
+        }
+    }
+    if scopes.is_empty() {
+        scopes.push("*".into());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let description = args
+        .get("description")
+        .filter(|d| !d.is_empty() && *d != "true")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Generated at {}", iso_time(now).unwrap_or_default()));
+    let account = args
+        .get("account")
+        .filter(|a| !a.is_empty() && *a != "true")
+        .map(str::to_string);
+    let store = connect(config).await?;
+    let value = TokenValue::generate();
+    let record = TokenRecord {
+        created: now,
+        account,
+        scopes: Some(scopes),
+        description: Some(description),
+        ..Default::default()
+    };
+    store
+        .put_token(&value.id(), &record)
+        .await
+        .map_err(|e| format!("Failed to store the token: {e}"))?;
+    Ok(print_raw(&value.to_hex()))
+}
+
+/// Reads `-t`: a token id or a token value; returns the id.
+fn token_arg(args: &Args) -> Result<String, String> {
+    let raw = args
+        .get("token")
+        .filter(|t| *t != "true")
+        .ok_or("Missing token. Pass it with -t/--token.")?;
+    if !is_hex64(raw) {
+        return Err("Invalid token format".into());
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+/// Finds a stored token by id, or by value when no token has that id.
+async fn find_token(
+    store: &RedisStore,
+    given: &str,
+) -> Result<Option<(String, TokenRecord)>, String> {
+    let lookup = |id: String| async move {
+        store
+            .token(&id)
+            .await
+            .map(|r| r.map(|r| (id, r)))
+            .map_err(|e| format!("Failed to read the token: {e}"))
+    };
+    if let Some(found) = lookup(given.to_string()).await? {
+        return Ok(Some(found));
+    }
+    match TokenValue::parse(given) {
+        Ok(value) => lookup(value.id()).await,
+        Err(_) => Ok(None),
+    }
+}
+
+async fn export(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let given = token_arg(args)?;
+    let store = connect(config).await?;
+    let (id, record) = find_token(&store, &given)
+        .await?
+        .ok_or("Token was not found")?;
+    Ok(print_raw(&export_token(&id, &record)))
+}
+
+async fn import(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let raw = args
+        .get("token")
+        .filter(|t| *t != "true")
+        .ok_or("Missing export string. Pass it with -t/--token.")?;
+    let imported = decode_export(raw).map_err(|e| e.to_string())?;
+    let store = connect(config).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let written = store
+        .import_token(&imported, now)
+        .await
+        .map_err(|e| format!("Failed to import the token: {e}"))?;
+    eprintln!(
+        "{}",
+        if written {
+            "Token was imported"
+        } else {
+            "Token was not imported"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(config: &Config) -> Result<ExitCode, String> {
+    let store = connect(config).await?;
+    let mut ids = store
+        .token_ids(None)
+        .await
+        .map_err(|e| format!("Failed to list tokens: {e}"))?;
+    ids.sort_unstable();
+    let tokens = store
+        .tokens(&ids)
+        .await
+        .map_err(|e| format!("Failed to list tokens: {e}"))?;
+    let mut out = String::from("ID\tACCOUNT\tSCOPES\tCREATED\tLAST USED\tDESCRIPTION\n");
+    for t in tokens {
+        let r = &t.record;
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            t.id,
+            r.account.as_deref().unwrap_or("-"),
+            r.scopes.as_ref().map_or("(all)".into(), |s| s.join(",")),
+            iso_time(r.created).unwrap_or_default(),
+            t.access
+                .time
+                .and_then(iso_time)
+                .unwrap_or_else(|| "-".into()),
+            r.description
+                .as_deref()
+                .unwrap_or("")
+                .replace(['\t', '\n'], " "),
+        ));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let given = token_arg(args)?;
+    let store = connect(config).await?;
+    let (id, _) = find_token(&store, &given)
+        .await?
+        .ok_or("Token was not found")?;
+    store
+        .delete_token(&id)
+        .await
+        .map_err(|e| format!("Failed to delete the token: {e}"))?;
+    eprintln!("Token was deleted");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_password(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let given = args.get("password").filter(|p| *p != "true");
+    let plain = match given {
+        Some(p) => p.to_string(),
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::fill(&mut bytes);
+            hex::encode(bytes)
+        }
+    };
+    if plain.chars().count() < password::MIN_LENGTH {
+        return Err(format!(
+            "Password must be at least {} characters",
+            password::MIN_LENGTH
+        ));
+    }
+    let store = connect(config).await?;
+    let hash = password::hash_password(&plain);
+    let settings = Settings::new(
+        Arc::new(store),
+        config
+            .service_secret
+            .clone()
+            .map(|s| Arc::new(FieldCipher::new(s))),
+    );
+    store_password(&settings, &hash)
+        .await
+        .map_err(|e| format!("Failed to process account password: {e}"))?;
+    Ok(if args.flag("hash") {
+        print_raw(&password::encode_prepared(&hash))
+    } else {
+        print_raw(&plain)
+    })
+}
+
+/// Stores an admin password hash as EmailEngine does: `authData`, and second factors reset.
+pub async fn store_password(
+    settings: &Settings,
+    hash: &str,
+) -> Result<(), emailengine_store::StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    settings
+        .set(&[
+            (
+                "authData".into(),
+                serde_json::json!({"user": "admin", "password": hash, "passwordVersion": now}),
+            ),
+            ("totpEnabled".into(), serde_json::Value::Bool(false)),
+            ("totpSeed".into(), serde_json::Value::Bool(false)),
+        ])
+        .await
+}

@@ -1,0 +1,348 @@
+//! The server configuration, built once at startup as EmailEngine builds it (spec §2): defaults,
+//! then a TOML file (`--config=` or `NODE_CONFIG_PATH`), then `APPCONF_a_b=v` variables and
+//! dotted CLI flags merged into the tree, then EmailEngine's `EENGINE_*` variables, which win.
+//! Every `EENGINE_*` variable also has a `_FILE` form holding the value in a file.
+//! This is the only module that reads the environment.
+
+use toml::{Table, Value};
+
+use crate::cli::Args;
+
+const DEFAULTS: &str = r#"
+[dbs]
+redis = "redis://127.0.0.1:6379/8"
+[api]
+host = "127.0.0.1"
+port = 3000
+maxSize = "5M"
+maxBodySize = "50M"
+proxy = false
+[log]
+level = "trace"
+raw = false
+[service]
+secret = ""
+"#;
+
+/// Log levels as pino names them; `silent` turns logging off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace = 10,
+    Debug = 20,
+    Info = 30,
+    Warn = 40,
+    Error = 50,
+    Fatal = 60,
+    Silent = 100,
+}
+
+impl LogLevel {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            "fatal" => LogLevel::Fatal,
+            "silent" | "off" | "none" => LogLevel::Silent,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis_url: String,
+    /// Raw `EENGINE_REDIS_PREFIX`; empty means no prefix.
+    pub redis_prefix: String,
+    pub api_host: String,
+    pub api_port: u16,
+    pub api_max_body_size: usize,
+    /// Trust `X-Forwarded-For` for client addresses.
+    pub api_proxy: bool,
+    pub log_level: LogLevel,
+    /// Secret for `$wd01$` field encryption; `None` stores secrets in cleartext.
+    pub service_secret: Option<String>,
+    pub prepared_token: Option<String>,
+    pub prepared_password: Option<String>,
+    /// JSON text of settings to apply at every start (`EENGINE_SETTINGS` / `--settings`).
+    pub prepared_settings: Option<String>,
+    /// `EENGINE_REQUIRE_API_AUTH`: when set, the initial value of `disableTokens` is its negation.
+    pub require_api_auth: Option<bool>,
+}
+
+/// Reads the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the configuration from the arguments and an environment lookup.
+pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let mut tree: Table = DEFAULTS
+        .parse()
+        .map_err(|e| format!("Built-in defaults are invalid: {e}"))?;
+
+    let file = args
+        .get("config")
+        .map(str::to_string)
+        .or_else(|| env("NODE_CONFIG_PATH"));
+    if let Some(path) = file.filter(|p| !p.is_empty() && p != "true") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("Failed to read configuration file {path}: {e}"))?;
+        let file_tree: Table = text
+            .parse()
+            .map_err(|e| format!("Failed to parse configuration file {path}: {e}"))?;
+        merge(&mut tree, file_tree);
+    }
+
+    for (key, value) in appconf_vars(env) {
+        set_path(&mut tree, &key, &value)?;
+    }
+    for (key, value) in &args.options {
+        if key.contains('.')
+            || ["settings", "preparedToken", "preparedPassword"].contains(&key.as_str())
+        {
+            set_path(&mut tree, key, value)?;
+        }
+    }
+
+    let read = |name: &str| read_env(env, name);
+    let text = |path: &str| get(&tree, path).and_then(value_text);
+
+    let redis_url = first(&[read("EENGINE_REDIS")?, read("REDIS_URL")?])
+        .or_else(|| text("dbs.redis"))
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/8".into());
+    let api_host = read("EENGINE_HOST")?
+        .or_else(|| text("api.host"))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port_text = first(&[read("EENGINE_PORT")?, read("PORT")?])
+        .or_else(|| text("api.port"))
+        .unwrap_or_else(|| "3000".into());
+    let api_port = port_text
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("Invalid API port \"{port_text}\""))?;
+    let body_text = read("EENGINE_MAX_BODY_SIZE")?
+        .or_else(|| text("api.maxBodySize"))
+        .unwrap_or_else(|| "50M".into());
+    let api_max_body_size =
+        emailengine_core::units::parse_byte_size(&body_text).map_err(|e| e.to_string())? as usize;
+    let api_proxy = match read("EENGINE_API_PROXY")?.or_else(|| text("api.proxy")) {
+        Some(v) => truthy(&v),
+        None => false,
+    };
+    let level_text = read("EENGINE_LOG_LEVEL")?
+        .or_else(|| text("log.level"))
+        .unwrap_or_else(|| "trace".into());
+    let log_level = LogLevel::parse(&level_text)
+        .ok_or_else(|| format!("Invalid log level \"{level_text}\""))?;
+    let service_secret = read("EENGINE_SECRET")?
+        .or_else(|| text("service.secret"))
+        .filter(|s| !s.is_empty());
+    let prepared_token = read("EENGINE_PREPARED_TOKEN")?
+        .or_else(|| text("preparedToken"))
+        .filter(|s| !s.is_empty());
+    let prepared_password = read("EENGINE_PREPARED_PASSWORD")?
+        .or_else(|| text("preparedPassword"))
+        .filter(|s| !s.is_empty());
+    let prepared_settings = read("EENGINE_SETTINGS")?
+        .or_else(|| match get(&tree, "settings") {
+            Some(Value::Table(t)) => serde_json::to_string(t).ok(),
+            Some(v) => value_text(v),
+            None => None,
+        })
+        .filter(|s| !s.trim().is_empty());
+    let require_api_auth = read("EENGINE_REQUIRE_API_AUTH")?.map(|v| truthy(&v));
+
+    Ok(Config {
+        redis_url,
+        redis_prefix: read("EENGINE_REDIS_PREFIX")?.unwrap_or_default(),
+        api_host,
+        api_port,
+        api_max_body_size,
+        api_proxy,
+        log_level,
+        service_secret,
+        prepared_token,
+        prepared_password,
+        prepared_settings,
+        require_api_auth,
+    })
+}
+
+/// A variable's value, or the trimmed contents of the file named by `<NAME>_FILE`.
+fn read_env(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<String>, String> {
+    if let Some(v) = env(name) {
+        return Ok(Some(v));
+    }
+    match env(&format!("{name}_FILE")) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("Failed to read {name}_FILE ({path}): {e}")),
+        None => Ok(None),
+    }
+}
+
+fn first(values: &[Option<String>]) -> Option<String> {
+    values.iter().flatten().next().cloned()
+}
+
+fn truthy(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "false" | "null" | "undefined" | "no" | "0" | ""
+    )
+}
+
+/// `APPCONF_api_port=3001` → `("api.port", "3001")`.
+fn appconf_vars(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    // The lookup function cannot enumerate; read the process's names and ask it for values.
+    std::env::vars()
+        .filter_map(|(k, _)| {
+            let key = k.strip_prefix("APPCONF_")?.replace('_', ".");
+            env(&k).map(|v| (key, v))
+        })
+        .collect()
+}
+
+fn get<'a>(tree: &'a Table, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = tree.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_table()?.get(part)?;
+    }
+    Some(current)
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Sets a dotted path, converting the text to the type already there (number, boolean).
+fn set_path(tree: &mut Table, path: &str, text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return Ok(());
+    };
+    let mut current = tree;
+    for part in parents {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(t) = entry else {
+            return Err(format!("Invalid configuration path {path}"));
+        };
+        current = t;
+    }
+    let value = match current.get(*last) {
+        Some(Value::Integer(_)) => Value::Integer(
+            text.trim()
+                .parse()
+                .map_err(|_| format!("Invalid value for {path}: \"{text}\" is not a number"))?,
+        ),
+        Some(Value::Boolean(_)) => Value::Boolean(truthy(text)),
+        _ => Value::String(text.to_string()),
+    };
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn merge(into: &mut Table, from: Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Table(a)), Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load_with(args: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let args = Args::parse(args.split_whitespace().map(str::to_string));
+        load(&args, &move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load_with("", &[]).unwrap();
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/8");
+        assert_eq!((c.api_host.as_str(), c.api_port), ("127.0.0.1", 3000));
+        assert_eq!(c.log_level, LogLevel::Trace);
+        assert!(c.service_secret.is_none());
+    }
+
+    #[test]
+    fn cli_flags_then_env_overrides() {
+        let c = load_with(
+            "--dbs.redis=redis://a/1 --api.port=4000 --log.level=info",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://a/1");
+        assert_eq!(c.api_port, 4000);
+        assert_eq!(c.log_level, LogLevel::Info);
+        let c = load_with(
+            "--dbs.redis=redis://a/1",
+            &[("REDIS_URL", "redis://b/2"), ("PORT", "5000")],
+        )
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://b/2");
+        assert_eq!(c.api_port, 5000);
+        let c = load_with(
+            "",
+            &[
+                ("EENGINE_REDIS", "redis://c/3"),
+                ("REDIS_URL", "redis://b/2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://c/3");
+    }
+
+    #[test]
+    fn file_variants() {
+        let dir = std::env::temp_dir().join(format!("ee-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let c = load_with("", &[("EENGINE_SECRET_FILE", secret.to_str().unwrap())]).unwrap();
+        assert_eq!(c.service_secret.as_deref(), Some("s3cret"));
+        assert!(load_with("", &[("EENGINE_SECRET_FILE", "/nonexistent/x")]).is_err());
+        let toml = dir.join("c.toml");
+        std::fs::write(
+            &toml,
+            "[api]\nport = 3100\n[dbs]\nredis = \"redis://f/4\"\n",
+        )
+        .unwrap();
+        let c = load_with(&format!("--config={} --api.port=3200", toml.display()), &[]).unwrap();
+        assert_eq!(c.redis_url, "redis://f/4");
+        assert_eq!(c.api_port, 3200);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(load_with("--api.port=abc", &[]).is_err());
+        assert!(load_with("", &[("EENGINE_PORT", "70000")]).is_err());
+        assert!(load_with("--log.level=loud", &[]).is_err());
+    }
+}

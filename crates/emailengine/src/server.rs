@@ -1,0 +1,225 @@
+//! Server start-up and shutdown: validate prepared configuration, connect to Redis, apply
+//! prepared settings, password and token, then serve the API until SIGINT/SIGTERM, flushing
+//! buffered activity on the way out. Any start-up failure is one fatal log line and exit 1.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use emailengine_api::{ApiConfig, AppState};
+use emailengine_core::secret::FieldCipher;
+use emailengine_core::token::{ImportedToken, decode_export};
+use emailengine_core::{password, settings};
+use emailengine_store::redis::{RedisStore, redact_url};
+use emailengine_store::{Settings, SettingsStore, TokenStore};
+
+use crate::config::Config;
+use crate::logging::FATAL;
+
+/// How often buffered token access times and API counters are written.
+const ACTIVITY_FLUSH: Duration = Duration::from_secs(5);
+
+fn fatal(msg: &str, err: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!(target: FATAL, err = %err, "{msg}");
+    ExitCode::FAILURE
+}
+
+/// Prepared inputs, decoded before anything is written so a bad value changes nothing.
+struct Prepared {
+    token: Option<ImportedToken>,
+    password: Option<String>,
+    settings: Vec<(String, Value)>,
+}
+
+fn decode_prepared(config: &Config) -> Result<Prepared, ExitCode> {
+    let token = match &config.prepared_token {
+        None => None,
+        Some(raw) => match decode_export(raw) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(target: FATAL, inputLength = raw.len(), err = %e, "Invalid API token provided");
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    let password = match &config.prepared_password {
+        None => None,
+        Some(raw) => Some(
+            password::decode_prepared(raw)
+                .map_err(|e| fatal("Invalid password hash provided", &e))?,
+        ),
+    };
+    let settings = match &config.prepared_settings {
+        None => Vec::new(),
+        Some(raw) => {
+            let invalid =
+                |e: &dyn std::fmt::Display| fatal("Invalid settings configuration provided", e);
+            let parsed: Value = serde_json::from_str(raw).map_err(|e| invalid(&e))?;
+            let Value::Object(map) = parsed else {
+                return Err(invalid(&"settings must be a JSON object"));
+            };
+            let (known, unknown) = settings::split_unknown(map);
+            if !unknown.is_empty() {
+                tracing::error!(keys = ?unknown, "Unknown keys in prepared settings were ignored");
+            }
+            settings::validate(&known).map_err(|errors| {
+                let text = errors
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                invalid(&text)
+            })?
+        }
+    };
+    Ok(Prepared {
+        token,
+        password,
+        settings,
+    })
+}
+
+pub async fn run(config: Config) -> ExitCode {
+    tracing::info!(
+        version = emailengine_core::VERSION,
+        compatible = emailengine_core::COMPAT_VERSION,
+        "EmailEngine starting up"
+    );
+    let prepared = match decode_prepared(&config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match RedisStore::connect(&config.redis_url, &config.redis_prefix).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let msg = format!(
+                "Failed to establish connection to Redis using {}",
+                redact_url(&config.redis_url)
+            );
+            return fatal(&msg, &e);
+        }
+    };
+    let cipher = config
+        .service_secret
+        .clone()
+        .map(|s| Arc::new(FieldCipher::new(s)));
+    let settings = Settings::new(store.clone(), cipher.clone());
+
+    if let Err(e) = prepare_storage(&config, &store, &settings, prepared).await {
+        return fatal("Application startup failed", &e);
+    }
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::warn!("A metrics recorder was already installed");
+    }
+
+    let state = AppState::new(
+        store.clone(),
+        settings,
+        ApiConfig {
+            max_body_size: config.api_max_body_size,
+            trust_proxy: config.api_proxy,
+            encryption: cipher.is_some(),
+        },
+        Some(handle),
+    );
+    let flusher = state.spawn_activity_flusher(ACTIVITY_FLUSH);
+    let app = emailengine_api::router(state.clone());
+
+    let addr = format!("{}:{}", config.api_host, config.api_port);
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => return fatal(&format!("Failed to bind API server to {addr}"), &e),
+    };
+    tracing::info!(host = %config.api_host, port = config.api_port, "API server listening");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+    flusher.abort();
+    state.flush_activity().await;
+    match served {
+        Ok(()) => {
+            tracing::info!("EmailEngine stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fatal("API server failed", &e),
+    }
+}
+
+/// Start-up writes, in EmailEngine's order: run counter, prepared settings, generated service
+/// secret, token switch, prepared password, prepared token.
+async fn prepare_storage(
+    config: &Config,
+    store: &RedisStore,
+    settings: &Settings,
+    prepared: Prepared,
+) -> Result<(), emailengine_store::StoreError> {
+    let run = store.next_run().await?;
+    tracing::debug!(run, "Server run registered");
+    if !prepared.settings.is_empty() {
+        settings.set(&prepared.settings).await?;
+        let keys: Vec<&str> = prepared.settings.iter().map(|(k, _)| k.as_str()).collect();
+        tracing::info!(keys = ?keys, "Applied prepared settings");
+    }
+    let mut secret = [0u8; 16];
+    rand::fill(&mut secret);
+    if settings
+        .set_if_missing("serviceSecret", &Value::String(hex::encode(secret)))
+        .await?
+    {
+        tracing::info!("Generated a new service secret");
+    }
+    if let Some(required) = config.require_api_auth
+        && settings
+            .set_if_missing("disableTokens", &Value::Bool(!required))
+            .await?
+    {
+        tracing::info!(
+            disableTokens = !required,
+            "Stored API authentication requirement"
+        );
+    }
+    if let Some(hash) = &prepared.password {
+        crate::commands::store_password(settings, hash).await?;
+        tracing::info!("Imported prepared password");
+    }
+    if let Some(token) = &prepared.token {
+        let now = chrono::Utc::now().timestamp_millis();
+        if store.import_token(token, now).await? {
+            tracing::debug!(token = %token.id, "Imported prepared token");
+        } else {
+            tracing::debug!(token = %token.id, "Skipped prepared token");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("Shutting down");
+}
