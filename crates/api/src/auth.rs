@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -181,7 +181,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     state.activity.touch(&id, remote, now);
 
     let route_account = match route_spec.account {
-        AccountSource::Path => path_account(&req),
+        AccountSource::Path => {
+            let (r, account) = path_account(req).await;
+            req = r;
+            account
+        }
         AccountSource::Query => crate::extract::parse_query_raw(req.uri().query().unwrap_or(""))
             .find(|(k, _)| k == "account")
             .map(|(_, v)| v),
@@ -262,12 +266,19 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     response
 }
 
-fn path_account(req: &Request) -> Option<String> {
-    let params = req.extensions().get::<RawPathParams>()?;
-    params
-        .iter()
-        .find(|(k, _)| *k == "account")
-        .map(|(_, v)| v.to_string())
+/// The `{account}` path parameter of the matched route.
+async fn path_account(req: Request) -> (Request, Option<String>) {
+    let (mut parts, body) = req.into_parts();
+    let account = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(k, _)| *k == "account")
+                .map(|(_, v)| v.to_string())
+        });
+    (Request::from_parts(parts, body), account)
 }
 
 fn deny(id: &str, record: &TokenRecord, denial: Denial) -> Response {

@@ -1,0 +1,191 @@
+//! Settings, stats, health, OpenAPI and request limits over HTTP.
+
+mod common;
+
+use common::*;
+use redis::AsyncCommands;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn settings_round_trip_with_masking() {
+    let env = Env::new("settings");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, body) = server.send(Method::POST, "/v1/settings", Some(&token), Some(json!({
+        "webhooks": "https://user:pw@hooks.example.com/in",
+        "webhooksEnabled": true,
+        "webhookEvents": ["messageNew", "messageSent"],
+        "webhooksCustomHeaders": [{"key": "Authorization", "value": "Bearer x"}, {"key": "X-Team", "value": "mail"}],
+        "notifyTextSize": 2048,
+        "serviceUrl": "https://ee.example.com"
+    }))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["updated"].as_array().unwrap().len(), 6);
+
+    // Stored as EmailEngine stores it: one JSON string per field.
+    let mut r = redis().await;
+    let raw: String = r.hget(env.key("settings"), "webhookEvents").await.unwrap();
+    assert_eq!(raw, "[\"messageNew\",\"messageSent\"]");
+
+    let (status, body) = server.get("/v1/settings?webhooks=true&webhooksEnabled=true&webhookEvents=true&webhooksCustomHeaders=true&notifyTextSize=true&serviceSecret=true&notifyText=true", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({
+            "webhooks": "https://user:******@hooks.example.com/in",
+            "webhooksEnabled": true,
+            "webhookEvents": ["messageNew", "messageSent"],
+            "webhooksCustomHeaders": [{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "mail"}],
+            "notifyTextSize": 2048,
+            "serviceSecret": true
+        })
+    );
+    let (_, body) = server
+        .get("/v1/settings?eventTypes=true", Some(&token))
+        .await;
+    assert!(
+        body["eventTypes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("messageNew"))
+    );
+    let (status, body) = server.get("/v1/settings?bogus=true", Some(&token)).await;
+    assert_eq!(
+        (status, body["fields"][0]["message"].clone()),
+        (400, json!("\"bogus\" is not allowed"))
+    );
+}
+
+#[tokio::test]
+async fn settings_input_errors() {
+    let env = Env::new("settings-bad");
+    let token = env.issue(&[]);
+    let server = env.start(&["--api.maxBodySize=1k"]).await;
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"webhooksEnabled": "maybe", "notifyTextSize": "x"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["fields"],
+        json!([
+            {"message": "\"webhooksEnabled\" must be a boolean", "key": "webhooksEnabled"},
+            {"message": "\"notifyTextSize\" must be a number", "key": "notifyTextSize"}
+        ])
+    );
+    let r = server
+        .http
+        .post(server.url("/v1/settings"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = into_json(r).await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (400, json!("Invalid input"))
+    );
+    let big = json!({"serviceUrl": format!("https://example.com/{}", "a".repeat(2000))});
+    let (status, body) = server
+        .send(Method::POST, "/v1/settings", Some(&token), Some(big))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"], "Payload Too Large");
+    assert_eq!(
+        body["message"],
+        "Payload content length greater than maximum allowed: 1024"
+    );
+    // Nothing was written by the rejected requests.
+    let mut r = redis().await;
+    let url: Option<String> = r.hget(env.key("settings"), "serviceUrl").await.unwrap();
+    assert!(url.is_none());
+}
+
+#[tokio::test]
+async fn stats_health_and_counters() {
+    let env = Env::new("stats");
+    let token = env.issue(&[]);
+    let mut r = redis().await;
+    let _: () = r.sadd(env.key("ia:accounts"), &["a", "b"]).await.unwrap();
+    let server = env.start(&[]).await;
+    let (status, body) = server.get("/health", None).await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    let (status, stats) = server.get("/v1/stats", Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["version"], "2.79.2");
+    assert_eq!(stats["accounts"], 2);
+    assert!(
+        stats["redis"]
+            .as_str()
+            .unwrap()
+            .starts_with(|c: char| c.is_ascii_digit())
+    );
+    assert_eq!(stats["connections"]["disconnected"], 2);
+    assert!(stats["counters"]["apiCall:success"].is_u64());
+    assert!(stats["redisPing"].is_number());
+    let (status, body) = server.get("/v1/stats?seconds=abc", Some(&token)).await;
+    assert_eq!(
+        (status, body["fields"][0]["message"].clone()),
+        (400, json!("\"seconds\" must be a number"))
+    );
+    let (status, _) = server.get("/v1/stats?seconds=604801", Some(&token)).await;
+    assert_eq!(status, 400);
+    // API call counters are flushed in batches and then reported.
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+    let server = env.start(&[]).await;
+    let (_, stats) = server.get("/v1/stats", Some(&token)).await;
+    assert!(
+        stats["counters"]["apiCall:success"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(
+        stats["counters"]["apiCall:fail"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_and_docs() {
+    let env = Env::new("openapi");
+    let server = env.start(&[]).await;
+    let (status, doc) = server.get("/swagger.json", None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/stats",
+        "/v1/settings",
+        "/v1/tokens",
+        "/v1/tokens/{token}",
+        "/v1/token",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearerAuth"].is_object());
+    let r = server.http.get(server.url("/docs/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.unwrap().contains("swagger"),
+        "Swagger UI page"
+    );
+    let (status, body) = server.get("/nowhere", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"statusCode":404,"error":"Not Found","message":"Not Found"})
+        )
+    );
+}

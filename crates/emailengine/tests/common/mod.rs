@@ -1,0 +1,325 @@
+//! Test harness: a real Redis (the one named by `EE_TEST_REDIS_URL`, or a private
+//! `redis-server` started on a free loopback port), the real `emailengine` binary, and helpers
+//! to call it over HTTP and the CLI. Every test gets its own key prefix, so tests run in
+//! parallel against one Redis without seeing each other's data.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_emailengine");
+
+/// EmailEngine's own test token (spec §3.1, §3.6).
+pub const TEST_TOKEN: &str = "2aa97ad0456d6624a55d30780aa2ff61bfb7edc6fa00935b40814b271e718660";
+pub const TEST_TOKEN_ID: &str = "ea3873f9234fb3b8b700043373138c730c56fd2f7fa27dbcdc61d4c9c2b2df8d";
+pub const TEST_EXPORT: &str = "hKJpZNlAZWEzODczZjkyMzRmYjNiOGI3MDAwNDMzNzMxMzhjNzMwYzU2ZmQyZjdmYTI3ZGJjZGM2MWQ0YzljMmIyZGY4ZKdjcmVhdGVk1_-UiOcAZ2lLVqZzY29wZXORoSqrZGVzY3JpcHRpb26qdGVzdCB0b2tlbg";
+
+struct RedisGuard {
+    url: String,
+    // Holding the pipe open keeps the private redis-server alive; when the test process exits,
+    // the pipe closes and the watchdog shell stops it.
+    _stdin: Option<ChildStdin>,
+    _watchdog: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The Redis URL tests use (db 0; tests separate their data by key prefix).
+pub fn redis_url() -> String {
+    static REDIS: OnceLock<RedisGuard> = OnceLock::new();
+    REDIS
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("EE_TEST_REDIS_URL") {
+                return RedisGuard {
+                    url,
+                    _stdin: None,
+                    _watchdog: None,
+                };
+            }
+            let port = free_port();
+            let script = format!(
+                "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 & pid=$!; read _; kill $pid"
+            );
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("redis-server must be installed (apt-get install redis-server), or set EE_TEST_REDIS_URL");
+            let stdin = child.stdin.take();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            RedisGuard {
+                url: format!("redis://127.0.0.1:{port}/0"),
+                _stdin: stdin,
+                _watchdog: Some(child),
+            }
+        })
+        .url
+        .clone()
+}
+
+/// A key prefix unique to this test process and call.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        name
+    )
+}
+
+/// A direct Redis connection for checking what the server wrote.
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}
+
+/// One isolated environment: a Redis key prefix plus extra environment variables.
+#[derive(Clone)]
+pub struct Env {
+    pub prefix: String,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Self {
+        Self {
+            prefix: unique_prefix(name),
+            vars: Vec::new(),
+        }
+    }
+
+    pub fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    /// A key with this environment's prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{}", self.prefix, name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EENGINE_REDIS", redis_url())
+            .env("EENGINE_REDIS_PREFIX", &self.prefix);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs a CLI command to completion (killed after 20 s).
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let start = Instant::now();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn emailengine");
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("emailengine {args:?} did not exit within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let output = child.wait_with_output().expect("output");
+        CliOutput::new(output, start.elapsed())
+    }
+
+    /// Starts the server and waits until `/health` answers.
+    pub async fn start(&self, extra_args: &[&str]) -> Server {
+        let port = free_port();
+        let port_arg = format!("--api.port={port}");
+        let mut args = vec![port_arg.as_str()];
+        args.extend_from_slice(extra_args);
+        let mut child = self
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn emailengine server");
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = server.http.get(server.url("/health")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy; log:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    /// Issues a token over the CLI and returns it.
+    pub fn issue(&self, args: &[&str]) -> String {
+        let mut all = vec!["tokens", "issue"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        assert_eq!(out.code, 0, "tokens issue failed: {}", out.stderr);
+        out.stdout
+    }
+}
+
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl CliOutput {
+    fn new(o: Output, elapsed: Duration) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            elapsed,
+        }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Everything the server wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Parsed JSON log lines.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_json(req.send().await.expect("request")).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_json(req.send().await.expect("request")).await
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; returns the exit code.
+    pub fn stop(mut self) -> (i32, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        (code, self.log())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn into_json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
