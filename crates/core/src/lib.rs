@@ -5,8 +5,11 @@
 //! Everything here is pure: no I/O, no clocks except where a caller passes `now`, no globals.
 //! Start with [`token`] for the access-token model and [`auth`] for how a request is judged.
 
+pub mod account;
 pub mod auth;
 pub mod error;
+pub mod ids;
+pub mod index;
 pub mod msgpack;
 pub mod password;
 pub mod permissions;

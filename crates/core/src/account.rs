@@ -1,0 +1,390 @@
+//! Email accounts as EmailEngine stores them in `iad:<account>` (spec §5.1, §6.3, §7.2): a hash
+//! of plain-string fields and JSON-string fields; IMAP/SMTP passwords and OAuth tokens inside
+//! the JSON are `$wd01$`-encrypted when a secret is set. This module validates the API payload,
+//! turns it into hash fields and back, and masks secrets for display.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::secret::FieldCipher;
+use crate::units::parse_iso_time;
+use crate::validation::FieldError;
+
+/// Fields stored as JSON text; every other field is a plain string.
+pub const JSON_FIELDS: &[&str] = &[
+    "imap",
+    "smtp",
+    "oauth2",
+    "path",
+    "subconnections",
+    "webhooksCustomHeaders",
+    "lastErrorState",
+    "syncError",
+    "smtpStatus",
+    "imapServerInfo",
+    "outlookSubscription",
+    "webhookErrorFlag",
+    "watchResponse",
+];
+
+/// Secret keys inside `imap`, `smtp` and `oauth2` (and their `auth` objects).
+const SECRET_KEYS: &[&str] = &["pass", "accessToken", "refreshToken"];
+
+/// Settings of one IMAP or SMTP server, read from the stored JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Implicit TLS from the first byte.
+    pub secure: bool,
+    /// STARTTLS is required even if `secure` is false (`tls.requireTLS` / EmailEngine default
+    /// is opportunistic); `Some(false)` disables it (`ignoreTLS`).
+    pub starttls: Option<bool>,
+    pub user: String,
+    pub pass: String,
+    /// Accept certificates that do not verify (`tls.rejectUnauthorized: false`).
+    pub accept_invalid_certs: bool,
+    pub disabled: bool,
+}
+
+impl ServerSettings {
+    /// Reads settings from the stored JSON (secrets already decrypted).
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let host = v.get("host")?.as_str()?.to_string();
+        let port = v.get("port")?.as_u64().filter(|p| (1..=65535).contains(p))? as u16;
+        let auth = v.get("auth");
+        let text = |o: Option<&Value>, k: &str| {
+            o.and_then(|o| o.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+        let tls = v.get("tls");
+        Some(Self {
+            host,
+            port,
+            secure: flag("secure").unwrap_or(false),
+            starttls: if flag("ignoreTLS") == Some(true) {
+                Some(false)
+            } else if flag("requireTLS") == Some(true) {
+                Some(true)
+            } else {
+                None
+            },
+            user: text(auth, "user"),
+            pass: text(auth, "pass"),
+            accept_invalid_certs: tls
+                .and_then(|t| t.get("rejectUnauthorized"))
+                .and_then(Value::as_bool)
+                == Some(false),
+            disabled: flag("disabled").unwrap_or(false),
+        })
+    }
+}
+
+/// Applies `f` to every secret string of an `imap`/`smtp`/`oauth2` object.
+fn map_secrets(v: &mut Value, f: &mut dyn FnMut(&str) -> Result<String, crate::Error>) -> Result<(), crate::Error> {
+    let Value::Object(obj) = v else { return Ok(()) };
+    for key in SECRET_KEYS {
+        if let Some(Value::String(s)) = obj.get_mut(*key) {
+            *s = f(s)?;
+        }
+    }
+    if let Some(Value::Object(auth)) = obj.get_mut("auth") {
+        for key in SECRET_KEYS {
+            if let Some(Value::String(s)) = auth.get_mut(*key) {
+                *s = f(s)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encrypts the secrets of a connection object in place (no-op without a cipher).
+pub fn encrypt_secrets(v: &mut Value, cipher: Option<&FieldCipher>) {
+    if let Some(c) = cipher {
+        let _ = map_secrets(v, &mut |s| {
+            Ok(if crate::secret::is_encrypted(s) { s.to_string() } else { c.encrypt(s) })
+        });
+    }
+}
+
+/// Decrypts the secrets of a connection object in place. Without a cipher, encrypted values
+/// cannot be read and are an error.
+pub fn decrypt_secrets(v: &mut Value, cipher: Option<&FieldCipher>) -> Result<(), crate::Error> {
+    map_secrets(v, &mut |s| match cipher {
+        Some(c) => c.decrypt(s),
+        None if crate::secret::is_encrypted(s) => Err(crate::Error::Decrypt),
+        None => Ok(s.to_string()),
+    })
+}
+
+/// Replaces secrets with `******` for display.
+pub fn mask_secrets(v: &mut Value) {
+    let _ = map_secrets(v, &mut |_| Ok("******".to_string()));
+}
+
+/// The account as the API shows it (`GET /v1/account/{account}`), from its hash fields.
+pub fn display(fields: &BTreeMap<String, String>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, raw) in fields {
+        if k.starts_with('_') || k.contains(':') || k == "runIndex" || k == "listRegistry" {
+            continue;
+        }
+        let value = if JSON_FIELDS.contains(&k.as_str()) {
+            serde_json::from_str(raw).unwrap_or(Value::Null)
+        } else {
+            match (k.as_str(), raw.as_str()) {
+                ("copy" | "logs", "true") => Value::Bool(true),
+                ("copy" | "logs", "false") => Value::Bool(false),
+                (_, "null") => Value::Null,
+                _ => Value::String(raw.clone()),
+            }
+        };
+        out.insert(k.clone(), value);
+    }
+    for k in ["imap", "smtp", "oauth2"] {
+        if let Some(v) = out.get_mut(k) {
+            mask_secrets(v);
+        }
+    }
+    if let Some(Value::String(url)) = out.get("webhooks") {
+        let masked = crate::settings::mask_url_credentials(url);
+        out.insert("webhooks".into(), Value::String(masked));
+    }
+    out
+}
+
+/// What `POST /v1/account` and `PUT /v1/account/{account}` accept, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountInput {
+    /// `None` on create means "generate one".
+    pub account: Option<String>,
+    /// Hash fields to write, already in stored form (secrets not yet encrypted).
+    pub fields: BTreeMap<String, String>,
+    /// Connection objects to store as JSON, secrets still in cleartext.
+    pub imap: Option<Value>,
+    pub smtp: Option<Value>,
+}
+
+const ALLOWED: &[&str] = &[
+    "account", "name", "email", "imap", "smtp", "path", "notifyFrom", "syncFrom", "copy", "logs",
+    "webhooks", "subconnections", "proxy", "smtpEhloName", "imapIndexer", "locale", "tz",
+];
+
+/// Validates an account payload. `create` requires `name` and a connection; on update every
+/// field is optional and `account` is not accepted.
+pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInput, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut input = AccountInput::default();
+    for key in body.keys() {
+        if !ALLOWED.contains(&key.as_str()) || (!create && key == "account") {
+            errors.push(FieldError::about(key, "is not allowed"));
+        }
+    }
+    let mut string = |key: &str, max: usize, errors: &mut Vec<FieldError>| -> Option<String> {
+        match body.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() > max => {
+                errors.push(FieldError::about(key, &format!("length must be less than or equal to {max} characters long")));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.push(FieldError::about(key, "must be a string"));
+                None
+            }
+        }
+    };
+    if create {
+        input.account = string("account", 256, &mut errors).filter(|a| !a.is_empty());
+        if let Some(a) = &input.account
+            && a.contains(|c: char| c.is_control())
+        {
+            errors.push(FieldError::about("account", "must not contain control characters"));
+        }
+    }
+    for key in ["name", "smtpEhloName", "locale", "tz", "proxy"] {
+        if let Some(v) = string(key, 256, &mut errors) {
+            input.fields.insert(key.into(), v);
+        }
+    }
+    if create && !input.fields.contains_key("name") && !errors.iter().any(|e| e.key == "name") {
+        errors.push(FieldError::about("name", "is required"));
+    }
+    if let Some(email) = string("email", 256, &mut errors) {
+        if email.contains('@') && !email.contains(char::is_whitespace) {
+            input.fields.insert("email".into(), email);
+        } else {
+            errors.push(FieldError::about("email", "must be a valid email"));
+        }
+    }
+    if let Some(w) = string("webhooks", 2048, &mut errors) {
+        if w.is_empty() || crate::settings::is_http_url(&w) {
+            input.fields.insert("webhooks".into(), w);
+        } else {
+            errors.push(FieldError::about("webhooks", "must be a valid uri with a scheme matching the http|https pattern"));
+        }
+    }
+    if let Some(ix) = string("imapIndexer", 16, &mut errors) {
+        if ix == "full" || ix == "fast" {
+            input.fields.insert("imapIndexer".into(), ix);
+        } else {
+            errors.push(FieldError::about("imapIndexer", "must be one of [full, fast]"));
+        }
+    }
+    for key in ["notifyFrom", "syncFrom"] {
+        match body.get(key) {
+            None => {}
+            Some(Value::Null) => {
+                input.fields.insert(key.into(), "null".into());
+            }
+            Some(Value::String(s)) => match parse_iso_time(s).and_then(crate::units::iso_time) {
+                Some(t) => {
+                    input.fields.insert(key.into(), t);
+                }
+                None => errors.push(FieldError::about(key, "must be in ISO 8601 date format")),
+            },
+            Some(_) => errors.push(FieldError::about(key, "must be in ISO 8601 date format")),
+        }
+    }
+    for key in ["copy", "logs"] {
+        match body.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => {
+                input.fields.insert(key.into(), b.to_string());
+            }
+            Some(_) => errors.push(FieldError::about(key, "must be a boolean")),
+        }
+    }
+    for key in ["path", "subconnections"] {
+        match body.get(key) {
+            None => {}
+            Some(Value::Null) => {
+                input.fields.insert(key.into(), "null".into());
+            }
+            Some(Value::String(s)) if key == "path" => {
+                input.fields.insert(key.into(), Value::from(s.as_str()).to_string());
+            }
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                input.fields.insert(key.into(), Value::Array(items.clone()).to_string());
+            }
+            Some(_) => errors.push(FieldError::about(key, "must be an array of strings")),
+        }
+    }
+    input.imap = connection(body, "imap", &mut errors);
+    input.smtp = connection(body, "smtp", &mut errors);
+    if create && input.imap.is_none() && input.smtp.is_none() && !errors.iter().any(|e| e.key == "imap" || e.key == "smtp") {
+        errors.push(FieldError::new("imap", "\"imap\" or \"smtp\" is required"));
+    }
+    if errors.is_empty() { Ok(input) } else { Err(errors) }
+}
+
+fn connection(body: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<Value> {
+    let value = body.get(key)?;
+    if value.is_null() || value == &Value::Bool(false) {
+        return None;
+    }
+    let Value::Object(obj) = value else {
+        errors.push(FieldError::about(key, "must be of type object"));
+        return None;
+    };
+    match obj.get("host") {
+        Some(Value::String(h)) if !h.is_empty() && !h.contains(char::is_whitespace) => {}
+        None => errors.push(FieldError::about(&format!("{key}.host"), "is required")),
+        _ => errors.push(FieldError::about(&format!("{key}.host"), "must be a valid hostname")),
+    }
+    match obj.get("port") {
+        Some(p) if p.as_u64().is_some_and(|p| (1..=65535).contains(&p)) => {}
+        None => errors.push(FieldError::about(&format!("{key}.port"), "is required")),
+        _ => errors.push(FieldError::about(&format!("{key}.port"), "must be a valid port")),
+    }
+    for flag in ["secure", "disabled", "ignoreTLS", "requireTLS"] {
+        if obj.get(flag).is_some_and(|v| !v.is_boolean()) {
+            errors.push(FieldError::about(&format!("{key}.{flag}"), "must be a boolean"));
+        }
+    }
+    if let Some(auth) = obj.get("auth") {
+        let Value::Object(a) = auth else {
+            errors.push(FieldError::about(&format!("{key}.auth"), "must be of type object"));
+            return Some(value.clone());
+        };
+        for f in ["user", "pass", "accessToken"] {
+            if a.get(f).is_some_and(|v| !v.is_string()) {
+                errors.push(FieldError::about(&format!("{key}.auth.{f}"), "must be a string"));
+            }
+        }
+    }
+    if let Some(tls) = obj.get("tls")
+        && !tls.is_object()
+    {
+        errors.push(FieldError::about(&format!("{key}.tls"), "must be of type object"));
+    }
+    Some(value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn payload_is_validated_and_converted() {
+        let input = parse_input(&obj(json!({
+            "account": "a1", "name": "Ann", "email": "ann@example.com",
+            "notifyFrom": "2024-01-01T00:00:00Z", "copy": false, "path": ["INBOX"],
+            "imap": {"host": "127.0.0.1", "port": 143, "secure": false, "auth": {"user": "ann", "pass": "pw"}}
+        })), true).unwrap();
+        assert_eq!(input.account.as_deref(), Some("a1"));
+        assert_eq!(input.fields["notifyFrom"], "2024-01-01T00:00:00.000Z");
+        assert_eq!(input.fields["copy"], "false");
+        assert_eq!(input.fields["path"], "[\"INBOX\"]");
+        let imap = ServerSettings::from_json(input.imap.as_ref().unwrap()).unwrap();
+        assert_eq!((imap.host.as_str(), imap.port, imap.pass.as_str()), ("127.0.0.1", 143, "pw"));
+    }
+
+    #[test]
+    fn errors_are_joi_style() {
+        let errors = parse_input(&obj(json!({"imap": {"port": 0}, "bogus": 1})), true).unwrap_err();
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(messages.contains(&"\"bogus\" is not allowed"));
+        assert!(messages.contains(&"\"name\" is required"));
+        assert!(messages.contains(&"\"imap.host\" is required"));
+        assert!(messages.contains(&"\"imap.port\" must be a valid port"));
+    }
+
+    #[test]
+    fn secrets_encrypt_decrypt_and_mask() {
+        let cipher = FieldCipher::new("k");
+        let mut v = json!({"host": "h", "port": 1, "auth": {"user": "u", "pass": "secret"}});
+        encrypt_secrets(&mut v, Some(&cipher));
+        assert!(v["auth"]["pass"].as_str().unwrap().starts_with("$wd01$"));
+        let mut plain = v.clone();
+        decrypt_secrets(&mut plain, Some(&cipher)).unwrap();
+        assert_eq!(plain["auth"]["pass"], "secret");
+        assert!(decrypt_secrets(&mut v.clone(), None).is_err());
+        mask_secrets(&mut v);
+        assert_eq!(v["auth"]["pass"], "******");
+    }
+
+    #[test]
+    fn display_converts_fields() {
+        let mut f = BTreeMap::new();
+        f.insert("account".to_string(), "a".to_string());
+        f.insert("copy".to_string(), "true".to_string());
+        f.insert("notifyFrom".to_string(), "null".to_string());
+        f.insert("imap".to_string(), r#"{"host":"h","port":1,"auth":{"user":"u","pass":"p"}}"#.to_string());
+        f.insert("state:count:connected".to_string(), "3".to_string());
+        let d = display(&f);
+        assert_eq!(d["copy"], json!(true));
+        assert_eq!(d["notifyFrom"], Value::Null);
+        assert_eq!(d["imap"]["auth"]["pass"], "******");
+        assert!(!d.contains_key("state:count:connected"));
+    }
+}
