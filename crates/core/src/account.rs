@@ -52,7 +52,10 @@ impl ServerSettings {
     /// Reads settings from the stored JSON (secrets already decrypted).
     pub fn from_json(v: &Value) -> Option<Self> {
         let host = v.get("host")?.as_str()?.to_string();
-        let port = v.get("port")?.as_u64().filter(|p| (1..=65535).contains(p))? as u16;
+        let port = v
+            .get("port")?
+            .as_u64()
+            .filter(|p| (1..=65535).contains(p))? as u16;
         let auth = v.get("auth");
         let text = |o: Option<&Value>, k: &str| {
             o.and_then(|o| o.get(k))
@@ -85,7 +88,10 @@ impl ServerSettings {
 }
 
 /// Applies `f` to every secret string of an `imap`/`smtp`/`oauth2` object.
-fn map_secrets(v: &mut Value, f: &mut dyn FnMut(&str) -> Result<String, crate::Error>) -> Result<(), crate::Error> {
+fn map_secrets(
+    v: &mut Value,
+    f: &mut dyn FnMut(&str) -> Result<String, crate::Error>,
+) -> Result<(), crate::Error> {
     let Value::Object(obj) = v else { return Ok(()) };
     for key in SECRET_KEYS {
         if let Some(Value::String(s)) = obj.get_mut(*key) {
@@ -106,7 +112,11 @@ fn map_secrets(v: &mut Value, f: &mut dyn FnMut(&str) -> Result<String, crate::E
 pub fn encrypt_secrets(v: &mut Value, cipher: Option<&FieldCipher>) {
     if let Some(c) = cipher {
         let _ = map_secrets(v, &mut |s| {
-            Ok(if crate::secret::is_encrypted(s) { s.to_string() } else { c.encrypt(s) })
+            Ok(if crate::secret::is_encrypted(s) {
+                s.to_string()
+            } else {
+                c.encrypt(s)
+            })
         });
     }
 }
@@ -170,13 +180,31 @@ pub struct AccountInput {
 }
 
 const ALLOWED: &[&str] = &[
-    "account", "name", "email", "imap", "smtp", "path", "notifyFrom", "syncFrom", "copy", "logs",
-    "webhooks", "subconnections", "proxy", "smtpEhloName", "imapIndexer", "locale", "tz",
+    "account",
+    "name",
+    "email",
+    "imap",
+    "smtp",
+    "path",
+    "notifyFrom",
+    "syncFrom",
+    "copy",
+    "logs",
+    "webhooks",
+    "subconnections",
+    "proxy",
+    "smtpEhloName",
+    "imapIndexer",
+    "locale",
+    "tz",
 ];
 
 /// Validates an account payload. `create` requires `name` and a connection; on update every
 /// field is optional and `account` is not accepted.
-pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInput, Vec<FieldError>> {
+pub fn parse_input(
+    body: &Map<String, Value>,
+    create: bool,
+) -> Result<AccountInput, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut input = AccountInput::default();
     for key in body.keys() {
@@ -184,11 +212,14 @@ pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInp
             errors.push(FieldError::about(key, "is not allowed"));
         }
     }
-    let mut string = |key: &str, max: usize, errors: &mut Vec<FieldError>| -> Option<String> {
+    let string = |key: &str, max: usize, errors: &mut Vec<FieldError>| -> Option<String> {
         match body.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.chars().count() > max => {
-                errors.push(FieldError::about(key, &format!("length must be less than or equal to {max} characters long")));
+                errors.push(FieldError::about(
+                    key,
+                    &format!("length must be less than or equal to {max} characters long"),
+                ));
                 None
             }
             Some(Value::String(s)) => Some(s.clone()),
@@ -203,7 +234,10 @@ pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInp
         if let Some(a) = &input.account
             && a.contains(|c: char| c.is_control())
         {
-            errors.push(FieldError::about("account", "must not contain control characters"));
+            errors.push(FieldError::about(
+                "account",
+                "must not contain control characters",
+            ));
         }
     }
     for key in ["name", "smtpEhloName", "locale", "tz", "proxy"] {
@@ -225,14 +259,20 @@ pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInp
         if w.is_empty() || crate::settings::is_http_url(&w) {
             input.fields.insert("webhooks".into(), w);
         } else {
-            errors.push(FieldError::about("webhooks", "must be a valid uri with a scheme matching the http|https pattern"));
+            errors.push(FieldError::about(
+                "webhooks",
+                "must be a valid uri with a scheme matching the http|https pattern",
+            ));
         }
     }
     if let Some(ix) = string("imapIndexer", 16, &mut errors) {
         if ix == "full" || ix == "fast" {
             input.fields.insert("imapIndexer".into(), ix);
         } else {
-            errors.push(FieldError::about("imapIndexer", "must be one of [full, fast]"));
+            errors.push(FieldError::about(
+                "imapIndexer",
+                "must be one of [full, fast]",
+            ));
         }
     }
     for key in ["notifyFrom", "syncFrom"] {
@@ -266,20 +306,32 @@ pub fn parse_input(body: &Map<String, Value>, create: bool) -> Result<AccountInp
                 input.fields.insert(key.into(), "null".into());
             }
             Some(Value::String(s)) if key == "path" => {
-                input.fields.insert(key.into(), Value::from(s.as_str()).to_string());
+                input
+                    .fields
+                    .insert(key.into(), Value::from(s.as_str()).to_string());
             }
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-                input.fields.insert(key.into(), Value::Array(items.clone()).to_string());
+                input
+                    .fields
+                    .insert(key.into(), Value::Array(items.clone()).to_string());
             }
             Some(_) => errors.push(FieldError::about(key, "must be an array of strings")),
         }
     }
     input.imap = connection(body, "imap", &mut errors);
     input.smtp = connection(body, "smtp", &mut errors);
-    if create && input.imap.is_none() && input.smtp.is_none() && !errors.iter().any(|e| e.key == "imap" || e.key == "smtp") {
+    if create
+        && input.imap.is_none()
+        && input.smtp.is_none()
+        && !errors.iter().any(|e| e.key == "imap" || e.key == "smtp")
+    {
         errors.push(FieldError::new("imap", "\"imap\" or \"smtp\" is required"));
     }
-    if errors.is_empty() { Ok(input) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(input)
+    } else {
+        Err(errors)
+    }
 }
 
 fn connection(body: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<Value> {
@@ -294,33 +346,51 @@ fn connection(body: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>
     match obj.get("host") {
         Some(Value::String(h)) if !h.is_empty() && !h.contains(char::is_whitespace) => {}
         None => errors.push(FieldError::about(&format!("{key}.host"), "is required")),
-        _ => errors.push(FieldError::about(&format!("{key}.host"), "must be a valid hostname")),
+        _ => errors.push(FieldError::about(
+            &format!("{key}.host"),
+            "must be a valid hostname",
+        )),
     }
     match obj.get("port") {
         Some(p) if p.as_u64().is_some_and(|p| (1..=65535).contains(&p)) => {}
         None => errors.push(FieldError::about(&format!("{key}.port"), "is required")),
-        _ => errors.push(FieldError::about(&format!("{key}.port"), "must be a valid port")),
+        _ => errors.push(FieldError::about(
+            &format!("{key}.port"),
+            "must be a valid port",
+        )),
     }
     for flag in ["secure", "disabled", "ignoreTLS", "requireTLS"] {
         if obj.get(flag).is_some_and(|v| !v.is_boolean()) {
-            errors.push(FieldError::about(&format!("{key}.{flag}"), "must be a boolean"));
+            errors.push(FieldError::about(
+                &format!("{key}.{flag}"),
+                "must be a boolean",
+            ));
         }
     }
     if let Some(auth) = obj.get("auth") {
         let Value::Object(a) = auth else {
-            errors.push(FieldError::about(&format!("{key}.auth"), "must be of type object"));
+            errors.push(FieldError::about(
+                &format!("{key}.auth"),
+                "must be of type object",
+            ));
             return Some(value.clone());
         };
         for f in ["user", "pass", "accessToken"] {
             if a.get(f).is_some_and(|v| !v.is_string()) {
-                errors.push(FieldError::about(&format!("{key}.auth.{f}"), "must be a string"));
+                errors.push(FieldError::about(
+                    &format!("{key}.auth.{f}"),
+                    "must be a string",
+                ));
             }
         }
     }
     if let Some(tls) = obj.get("tls")
         && !tls.is_object()
     {
-        errors.push(FieldError::about(&format!("{key}.tls"), "must be of type object"));
+        errors.push(FieldError::about(
+            &format!("{key}.tls"),
+            "must be of type object",
+        ));
     }
     Some(value.clone())
 }
@@ -346,7 +416,10 @@ mod tests {
         assert_eq!(input.fields["copy"], "false");
         assert_eq!(input.fields["path"], "[\"INBOX\"]");
         let imap = ServerSettings::from_json(input.imap.as_ref().unwrap()).unwrap();
-        assert_eq!((imap.host.as_str(), imap.port, imap.pass.as_str()), ("127.0.0.1", 143, "pw"));
+        assert_eq!(
+            (imap.host.as_str(), imap.port, imap.pass.as_str()),
+            ("127.0.0.1", 143, "pw")
+        );
     }
 
     #[test]
@@ -379,7 +452,10 @@ mod tests {
         f.insert("account".to_string(), "a".to_string());
         f.insert("copy".to_string(), "true".to_string());
         f.insert("notifyFrom".to_string(), "null".to_string());
-        f.insert("imap".to_string(), r#"{"host":"h","port":1,"auth":{"user":"u","pass":"p"}}"#.to_string());
+        f.insert(
+            "imap".to_string(),
+            r#"{"host":"h","port":1,"auth":{"user":"u","pass":"p"}}"#.to_string(),
+        );
         f.insert("state:count:connected".to_string(), "3".to_string());
         let d = display(&f);
         assert_eq!(d["copy"], json!(true));

@@ -78,7 +78,10 @@ pub fn decode_attachment_id(text: &str) -> Option<(MessageId, String)> {
     let bytes = B64.decode(text.trim_end_matches('=')).ok()?;
     let id = MessageId::from_prefix(&bytes)?;
     let part = std::str::from_utf8(bytes.get(8..)?).ok()?;
-    let valid = !part.is_empty() && part.split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let valid = !part.is_empty()
+        && part
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     valid.then(|| (id, part.to_string()))
 }
 
@@ -136,7 +139,10 @@ mod tests {
 
     #[test]
     fn message_id_matches_the_spec_example() {
-        let id = MessageId { mailbox: 12, uid: 1838 };
+        let id = MessageId {
+            mailbox: 12,
+            uid: 1838,
+        };
         assert_eq!(id.encode(), "AAAADAAABy4");
         assert_eq!(MessageId::decode("AAAADAAABy4"), Some(id));
         assert_eq!(MessageId::decode("AAAADAAABy"), None);
@@ -147,7 +153,10 @@ mod tests {
     fn text_and_attachment_ids_round_trip() {
         let id = MessageId { mailbox: 1, uid: 2 };
         let t = encode_text_id(id, &["1".into(), "2.1".into()]);
-        assert_eq!(decode_text_id(&t), Some((id, vec!["1".into(), "2.1".into()])));
+        assert_eq!(
+            decode_text_id(&t),
+            Some((id, vec!["1".into(), "2.1".into()]))
+        );
         let a = encode_attachment_id(id, "2");
         assert_eq!(decode_attachment_id(&a), Some((id, "2".into())));
         assert_eq!(decode_attachment_id(&id.encode()), None);

@@ -52,7 +52,12 @@ impl IndexEntry {
         let tail = Value::Array(vec![
             self.email_id.as_deref().map_or(Value::Nil, Value::from),
             list(extra),
-            list(self.labels.iter().map(|l| Value::from(l.as_str())).collect()),
+            list(
+                self.labels
+                    .iter()
+                    .map(|l| Value::from(l.as_str()))
+                    .collect(),
+            ),
         ]);
         out.extend(msgpack::encode(&tail));
         out
@@ -80,7 +85,11 @@ impl IndexEntry {
             email_id = items.first().and_then(|v| v.as_str()).map(str::to_string);
             let strings = |v: Option<&Value>| -> Vec<String> {
                 v.and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             flags.extend(strings(items.get(1)));
@@ -117,7 +126,12 @@ mod tests {
         assert_eq!(&bytes[..4], &1838u32.to_le_bytes());
         assert_eq!(bytes[4], 0b101);
         assert_eq!(&bytes[5..13], &5u64.to_le_bytes());
-        assert_eq!(&bytes[13..], &[0x93, 0xc0, 0x91, 0xa6, b'c', b'u', b's', b't', b'o', b'm', 0xc0]);
+        assert_eq!(
+            &bytes[13..],
+            &[
+                0x93, 0xc0, 0x91, 0xa6, b'c', b'u', b's', b't', b'o', b'm', 0xc0
+            ]
+        );
         assert_eq!(IndexEntry::decode(&bytes), Some(e));
         assert_eq!(IndexEntry::decode(b"D"), None);
     }

@@ -60,6 +60,34 @@ impl Keys {
     pub fn accounts(&self) -> String {
         self.k("ia:accounts")
     }
+    /// Hash: the account record.
+    pub fn account(&self, account: &str) -> String {
+        self.k(&format!("iad:{account}"))
+    }
+    /// Hash: normalized folder path → msgpack listing entry.
+    pub fn listing(&self, account: &str) -> String {
+        self.k(&format!("ial:{account}"))
+    }
+    /// Hash: mailbox generation ↔ numeric id registry.
+    pub fn mailbox_registry(&self, account: &str) -> String {
+        self.k(&format!("iah:{account}"))
+    }
+    /// Hash: sync status of one folder.
+    pub fn folder_status(&self, account: &str, path_hash: &str) -> String {
+        self.k(&format!("iam:{account}:h:{path_hash}"))
+    }
+    /// Sorted set: the message index of one folder, scored by UID.
+    pub fn folder_index(&self, account: &str, path_hash: &str) -> String {
+        self.k(&format!("iam:{account}:l:{path_hash}"))
+    }
+    /// Pattern matching every per-folder key of an account.
+    pub fn folder_keys_pattern(&self, account: &str) -> String {
+        self.k(&format!("iam:{account}:*"))
+    }
+    /// Stream: every event, in order, for webhook delivery.
+    pub fn events(&self) -> String {
+        self.k("events")
+    }
     /// Set of counter names that have per-minute hashes.
     pub fn stats_keys(&self) -> String {
         self.k("stats:keys")

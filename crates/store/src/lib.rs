@@ -105,14 +105,95 @@ pub trait ServerStore: Send + Sync {
     async fn ping(&self) -> Result<Duration>;
 }
 
-/// Registered accounts (`ia:accounts`, `iad:<account>`); grows with the sync engine.
+/// An account's stored hash fields (`iad:<account>`), plain and JSON strings as EmailEngine
+/// writes them.
+pub type AccountFields = BTreeMap<String, String>;
+
+/// Registered accounts (`ia:accounts`, `iad:<account>`).
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Number of registered accounts.
     async fn account_count(&self) -> Result<u64>;
     async fn account_exists(&self, account: &str) -> Result<bool>;
+    /// Every account id.
+    async fn account_ids(&self) -> Result<Vec<String>>;
+    /// Writes fields and registers the account; true when it was not registered before.
+    async fn put_account(&self, account: &str, fields: &AccountFields) -> Result<bool>;
+    /// Updates fields of a registered account; false when there is no such account.
+    async fn update_account(&self, account: &str, fields: &AccountFields) -> Result<bool>;
+    /// All stored fields, or `None` for an unknown account.
+    async fn account(&self, account: &str) -> Result<Option<AccountFields>>;
+    /// Chosen fields of many accounts at once, in order.
+    async fn account_summaries(
+        &self,
+        ids: &[String],
+        fields: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>>;
+    /// Removes the account, its indexes and its account-bound tokens; false when unknown.
+    async fn delete_account(&self, account: &str) -> Result<bool>;
+    /// Removes the account's mailbox and message indexes (they are rebuilt by the next sync).
+    async fn flush_account_index(&self, account: &str) -> Result<()>;
+    /// Records a connection state change (`state`, `state:count:<state>`, `runIndex`).
+    async fn set_account_state(
+        &self,
+        account: &str,
+        state: &str,
+        run: i64,
+        error: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// The per-account mailbox and message index the sync engine keeps (spec §7.2–§7.3).
+#[async_trait]
+pub trait MailboxIndex: Send + Sync {
+    /// The numeric id of a mailbox generation, assigned on first use (`iah:<account>`).
+    async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32>;
+    /// The mailbox generation a numeric id stands for: `(uidValidity, path)`.
+    async fn mailbox_by_id(&self, account: &str, id: u32) -> Result<Option<(u64, String)>>;
+    /// Stores the folder listing: normalized path → msgpack entry (`ial:<account>`).
+    async fn put_listing(&self, account: &str, entries: &[(String, Vec<u8>)]) -> Result<()>;
+    async fn listing(&self, account: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Sync status of one folder (`iam:<account>:h:<hash>`).
+    async fn folder_status(&self, account: &str, path: &str) -> Result<BTreeMap<String, String>>;
+    async fn put_folder_status(
+        &self,
+        account: &str,
+        path: &str,
+        status: &[(String, String)],
+    ) -> Result<()>;
+    /// Every index entry of a folder, by UID.
+    async fn folder_entries(&self, account: &str, path: &str) -> Result<Vec<Vec<u8>>>;
+    /// Applies a sync result: entries to add or replace (uid, bytes) and UIDs to remove.
+    async fn apply_folder_changes(
+        &self,
+        account: &str,
+        path: &str,
+        upsert: &[(u32, Vec<u8>)],
+        remove: &[u32],
+    ) -> Result<()>;
+    /// Drops a folder's index and status (UIDVALIDITY changed or folder deleted).
+    async fn reset_folder(&self, account: &str, path: &str) -> Result<()>;
+}
+
+/// The durable event log that webhook delivery consumes.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends an event (its JSON envelope) and returns its stable id.
+    async fn append_event(&self, account: &str, event: &str, payload: &str) -> Result<String>;
 }
 
 /// Every store the server needs, as one object that backends implement.
-pub trait Store: TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore {}
-impl<T: TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore> Store for T {}
+pub trait Store:
+    TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore + MailboxIndex + EventLog
+{
+}
+impl<T> Store for T where
+    T: TokenStore
+        + SettingsStore
+        + StatsStore
+        + ServerStore
+        + AccountStore
+        + MailboxIndex
+        + EventLog
+{
+}

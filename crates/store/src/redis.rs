@@ -12,8 +12,8 @@ use emailengine_core::token::{TokenAccess, TokenRecord};
 
 use crate::keys::Keys;
 use crate::{
-    AccountStore, BackendInfo, Result, ServerStore, SettingsStore, StatsStore, StoreError,
-    StoredToken, TokenStore,
+    AccountFields, AccountStore, BackendInfo, EventLog, MailboxIndex, Result, ServerStore,
+    SettingsStore, StatsStore, StoreError, StoredToken, TokenStore,
 };
 
 /// How long to wait for Redis before giving up on a connection attempt or a command.
@@ -340,6 +340,66 @@ impl ServerStore for RedisStore {
     }
 }
 
+/// Assigns the next numeric id to a mailbox generation, once (EmailEngine's `zGetMailboxId`).
+const MAILBOX_ID: &str = r"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then return tonumber(id) end
+id = redis.call('HINCRBY', KEYS[2], 'listRegistry', 1)
+redis.call('HSET', KEYS[1], ARGV[1], id)
+redis.call('HSET', KEYS[1], 'ix:' .. id, ARGV[1])
+return id
+";
+
+/// Records a state change only for an existing account; keeps the highest run index.
+const SET_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'state:count:' .. ARGV[1], 1)
+local run = tonumber(redis.call('HGET', KEYS[1], 'runIndex') or '0') or 0
+if tonumber(ARGV[2]) > run then redis.call('HSET', KEYS[1], 'runIndex', ARGV[2]) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'lastErrorState', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'lastError:errorCount', 1)
+elseif ARGV[1] == 'connected' then
+  redis.call('HDEL', KEYS[1], 'lastErrorState', 'lastError:errorCount')
+end
+return 1
+";
+
+/// Escapes glob characters so an account id can be used inside a SCAN pattern.
+fn glob_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
+}
+
+impl RedisStore {
+    async fn delete_matching(&self, pattern: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
 #[async_trait]
 impl AccountStore for RedisStore {
     async fn account_count(&self) -> Result<u64> {
@@ -348,6 +408,247 @@ impl AccountStore for RedisStore {
 
     async fn account_exists(&self, account: &str) -> Result<bool> {
         Ok(self.conn().sismember(self.keys.accounts(), account).await?)
+    }
+
+    async fn account_ids(&self) -> Result<Vec<String>> {
+        Ok(self.conn().smembers(self.keys.accounts()).await?)
+    }
+
+    async fn put_account(&self, account: &str, fields: &AccountFields) -> Result<bool> {
+        let pairs: Vec<(&String, &String)> = fields.iter().collect();
+        let (added,): (u64,) = redis::pipe()
+            .atomic()
+            .hset_multiple(self.keys.account(account), &pairs)
+            .ignore()
+            .sadd(self.keys.accounts(), account)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(added > 0)
+    }
+
+    async fn update_account(&self, account: &str, fields: &AccountFields) -> Result<bool> {
+        if !self.account_exists(account).await? {
+            return Ok(false);
+        }
+        if !fields.is_empty() {
+            let pairs: Vec<(&String, &String)> = fields.iter().collect();
+            let _: () = self
+                .conn()
+                .hset_multiple(self.keys.account(account), &pairs)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn account(&self, account: &str) -> Result<Option<AccountFields>> {
+        let fields: AccountFields = self.conn().hgetall(self.keys.account(account)).await?;
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
+    async fn account_summaries(
+        &self,
+        ids: &[String],
+        fields: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET").arg(self.keys.account(id)).arg(fields);
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    async fn delete_account(&self, account: &str) -> Result<bool> {
+        let token_ids: Vec<String> = self
+            .conn()
+            .smembers(self.keys.account_tokens(account))
+            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.srem(self.keys.accounts(), account);
+        for id in &token_ids {
+            pipe.hdel(self.keys.tokens(), id)
+                .ignore()
+                .hdel(self.keys.token_access(), id)
+                .ignore()
+                .del(self.keys.token_log(id))
+                .ignore();
+        }
+        pipe.del(self.keys.account_tokens(account))
+            .ignore()
+            .del(self.keys.account(account))
+            .ignore()
+            .del(self.keys.listing(account))
+            .ignore()
+            .del(self.keys.mailbox_registry(account))
+            .ignore();
+        let (removed,): (u64,) = pipe.query_async(&mut self.conn()).await?;
+        self.delete_matching(&self.keys.folder_keys_pattern(&glob_escape(account)))
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn flush_account_index(&self, account: &str) -> Result<()> {
+        let _: () = redis::pipe()
+            .del(self.keys.listing(account))
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        self.delete_matching(&self.keys.folder_keys_pattern(&glob_escape(account)))
+            .await
+    }
+
+    async fn set_account_state(
+        &self,
+        account: &str,
+        state: &str,
+        run: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let _: i64 = Script::new(SET_STATE)
+            .key(self.keys.account(account))
+            .arg(state)
+            .arg(run)
+            .arg(error.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MailboxIndex for RedisStore {
+    async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32> {
+        let field = emailengine_core::ids::mailbox_registry_field(uid_validity, path);
+        let id: i64 = Script::new(MAILBOX_ID)
+            .key(self.keys.mailbox_registry(account))
+            .key(self.keys.account(account))
+            .arg(field)
+            .invoke_async(&mut self.conn())
+            .await?;
+        u32::try_from(id).map_err(|_| StoreError::Data(format!("mailbox id {id} out of range")))
+    }
+
+    async fn mailbox_by_id(&self, account: &str, id: u32) -> Result<Option<(u64, String)>> {
+        let raw: Option<Vec<u8>> = self
+            .conn()
+            .hget(self.keys.mailbox_registry(account), format!("ix:{id}"))
+            .await?;
+        Ok(raw.and_then(|b| {
+            let validity = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+            let path = String::from_utf8(b.get(8..)?.to_vec()).ok()?;
+            Some((validity, path))
+        }))
+    }
+
+    async fn put_listing(&self, account: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        let key = self.keys.listing(account);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        if !entries.is_empty() {
+            pipe.hset_multiple(&key, entries).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    async fn listing(&self, account: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.conn().hgetall(self.keys.listing(account)).await?)
+    }
+
+    async fn folder_status(&self, account: &str, path: &str) -> Result<BTreeMap<String, String>> {
+        let hash = emailengine_core::ids::path_hash(path);
+        Ok(self
+            .conn()
+            .hgetall(self.keys.folder_status(account, &hash))
+            .await?)
+    }
+
+    async fn put_folder_status(
+        &self,
+        account: &str,
+        path: &str,
+        status: &[(String, String)],
+    ) -> Result<()> {
+        if status.is_empty() {
+            return Ok(());
+        }
+        let hash = emailengine_core::ids::path_hash(path);
+        let _: () = self
+            .conn()
+            .hset_multiple(self.keys.folder_status(account, &hash), status)
+            .await?;
+        Ok(())
+    }
+
+    async fn folder_entries(&self, account: &str, path: &str) -> Result<Vec<Vec<u8>>> {
+        let hash = emailengine_core::ids::path_hash(path);
+        Ok(self
+            .conn()
+            .zrange(self.keys.folder_index(account, &hash), 0, -1)
+            .await?)
+    }
+
+    async fn apply_folder_changes(
+        &self,
+        account: &str,
+        path: &str,
+        upsert: &[(u32, Vec<u8>)],
+        remove: &[u32],
+    ) -> Result<()> {
+        if upsert.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let key = self
+            .keys
+            .folder_index(account, &emailengine_core::ids::path_hash(path));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for uid in remove.iter().chain(upsert.iter().map(|(u, _)| u)) {
+            pipe.zrembyscore(&key, *uid, *uid).ignore();
+        }
+        for (uid, bytes) in upsert {
+            pipe.zadd(&key, bytes.as_slice(), *uid).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    async fn reset_folder(&self, account: &str, path: &str) -> Result<()> {
+        let hash = emailengine_core::ids::path_hash(path);
+        let _: () = redis::pipe()
+            .del(self.keys.folder_index(account, &hash))
+            .ignore()
+            .del(self.keys.folder_status(account, &hash))
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Events kept in the stream before the oldest are trimmed (approximately).
+const EVENT_STREAM_MAX: usize = 1_000_000;
+
+#[async_trait]
+impl EventLog for RedisStore {
+    async fn append_event(&self, account: &str, event: &str, payload: &str) -> Result<String> {
+        Ok(redis::cmd("XADD")
+            .arg(self.keys.events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENT_STREAM_MAX)
+            .arg("*")
+            .arg("account")
+            .arg(account)
+            .arg("event")
+            .arg(event)
+            .arg("payload")
+            .arg(payload)
+            .query_async(&mut self.conn())
+            .await?)
     }
 }
 

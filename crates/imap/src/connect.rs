@@ -1,0 +1,205 @@
+//! Opening an IMAP session: TCP, then implicit TLS, STARTTLS or plain text, then LOGIN.
+//! Failures are classified, because a refused login (`authenticationError`) must be told apart
+//! from a network or protocol failure (`connectError`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use emailengine_core::account::ServerSettings;
+
+pub type Session = async_imap::Session<ImapStream>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a connection attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The server refused the credentials.
+    #[error("{0}")]
+    Auth(String),
+    /// Network, TLS or protocol failure.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// A plain or TLS-wrapped TCP stream.
+#[derive(Debug)]
+pub enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+fn net(e: impl std::fmt::Display) -> ConnectError {
+    ConnectError::Network(e.to_string())
+}
+
+/// Connects and logs in.
+pub async fn connect(settings: &ServerSettings) -> Result<Session, ConnectError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(settings))
+        .await
+        .map_err(|_| ConnectError::Network("Connection timed out".into()))?
+}
+
+async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectError> {
+    let tcp = TcpStream::connect((settings.host.as_str(), settings.port))
+        .await
+        .map_err(net)?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if settings.secure {
+        ImapStream::Tls(Box::new(tls(tcp, settings).await?))
+    } else {
+        ImapStream::Plain(tcp)
+    };
+    let mut client = async_imap::Client::new(stream);
+    client
+        .read_response()
+        .await
+        .map_err(net)?
+        .ok_or_else(|| net("Connection closed before the server greeting"))?;
+
+    if !settings.secure && settings.starttls != Some(false) {
+        // Ask for STARTTLS directly: a server without it answers BAD/NO and the plain
+        // session stays usable, which saves reading capabilities before login.
+        match client.run_command_and_check_ok("STARTTLS", None).await {
+            Ok(()) => {
+                let ImapStream::Plain(tcp) = client.into_inner() else {
+                    return Err(net("STARTTLS on a TLS stream"));
+                };
+                client =
+                    async_imap::Client::new(ImapStream::Tls(Box::new(tls(tcp, settings).await?)));
+            }
+            Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_))
+                if settings.starttls.is_none() => {}
+            Err(e) => return Err(net(format!("STARTTLS failed: {e}"))),
+        }
+    }
+
+    client
+        .login(&settings.user, &settings.pass)
+        .await
+        .map_err(|(e, _)| match e {
+            async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
+                ConnectError::Auth(msg)
+            }
+            other => net(other),
+        })
+}
+
+async fn tls(
+    tcp: TcpStream,
+    settings: &ServerSettings,
+) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(net)?;
+    let config = if settings.accept_invalid_certs {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(net)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    let name = rustls::pki_types::ServerName::try_from(settings.host.clone()).map_err(net)?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(net)
+}
+
+/// Accepts any server certificate; used only when an account asks for it
+/// (`tls.rejectUnauthorized: false`), e.g. self-signed test servers.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

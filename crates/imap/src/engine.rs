@@ -1,0 +1,663 @@
+//! The one place that owns each account's IMAP connections. Every account gets an actor (a
+//! tokio task fed by a command channel) that connects, syncs, keeps the main folder in IDLE and
+//! reconnects with jittered backoff; API reads and writes borrow sessions from a small
+//! per-account pool beside the IDLE connection, so a long download never stalls the push.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_imap::extensions::idle::IdleResponse;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use emailengine_core::account::{ServerSettings, decrypt_secrets};
+use emailengine_core::secret::FieldCipher;
+use emailengine_store::{Settings, Store};
+
+use crate::connect::{ConnectError, Session, connect};
+use crate::events::EventSink;
+use crate::folders::{Folder, encode_path, list_folders};
+use crate::sync::sync_folder;
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often folders other than the main one are resynced.
+    pub resync_interval: Duration,
+    /// Longest single IDLE before it is renewed (servers drop IDLE after ~30 min).
+    pub idle_renew: Duration,
+    /// Command sessions kept per account for API calls.
+    pub pool_size: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(900),
+            idle_renew: Duration::from_secs(25 * 60),
+            pool_size: 2,
+        }
+    }
+}
+
+enum Command {
+    Reconnect,
+    Sync,
+    Stop,
+}
+
+struct Handle {
+    tx: mpsc::UnboundedSender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    sink: EventSink,
+    cipher: Option<Arc<FieldCipher>>,
+    run: i64,
+    config: EngineConfig,
+    actors: Mutex<HashMap<String, Handle>>,
+    states: Mutex<HashMap<String, String>>,
+    pools: Mutex<HashMap<String, Vec<Session>>>,
+}
+
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+/// Why an API operation on an account could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("Requested account is not yet initialized")]
+    NotConnected(String),
+    #[error("{0}")]
+    Imap(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<async_imap::error::Error> for OpError {
+    fn from(e: async_imap::error::Error) -> Self {
+        OpError::Imap(e.to_string())
+    }
+}
+
+impl From<emailengine_store::StoreError> for OpError {
+    fn from(e: emailengine_store::StoreError) -> Self {
+        OpError::Imap(e.to_string())
+    }
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        cipher: Option<Arc<FieldCipher>>,
+        run: i64,
+        config: EngineConfig,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            sink: EventSink { store, settings },
+            cipher,
+            run,
+            config,
+            actors: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.0.sink
+    }
+
+    /// Starts an actor for every registered account.
+    pub async fn start_all(&self) -> Result<usize, emailengine_store::StoreError> {
+        let ids = self.0.sink.store.account_ids().await?;
+        for id in &ids {
+            self.start(id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Starts (or restarts) the actor of one account.
+    pub fn start(&self, account: &str) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = self.clone();
+        let name = account.to_string();
+        let task = tokio::spawn(async move { engine.run_account(name, rx).await });
+        let old = self
+            .0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|mut a| a.insert(account.to_string(), Handle { tx, task }));
+        if let Some(old) = old {
+            let _ = old.tx.send(Command::Stop);
+        }
+        self.drop_pool(account);
+    }
+
+    /// Stops an account's actor and closes its sessions.
+    pub async fn stop(&self, account: &str) {
+        let handle = self
+            .0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|mut a| a.remove(account));
+        if let Some(h) = handle {
+            let _ = h.tx.send(Command::Stop);
+            if tokio::time::timeout(Duration::from_secs(5), h.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(account, "Account connection did not stop in time");
+            }
+        }
+        self.drop_pool(account);
+        if let Ok(mut s) = self.0.states.lock() {
+            s.remove(account);
+        }
+    }
+
+    /// Stops every actor (server shutdown).
+    pub async fn shutdown(&self) {
+        let accounts: Vec<String> = self
+            .0
+            .actors
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        for a in accounts {
+            self.stop(&a).await;
+        }
+    }
+
+    fn send(&self, account: &str, cmd: Command) -> bool {
+        self.0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|a| a.get(account).map(|h| h.tx.send(cmd).is_ok()))
+            .unwrap_or(false)
+    }
+
+    pub fn reconnect(&self, account: &str) -> bool {
+        self.drop_pool(account);
+        self.send(account, Command::Reconnect)
+    }
+
+    pub fn sync(&self, account: &str) -> bool {
+        self.send(account, Command::Sync)
+    }
+
+    /// The live connection state of an account, if its actor runs.
+    pub fn state(&self, account: &str) -> Option<String> {
+        self.0.states.lock().ok()?.get(account).cloned()
+    }
+
+    /// Accounts by live connection state.
+    pub fn state_counts(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(states) = self.0.states.lock() {
+            for s in states.values() {
+                *out.entry(s.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    fn drop_pool(&self, account: &str) {
+        if let Ok(mut p) = self.0.pools.lock() {
+            p.remove(account);
+        }
+    }
+
+    async fn set_state(&self, account: &str, state: &str, error: Option<Value>) {
+        if let Ok(mut s) = self.0.states.lock() {
+            s.insert(account.to_string(), state.to_string());
+        }
+        let err = error.map(|e| e.to_string());
+        if let Err(e) = self
+            .0
+            .sink
+            .store
+            .set_account_state(account, state, self.0.run, err.as_deref())
+            .await
+        {
+            tracing::warn!(account, state, err = %e, "Failed to store account state");
+        }
+        tracing::info!(account, state, "Account state changed");
+    }
+
+    async fn imap_settings(&self, account: &str) -> Result<Option<ServerSettings>, String> {
+        let fields = self
+            .0
+            .sink
+            .store
+            .account(account)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(fields) = fields else {
+            return Ok(None);
+        };
+        let Some(raw) = fields.get("imap") else {
+            return Ok(None);
+        };
+        let mut imap: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        decrypt_secrets(&mut imap, self.0.cipher.as_deref()).map_err(|e| e.to_string())?;
+        Ok(ServerSettings::from_json(&imap))
+    }
+
+    /// Borrows a command session for an API call (opened on demand, returned on drop).
+    pub async fn session(&self, account: &str) -> Result<PooledSession, OpError> {
+        let state = self.state(account).unwrap_or_else(|| "disconnected".into());
+        if !matches!(state.as_str(), "connected" | "syncing" | "connecting") {
+            return Err(OpError::NotConnected(state));
+        }
+        let pooled = self
+            .0
+            .pools
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(account).and_then(Vec::pop));
+        let session = match pooled {
+            Some(s) => s,
+            None => {
+                let settings = self
+                    .imap_settings(account)
+                    .await
+                    .map_err(OpError::Imap)?
+                    .ok_or_else(|| OpError::NotConnected("unset".into()))?;
+                connect(&settings)
+                    .await
+                    .map_err(|e| OpError::Imap(e.to_string()))?
+            }
+        };
+        Ok(PooledSession {
+            session: Some(session),
+            account: account.to_string(),
+            engine: self.clone(),
+            broken: false,
+        })
+    }
+
+    async fn run_account(self, account: String, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut attempt: u32 = 0;
+        let mut last_error: Option<String> = None;
+        loop {
+            let settings = match self.imap_settings(&account).await {
+                Ok(Some(s)) if !s.disabled => s,
+                Ok(Some(_)) => {
+                    self.set_state(&account, "disconnected", None).await;
+                    if wait_command(&mut rx, None)
+                        .await
+                        .is_none_or(|c| matches!(c, Some(Command::Stop)))
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => {
+                    self.set_state(&account, "unset", None).await;
+                    if wait_command(&mut rx, None)
+                        .await
+                        .is_none_or(|c| matches!(c, Some(Command::Stop)))
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(account, err = %e, "Failed to load account settings");
+                    self.set_state(&account, "connectError", Some(json!({"response": e})))
+                        .await;
+                    attempt += 1;
+                    if let Some(Command::Stop) | None =
+                        wait_command(&mut rx, Some(backoff(attempt)))
+                            .await
+                            .flatten_stop()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            self.set_state(&account, "connecting", None).await;
+            let session = match connect(&settings).await {
+                Ok(s) => s,
+                Err(err) => {
+                    let (state, event) = match &err {
+                        ConnectError::Auth(_) => ("authenticationError", "authenticationError"),
+                        ConnectError::Network(_) => ("connectError", "connectError"),
+                    };
+                    let detail = json!({"response": err.to_string(), "serverResponseCode": match err {
+                        ConnectError::Auth(_) => "AUTHENTICATIONFAILED", ConnectError::Network(_) => "ConnectionError" }});
+                    self.set_state(&account, state, Some(detail.clone())).await;
+                    if last_error.as_deref() != Some(&err.to_string()) {
+                        self.0.sink.emit(&account, event, None, None, detail).await;
+                        last_error = Some(err.to_string());
+                    }
+                    attempt += 1;
+                    tracing::warn!(account, err = %err, attempt, "IMAP connection failed");
+                    match wait_command(&mut rx, Some(backoff(attempt))).await {
+                        Some(Some(Command::Stop)) | None => return,
+                        _ => continue,
+                    }
+                }
+            };
+            if last_error.take().is_some() || attempt == 0 {
+                self.0
+                    .sink
+                    .emit(
+                        &account,
+                        "authenticationSuccess",
+                        None,
+                        None,
+                        json!({"user": settings.user}),
+                    )
+                    .await;
+            }
+            attempt = 0;
+            match self.connected(&account, session, &mut rx).await {
+                Ok(Flow::Stop) => return,
+                Ok(Flow::Reconnect) => continue,
+                Err(e) => {
+                    tracing::warn!(account, err = %e, "IMAP session ended");
+                    self.set_state(
+                        &account,
+                        "disconnected",
+                        Some(json!({"response": e.to_string()})),
+                    )
+                    .await;
+                    attempt += 1;
+                    match wait_command(&mut rx, Some(backoff(attempt))).await {
+                        Some(Some(Command::Stop)) | None => return,
+                        _ => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Syncs, then alternates IDLE on the main folder with syncs until told otherwise.
+    async fn connected(
+        &self,
+        account: &str,
+        mut session: Session,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<Flow, crate::sync::SyncError> {
+        self.set_state(account, "syncing", None).await;
+        let folders = self.refresh_folders(account, &mut session).await?;
+        let main = folders
+            .iter()
+            .find(|f| f.path == "INBOX")
+            .cloned()
+            .or_else(|| folders.first().cloned());
+        for folder in folders.iter().filter(|f| !f.no_select) {
+            let report = sync_folder(&mut session, &self.0.sink, account, folder).await?;
+            tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
+        }
+        let first_time = self
+            .0
+            .sink
+            .store
+            .account(account)
+            .await?
+            .and_then(|f| f.get("state:count:connected").cloned())
+            .is_none();
+        self.set_state(account, "connected", None).await;
+        if first_time {
+            self.0
+                .sink
+                .emit(
+                    account,
+                    "accountInitialized",
+                    None,
+                    None,
+                    json!({"initialized": true}),
+                )
+                .await;
+        }
+        let Some(main) = main else {
+            // Nothing to watch: wait for commands only.
+            return Ok(match wait_command(rx, None).await {
+                Some(Some(Command::Reconnect)) => Flow::Reconnect,
+                _ => Flow::Stop,
+            });
+        };
+        let mut last_full = Instant::now();
+        loop {
+            session.select(encode_path(&main.path)).await?;
+            while session.unsolicited_responses.try_recv().is_ok() {}
+            let until_resync = self
+                .0
+                .config
+                .resync_interval
+                .saturating_sub(last_full.elapsed());
+            let timeout = until_resync
+                .min(self.0.config.idle_renew)
+                .max(Duration::from_secs(1));
+            let mut idle = session.idle();
+            idle.init().await?;
+            let (outcome, command) = {
+                let (fut, stop) = idle.wait_with_timeout(timeout);
+                tokio::pin!(fut);
+                let mut stop = Some(stop);
+                let mut command = None;
+                let outcome = loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        c = rx.recv(), if command.is_none() => {
+                            command = Some(c.unwrap_or(Command::Stop));
+                            stop.take();
+                        }
+                    }
+                };
+                (outcome, command)
+            };
+            session = idle.done().await?;
+            let outcome = outcome?;
+            match command {
+                Some(Command::Stop) => {
+                    let _ = session.logout().await;
+                    return Ok(Flow::Stop);
+                }
+                Some(Command::Reconnect) => {
+                    let _ = session.logout().await;
+                    return Ok(Flow::Reconnect);
+                }
+                Some(Command::Sync) => {
+                    self.sync_all(account, &mut session).await?;
+                    last_full = Instant::now();
+                    continue;
+                }
+                None => {}
+            }
+            match outcome {
+                IdleResponse::NewData(_) => {
+                    sync_folder(&mut session, &self.0.sink, account, &main).await?;
+                }
+                IdleResponse::Timeout if last_full.elapsed() >= self.0.config.resync_interval => {
+                    self.sync_all(account, &mut session).await?;
+                    last_full = Instant::now();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn sync_all(
+        &self,
+        account: &str,
+        session: &mut Session,
+    ) -> Result<(), crate::sync::SyncError> {
+        let folders = self.refresh_folders(account, session).await?;
+        for folder in folders.iter().filter(|f| !f.no_select) {
+            sync_folder(session, &self.0.sink, account, folder).await?;
+        }
+        Ok(())
+    }
+
+    /// Lists folders, stores the listing, reports folders that appeared or vanished.
+    async fn refresh_folders(
+        &self,
+        account: &str,
+        session: &mut Session,
+    ) -> Result<Vec<Folder>, crate::sync::SyncError> {
+        let folders = list_folders(session).await?;
+        let store = &self.0.sink.store;
+        let previous: Vec<Folder> = store
+            .listing(account)
+            .await?
+            .iter()
+            .filter_map(|(_, b)| Folder::from_listing_entry(b))
+            .collect();
+        if !previous.is_empty() {
+            for f in folders
+                .iter()
+                .filter(|f| !previous.iter().any(|p| p.path == f.path))
+            {
+                self.0
+                    .sink
+                    .emit(
+                        account,
+                        "mailboxNew",
+                        Some(&f.path),
+                        f.special_use.as_deref(),
+                        json!({"path": f.path, "name": f.name, "specialUse": f.special_use}),
+                    )
+                    .await;
+            }
+            for p in previous
+                .iter()
+                .filter(|p| !folders.iter().any(|f| f.path == p.path))
+            {
+                self.0
+                    .sink
+                    .emit(
+                        account,
+                        "mailboxDeleted",
+                        Some(&p.path),
+                        p.special_use.as_deref(),
+                        json!({"path": p.path, "name": p.name, "specialUse": p.special_use}),
+                    )
+                    .await;
+                store.reset_folder(account, &p.path).await?;
+            }
+        }
+        let entries: Vec<(String, Vec<u8>)> = folders
+            .iter()
+            .map(|f| {
+                (
+                    emailengine_core::ids::normalize_path(&f.path),
+                    f.listing_entry(),
+                )
+            })
+            .collect();
+        store.put_listing(account, &entries).await?;
+        Ok(folders)
+    }
+}
+
+enum Flow {
+    Stop,
+    Reconnect,
+}
+
+trait FlattenStop {
+    fn flatten_stop(self) -> Option<Command>;
+}
+
+impl FlattenStop for Option<Option<Command>> {
+    /// `None` (channel closed) and `Some(None)` (timed out) become `None`/continue signals.
+    fn flatten_stop(self) -> Option<Command> {
+        match self {
+            None => None,
+            Some(None) => Some(Command::Sync),
+            Some(Some(c)) => Some(c),
+        }
+    }
+}
+
+/// Waits for a command, or until `timeout` passes (`Some(None)`); `None` when the channel closed.
+async fn wait_command(
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+    timeout: Option<Duration>,
+) -> Option<Option<Command>> {
+    match timeout {
+        None => rx.recv().await.map(Some),
+        Some(t) => match tokio::time::timeout(t, rx.recv()).await {
+            Ok(Some(c)) => Some(Some(c)),
+            Ok(None) => None,
+            Err(_) => Some(None),
+        },
+    }
+}
+
+/// Reconnect delay: 2 s doubling to 5 min, with ±30 % jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = 2_000u64
+        .saturating_mul(1 << attempt.min(8).saturating_sub(1))
+        .min(300_000);
+    let jitter = (rand::random::<f64>() * 0.6) + 0.7;
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// A command session borrowed from an account's pool; returned when dropped unless marked
+/// broken after an error.
+pub struct PooledSession {
+    session: Option<Session>,
+    account: String,
+    engine: Engine,
+    broken: bool,
+}
+
+impl PooledSession {
+    pub fn get(&mut self) -> &mut Session {
+        self.session
+            .as_mut()
+            .expect("session is present until drop")
+    }
+
+    /// Marks the session unusable (after an I/O or protocol error).
+    pub fn discard(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl Drop for PooledSession {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if self.broken {
+            return;
+        }
+        let limit = self.engine.0.config.pool_size;
+        if let Ok(mut pools) = self.engine.0.pools.lock() {
+            let pool = pools.entry(self.account.clone()).or_default();
+            if pool.len() < limit {
+                pool.push(session);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for a in 1..20 {
+            let d = backoff(a);
+            assert!(
+                d >= Duration::from_millis(1_400) && d <= Duration::from_millis(390_000),
+                "{a}: {d:?}"
+            );
+        }
+        assert!(backoff(1) < Duration::from_secs(3));
+    }
+}

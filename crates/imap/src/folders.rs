@@ -1,0 +1,200 @@
+//! Folder listings: LIST/LSUB results turned into EmailEngine's listing entries (`ial:`), with
+//! special-use detection and modified UTF-7 path decoding.
+
+use async_imap::types::{Name, NameAttribute};
+use futures_util::TryStreamExt;
+use rmpv::Value;
+use serde_json::json;
+
+use crate::connect::Session;
+
+/// One folder of an account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folder {
+    /// Decoded (UTF-8) path.
+    pub path: String,
+    pub delimiter: Option<String>,
+    pub name: String,
+    pub special_use: Option<String>,
+    /// `user` (server said so), `extension`, or `name` (guessed from the name).
+    pub special_use_source: Option<&'static str>,
+    pub subscribed: bool,
+    pub no_select: bool,
+    pub no_inferiors: bool,
+}
+
+impl Folder {
+    /// The msgpack listing entry EmailEngine keeps in `ial:<account>`.
+    pub fn listing_entry(&self) -> Vec<u8> {
+        let s = |v: &Option<String>| v.as_deref().map_or(Value::Nil, Value::from);
+        let map = Value::Map(vec![
+            (Value::from("path"), Value::from(self.path.as_str())),
+            (Value::from("specialUse"), s(&self.special_use)),
+            (Value::from("name"), Value::from(self.name.as_str())),
+            (Value::from("listed"), Value::Boolean(true)),
+            (Value::from("subscribed"), Value::Boolean(self.subscribed)),
+            (Value::from("delimiter"), s(&self.delimiter)),
+            (
+                Value::from("specialUseSource"),
+                self.special_use_source.map_or(Value::Nil, Value::from),
+            ),
+            (
+                Value::from("noInferiors"),
+                Value::Boolean(self.no_inferiors),
+            ),
+        ]);
+        emailengine_core::msgpack::encode(&map)
+    }
+
+    /// The API's view (`GET /v1/account/{account}/mailboxes`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let parent = self
+            .delimiter
+            .as_deref()
+            .and_then(|d| self.path.rsplit_once(d).map(|(p, _)| p.to_string()));
+        let mut v = json!({
+            "path": self.path,
+            "delimiter": self.delimiter,
+            "parentPath": parent.unwrap_or_default(),
+            "name": self.name,
+            "listed": true,
+            "subscribed": self.subscribed,
+        });
+        if let Some(su) = &self.special_use {
+            v["specialUse"] = json!(su);
+            v["specialUseSource"] = json!(self.special_use_source);
+        }
+        if self.no_select {
+            v["noSelect"] = json!(true);
+        }
+        if self.no_inferiors {
+            v["noInferiors"] = json!(true);
+        }
+        v
+    }
+
+    /// Reads a stored listing entry back.
+    pub fn from_listing_entry(bytes: &[u8]) -> Option<Self> {
+        let Value::Map(entries) = emailengine_core::msgpack::decode(bytes)? else {
+            return None;
+        };
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let text = |k: &str| get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Folder {
+            path: text("path")?,
+            delimiter: text("delimiter"),
+            name: text("name").unwrap_or_default(),
+            special_use: text("specialUse"),
+            special_use_source: match get("specialUseSource").and_then(Value::as_str) {
+                Some("user") => Some("user"),
+                Some("extension") => Some("extension"),
+                Some("name") => Some("name"),
+                _ => None,
+            },
+            subscribed: get("subscribed").and_then(Value::as_bool).unwrap_or(false),
+            no_select: false,
+            no_inferiors: get("noInferiors").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+/// Encodes a UTF-8 path for IMAP commands (modified UTF-7).
+pub fn encode_path(path: &str) -> String {
+    utf7_imap::encode_utf7_imap(path.to_string())
+}
+
+fn decode_path(raw: &str) -> String {
+    if raw.contains('&') {
+        utf7_imap::decode_utf7_imap(raw.to_string())
+    } else {
+        raw.to_string()
+    }
+}
+
+fn special_use_by_name(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    Some(match n.as_str() {
+        "sent" | "sent items" | "sent messages" | "sent mail" => "\\Sent",
+        "trash" | "deleted items" | "deleted messages" | "bin" => "\\Trash",
+        "drafts" | "draft" => "\\Drafts",
+        "junk" | "spam" | "junk e-mail" | "junk email" => "\\Junk",
+        "archive" | "archives" => "\\Archive",
+        _ => return None,
+    })
+}
+
+fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
+    let path = decode_path(n.name());
+    let delimiter = n.delimiter().map(str::to_string);
+    let name = delimiter
+        .as_deref()
+        .and_then(|d| path.rsplit(d).next())
+        .unwrap_or(&path)
+        .to_string();
+    let mut special = None;
+    let mut no_select = false;
+    let mut no_inferiors = false;
+    for attr in n.attributes() {
+        match attr {
+            NameAttribute::NoSelect => no_select = true,
+            NameAttribute::NoInferiors => no_inferiors = true,
+            NameAttribute::All => special = Some("\\All"),
+            NameAttribute::Archive => special = Some("\\Archive"),
+            NameAttribute::Drafts => special = Some("\\Drafts"),
+            NameAttribute::Flagged => special = Some("\\Flagged"),
+            NameAttribute::Junk => special = Some("\\Junk"),
+            NameAttribute::Sent => special = Some("\\Sent"),
+            NameAttribute::Trash => special = Some("\\Trash"),
+            _ => {}
+        }
+    }
+    let (special_use, source) = if path.eq_ignore_ascii_case("INBOX") {
+        (Some("\\Inbox"), Some("name"))
+    } else if let Some(s) = special {
+        (Some(s), Some("extension"))
+    } else if let Some(s) = special_use_by_name(&name) {
+        (Some(s), Some("name"))
+    } else {
+        (None, None)
+    };
+    Folder {
+        subscribed: subscribed.contains(&path),
+        path: if path.eq_ignore_ascii_case("INBOX") {
+            "INBOX".into()
+        } else {
+            path
+        },
+        delimiter,
+        name,
+        special_use: special_use.map(str::to_string),
+        special_use_source: source,
+        no_select,
+        no_inferiors,
+    }
+}
+
+/// LIST and LSUB the whole tree.
+pub async fn list_folders(session: &mut Session) -> async_imap::error::Result<Vec<Folder>> {
+    let subscribed: Vec<String> = session
+        .lsub(Some(""), Some("*"))
+        .await?
+        .map_ok(|n| decode_path(n.name()))
+        .try_collect()
+        .await?;
+    let names: Vec<Name> = session
+        .list(Some(""), Some("*"))
+        .await?
+        .try_collect()
+        .await?;
+    let mut folders: Vec<Folder> = names
+        .iter()
+        .map(|n| folder_from_name(n, &subscribed))
+        .collect();
+    folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
+    Ok(folders)
+}

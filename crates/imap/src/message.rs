@@ -1,0 +1,344 @@
+//! Messages as the API shows them (spec §6.4): list entries built from a message's headers and
+//! IMAP attributes, full details from its source, and part lookup for text and attachment ids.
+//! MIME work is mail-parser's; this module only shapes the JSON and numbers parts as IMAP does.
+
+use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
+use serde_json::{Map, Value, json};
+
+use emailengine_core::ids::{MessageId, encode_attachment_id, encode_text_id};
+
+/// IMAP attributes of one message, fetched together with its header block.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub size: u32,
+    /// INTERNALDATE as ms since the epoch.
+    pub internal_date: Option<i64>,
+    pub modseq: u64,
+    pub header: Vec<u8>,
+}
+
+fn addr_json(a: &mail_parser::Addr<'_>) -> Value {
+    let mut m = Map::new();
+    if let Some(n) = a.name.as_deref().filter(|n| !n.is_empty()) {
+        m.insert("name".into(), Value::from(n));
+    }
+    m.insert(
+        "address".into(),
+        Value::from(a.address.as_deref().unwrap_or_default()),
+    );
+    Value::Object(m)
+}
+
+fn addr_list(a: Option<&Address<'_>>) -> Option<Value> {
+    let list: Vec<Value> = a?.iter().map(addr_json).collect();
+    (!list.is_empty()).then_some(Value::Array(list))
+}
+
+fn iso(ms: i64) -> Option<String> {
+    emailengine_core::units::iso_time(ms)
+}
+
+fn flag_fields(flags: &[String], out: &mut Map<String, Value>) {
+    let has = |f: &str| flags.iter().any(|x| x.eq_ignore_ascii_case(f));
+    out.insert("draft".into(), Value::Bool(has("\\Draft")));
+    out.insert("unseen".into(), Value::Bool(!has("\\Seen")));
+    out.insert("flagged".into(), Value::Bool(has("\\Flagged")));
+    out.insert("answered".into(), Value::Bool(has("\\Answered")));
+    out.insert(
+        "flags".into(),
+        Value::Array(flags.iter().map(|f| Value::from(f.as_str())).collect()),
+    );
+}
+
+/// Header-derived fields shared by list entries and details.
+fn header_fields(msg: &Message<'_>, out: &mut Map<String, Value>) {
+    if let Some(s) = msg.subject() {
+        out.insert("subject".into(), Value::from(s));
+    }
+    if let Some(from) = msg.from().and_then(|a| a.first()) {
+        out.insert("from".into(), addr_json(from));
+    }
+    for (key, list) in [
+        ("replyTo", addr_list(msg.reply_to())),
+        ("to", addr_list(msg.to())),
+        ("cc", addr_list(msg.cc())),
+        ("bcc", addr_list(msg.bcc())),
+    ] {
+        if let Some(l) = list {
+            out.insert(key.into(), l);
+        }
+    }
+    if let Some(id) = msg.message_id() {
+        out.insert("messageId".into(), Value::from(format!("<{id}>")));
+    }
+    if let Some(irt) = msg.in_reply_to().as_text() {
+        out.insert("inReplyTo".into(), Value::from(format!("<{irt}>")));
+    }
+}
+
+/// A message list entry (`GET /v1/account/{account}/messages`) and the `messageNew` payload.
+pub fn list_entry(mailbox: u32, path: &str, f: &Fetched) -> Value {
+    let id = MessageId {
+        mailbox,
+        uid: f.uid,
+    };
+    let mut out = Map::new();
+    out.insert("id".into(), Value::from(id.encode()));
+    out.insert("uid".into(), Value::from(f.uid));
+    out.insert("path".into(), Value::from(path));
+    let parsed = MessageParser::new().parse_headers(&f.header);
+    let date = parsed
+        .as_ref()
+        .and_then(|m| m.date())
+        .map(|d| d.to_timestamp() * 1000)
+        .or(f.internal_date);
+    if let Some(d) = date.and_then(iso) {
+        out.insert("date".into(), Value::from(d));
+    }
+    flag_fields(&f.flags, &mut out);
+    out.insert("size".into(), Value::from(f.size));
+    if let Some(m) = &parsed {
+        header_fields(m, &mut out);
+    }
+    Value::Object(out)
+}
+
+/// IMAP body part numbers of a parsed message: `1`, `2`, `2.1`, … (a single-part message's
+/// body is `1`).
+fn part_numbers(msg: &Message<'_>) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    fn walk(msg: &Message<'_>, index: usize, number: &str, out: &mut Vec<(usize, String)>) {
+        match msg.parts.get(index).map(|p| &p.body) {
+            Some(PartType::Multipart(children)) => {
+                for (i, child) in children.iter().enumerate() {
+                    let n = if number.is_empty() {
+                        (i + 1).to_string()
+                    } else {
+                        format!("{number}.{}", i + 1)
+                    };
+                    walk(msg, *child as usize, &n, out);
+                }
+            }
+            Some(_) => out.push((
+                index,
+                if number.is_empty() {
+                    "1".into()
+                } else {
+                    number.to_string()
+                },
+            )),
+            None => {}
+        }
+    }
+    walk(msg, 0, "", &mut out);
+    out
+}
+
+/// Full message details (`GET /v1/account/{account}/message/{message}`).
+pub fn details(mailbox: u32, path: &str, f: &Fetched, source: &[u8], max_bytes: usize) -> Value {
+    let id = MessageId {
+        mailbox,
+        uid: f.uid,
+    };
+    let Value::Object(mut out) = list_entry(
+        mailbox,
+        path,
+        &Fetched {
+            header: source.to_vec(),
+            ..f.clone()
+        },
+    ) else {
+        return Value::Null;
+    };
+    let Some(msg) = MessageParser::new().parse(source) else {
+        return Value::Object(out);
+    };
+    let numbers = part_numbers(&msg);
+    let number_of = |idx: u32| {
+        numbers
+            .iter()
+            .find(|(i, _)| *i == idx as usize)
+            .map(|(_, n)| n.clone())
+    };
+    let text_ids: Vec<String> = msg
+        .text_body
+        .iter()
+        .chain(msg.html_body.iter())
+        .filter_map(|i| number_of(*i))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut text = Map::new();
+    text.insert("id".into(), Value::from(encode_text_id(id, &text_ids)));
+    let plain: String = msg
+        .text_bodies()
+        .filter_map(|p| p.text_contents())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let html: String = msg
+        .html_bodies()
+        .filter_map(|p| p.text_contents())
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.insert(
+        "encodedSize".into(),
+        json!({"plain": plain.len(), "html": html.len()}),
+    );
+    let mut has_more = false;
+    for (key, body, is_html) in [("plain", plain, false), ("html", html, true)] {
+        if body.is_empty()
+            || (is_html
+                && msg.html_body.iter().all(|i| {
+                    msg.parts
+                        .get(*i as usize)
+                        .is_some_and(|p| !matches!(p.body, PartType::Html(_)))
+                }))
+        {
+            continue;
+        }
+        let (cut, more) = truncate(&body, max_bytes);
+        has_more |= more;
+        text.insert(key.into(), Value::from(cut));
+    }
+    text.insert("hasMore".into(), Value::Bool(has_more));
+    out.insert("text".into(), Value::Object(text));
+    let attachments: Vec<Value> = msg
+        .attachments
+        .iter()
+        .filter_map(|i| {
+            let part = msg.parts.get(*i as usize)?;
+            let number = number_of(*i)?;
+            let mut a = Map::new();
+            a.insert("id".into(), Value::from(encode_attachment_id(id, &number)));
+            a.insert("contentType".into(), Value::from(content_type(part)));
+            a.insert(
+                "encodedSize".into(),
+                Value::from(part.offset_end.saturating_sub(part.offset_body)),
+            );
+            if let Some(name) = part.attachment_name() {
+                a.insert("filename".into(), Value::from(name));
+            }
+            if let Some(cid) = part.content_id() {
+                a.insert("contentId".into(), Value::from(format!("<{cid}>")));
+            }
+            let inline = part.content_disposition().is_some_and(|d| d.is_inline());
+            a.insert("inline".into(), Value::Bool(inline));
+            Some(Value::Object(a))
+        })
+        .collect();
+    out.insert("attachments".into(), Value::Array(attachments));
+    Value::Object(out)
+}
+
+fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
+    part.content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+        .to_ascii_lowercase()
+}
+
+fn truncate(s: &str, max: usize) -> (String, bool) {
+    if s.len() <= max {
+        return (s.to_string(), false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s[..end].to_string(), true)
+}
+
+/// An attachment's decoded bytes, content type and file name, by IMAP part number.
+pub fn attachment(source: &[u8], number: &str) -> Option<(Vec<u8>, String, Option<String>)> {
+    let msg = MessageParser::new().parse(source)?;
+    let (idx, _) = part_numbers(&msg).into_iter().find(|(_, n)| n == number)?;
+    let part = msg.parts.get(idx)?;
+    Some((
+        part.contents().to_vec(),
+        content_type(part),
+        part.attachment_name().map(str::to_string),
+    ))
+}
+
+/// The text of the given parts, split by kind (`GET …/text/{text}`).
+pub fn texts(source: &[u8], numbers: &[String], max_bytes: usize) -> Value {
+    let Some(msg) = MessageParser::new().parse(source) else {
+        return json!({"hasMore": false});
+    };
+    let mut plain = Vec::new();
+    let mut html = Vec::new();
+    for (idx, n) in part_numbers(&msg) {
+        if !numbers.contains(&n) {
+            continue;
+        }
+        match msg.parts.get(idx).map(|p| &p.body) {
+            Some(PartType::Text(t)) => plain.push(t.to_string()),
+            Some(PartType::Html(t)) => html.push(t.to_string()),
+            _ => {}
+        }
+    }
+    let (plain, more_p) = truncate(&plain.join("\n"), max_bytes);
+    let (html, more_h) = truncate(&html.join("\n"), max_bytes);
+    json!({"plain": plain, "html": html, "hasMore": more_p || more_h})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIXED: &[u8] = b"From: Ann <ann@example.com>\r\nTo: bob@example.com, Cy <cy@example.com>\r\nSubject: =?UTF-8?Q?Caf=C3=A9?=\r\nMessage-ID: <m1@example.com>\r\nDate: Tue, 01 Oct 2024 10:00:00 +0000\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello there\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
+
+    #[test]
+    fn list_entry_from_headers() {
+        let f = Fetched {
+            uid: 7,
+            flags: vec!["\\Seen".into()],
+            size: 100,
+            header: MIXED.to_vec(),
+            ..Default::default()
+        };
+        let e = list_entry(3, "INBOX", &f);
+        assert_eq!(e["id"], MessageId { mailbox: 3, uid: 7 }.encode());
+        assert_eq!(e["subject"], "Café");
+        assert_eq!(
+            e["from"],
+            json!({"name": "Ann", "address": "ann@example.com"})
+        );
+        assert_eq!(
+            e["to"][1],
+            json!({"name": "Cy", "address": "cy@example.com"})
+        );
+        assert_eq!(e["unseen"], false);
+        assert_eq!(e["messageId"], "<m1@example.com>");
+        assert_eq!(e["date"], "2024-10-01T10:00:00.000Z");
+    }
+
+    #[test]
+    fn details_text_and_attachments() {
+        let f = Fetched {
+            uid: 7,
+            ..Default::default()
+        };
+        let d = details(3, "INBOX", &f, MIXED, 1000);
+        assert_eq!(d["text"]["plain"], "Hello there");
+        assert_eq!(d["attachments"][0]["filename"], "a.pdf");
+        assert_eq!(d["attachments"][0]["contentType"], "application/pdf");
+        let att_id = d["attachments"][0]["id"].as_str().unwrap();
+        let (mid, part) = emailengine_core::ids::decode_attachment_id(att_id).unwrap();
+        assert_eq!((mid.uid, part.as_str()), (7, "2"));
+        let (bytes, ct, name) = attachment(MIXED, "2").unwrap();
+        assert_eq!(
+            (bytes.as_slice(), ct.as_str(), name.as_deref()),
+            (b"%PDF-".as_slice(), "application/pdf", Some("a.pdf"))
+        );
+        let (_, parts) =
+            emailengine_core::ids::decode_text_id(d["text"]["id"].as_str().unwrap()).unwrap();
+        assert_eq!(parts, vec!["1".to_string()]);
+        assert_eq!(texts(MIXED, &parts, 5)["plain"], "Hello");
+    }
+}

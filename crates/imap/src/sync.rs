@@ -1,0 +1,296 @@
+//! Folder synchronisation (spec §12.3): compare what the server holds (UIDs and flags) with the
+//! stored index and turn the difference into events and index updates. The first sync of a
+//! folder only builds the index; later ones report each new, deleted and changed message once.
+//! Events are queued before the index is updated, so a crash in between repeats an event
+//! rather than losing it (at-least-once).
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_imap::types::Flag;
+use futures_util::TryStreamExt;
+use serde_json::json;
+
+use emailengine_core::ids::MessageId;
+use emailengine_core::index::IndexEntry;
+
+use crate::connect::Session;
+use crate::events::EventSink;
+use crate::folders::{Folder, encode_path};
+use crate::message::{Fetched, list_entry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("store: {0}")]
+    Store(#[from] emailengine_store::StoreError),
+}
+
+/// IMAP flag → its text form.
+pub fn flag_text(f: &Flag<'_>) -> Option<String> {
+    Some(match f {
+        Flag::Seen => "\\Seen".into(),
+        Flag::Answered => "\\Answered".into(),
+        Flag::Flagged => "\\Flagged".into(),
+        Flag::Deleted => "\\Deleted".into(),
+        Flag::Draft => "\\Draft".into(),
+        Flag::Custom(c) => c.to_string(),
+        Flag::Recent | Flag::MayCreate => return None,
+    })
+}
+
+/// Fetch items for message list entries and `messageNew` payloads.
+pub const SUMMARY_ITEMS: &str = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])";
+
+/// Fetches summaries for a UID set (or a sequence set with `by_uid = false`).
+pub async fn fetch_summaries(
+    session: &mut Session,
+    set: &str,
+    by_uid: bool,
+) -> async_imap::error::Result<Vec<Fetched>> {
+    let fetched: Vec<_> = if by_uid {
+        session
+            .uid_fetch(set, SUMMARY_ITEMS)
+            .await?
+            .try_collect()
+            .await?
+    } else {
+        session
+            .fetch(set, SUMMARY_ITEMS)
+            .await?
+            .try_collect()
+            .await?
+    };
+    Ok(fetched
+        .iter()
+        .filter_map(|f| {
+            Some(Fetched {
+                uid: f.uid?,
+                flags: f.flags().filter_map(|x| flag_text(&x)).collect(),
+                size: f.size.unwrap_or(0),
+                internal_date: f.internal_date().map(|d| d.timestamp_millis()),
+                modseq: f.modseq.unwrap_or(0),
+                header: f.header().unwrap_or_default().to_vec(),
+            })
+        })
+        .collect())
+}
+
+/// Compresses sorted UIDs into an IMAP set: `1:3,7,9:10`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// What a sync found, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub new: usize,
+    pub deleted: usize,
+    pub updated: usize,
+}
+
+/// Synchronises one folder. `silent` builds the index without events (first sync, rebuild).
+pub async fn sync_folder(
+    session: &mut Session,
+    sink: &EventSink,
+    account: &str,
+    folder: &Folder,
+) -> Result<SyncReport, SyncError> {
+    let store = &sink.store;
+    let mailbox = session.select(encode_path(&folder.path)).await?;
+    let uid_validity = mailbox.uid_validity.unwrap_or(0) as u64;
+    let status = store.folder_status(account, &folder.path).await?;
+    let mut silent = status.is_empty();
+    if let Some(stored) = status
+        .get("uidValidity")
+        .and_then(|v| v.parse::<u64>().ok())
+        && stored != uid_validity
+    {
+        sink.emit(
+            account,
+            "mailboxReset",
+            Some(&folder.path),
+            folder.special_use.as_deref(),
+            json!({
+                "path": folder.path, "name": folder.name, "specialUse": folder.special_use,
+                "uidValidity": uid_validity.to_string(), "prevUidValidity": stored.to_string(),
+            }),
+        )
+        .await;
+        store.reset_folder(account, &folder.path).await?;
+        silent = true;
+    }
+    let mailbox_id = store
+        .mailbox_id(account, uid_validity, &folder.path)
+        .await?;
+
+    let mut server: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    if mailbox.exists > 0 {
+        let fetched: Vec<_> = session
+            .fetch("1:*", "(UID FLAGS)")
+            .await?
+            .try_collect()
+            .await?;
+        for f in &fetched {
+            if let Some(uid) = f.uid {
+                server.insert(uid, f.flags().filter_map(|x| flag_text(&x)).collect());
+            }
+        }
+    }
+    let stored: HashMap<u32, IndexEntry> = store
+        .folder_entries(account, &folder.path)
+        .await?
+        .iter()
+        .filter_map(|b| IndexEntry::decode(b))
+        .map(|e| (e.uid, e))
+        .collect();
+
+    let new_uids: Vec<u32> = server
+        .keys()
+        .filter(|u| !stored.contains_key(u))
+        .copied()
+        .collect();
+    let mut removed: Vec<u32> = stored
+        .keys()
+        .filter(|u| !server.contains_key(u))
+        .copied()
+        .collect();
+    removed.sort_unstable();
+    let mut upsert: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut report = SyncReport::default();
+
+    let special = folder.special_use.as_deref();
+    if !silent && !new_uids.is_empty() {
+        for chunk in new_uids.chunks(500) {
+            let mut summaries = fetch_summaries(session, &uid_set(chunk), true).await?;
+            summaries.sort_by_key(|f| f.uid);
+            for f in summaries {
+                sink.emit(
+                    account,
+                    "messageNew",
+                    Some(&folder.path),
+                    special,
+                    list_entry(mailbox_id, &folder.path, &f),
+                )
+                .await;
+                report.new += 1;
+            }
+        }
+    }
+    for uid in &new_uids {
+        let entry = IndexEntry {
+            uid: *uid,
+            flags: server[uid].clone(),
+            ..Default::default()
+        };
+        upsert.push((*uid, entry.encode()));
+    }
+    for uid in &removed {
+        if !silent {
+            let id = MessageId {
+                mailbox: mailbox_id,
+                uid: *uid,
+            }
+            .encode();
+            sink.emit(
+                account,
+                "messageDeleted",
+                Some(&folder.path),
+                special,
+                json!({"id": id, "uid": uid}),
+            )
+            .await;
+            report.deleted += 1;
+        }
+    }
+    for (uid, flags) in &server {
+        let Some(old) = stored.get(uid) else { continue };
+        let same = old.flags.len() == flags.len() && flags.iter().all(|f| old.has_flag(f));
+        if same {
+            continue;
+        }
+        if !silent {
+            let added: Vec<&String> = flags.iter().filter(|f| !old.has_flag(f)).collect();
+            let deleted: Vec<&String> = old
+                .flags
+                .iter()
+                .filter(|f| !flags.iter().any(|n| n.eq_ignore_ascii_case(f)))
+                .collect();
+            let id = MessageId {
+                mailbox: mailbox_id,
+                uid: *uid,
+            }
+            .encode();
+            sink.emit(
+                account,
+                "messageUpdated",
+                Some(&folder.path),
+                special,
+                json!({
+                    "id": id, "uid": uid,
+                    "changes": {"flags": {"added": added, "deleted": deleted, "value": flags}}
+                }),
+            )
+            .await;
+            report.updated += 1;
+        }
+        let entry = IndexEntry {
+            uid: *uid,
+            flags: flags.clone(),
+            ..old.clone()
+        };
+        upsert.push((*uid, entry.encode()));
+    }
+    store
+        .apply_folder_changes(account, &folder.path, &upsert, &removed)
+        .await?;
+    let now = emailengine_core::units::iso_time(chrono::Utc::now().timestamp_millis())
+        .unwrap_or_default();
+    let mut fields = vec![
+        ("path".to_string(), folder.path.clone()),
+        ("uidValidity".to_string(), uid_validity.to_string()),
+        ("messages".to_string(), mailbox.exists.to_string()),
+        ("lastFullSync".to_string(), now),
+    ];
+    if let Some(next) = mailbox.uid_next {
+        fields.push(("uidNext".into(), next.to_string()));
+        if silent {
+            fields.push(("initialUidNext".into(), next.to_string()));
+        }
+    }
+    if let Some(m) = mailbox.highest_modseq {
+        fields.push(("highestModseq".into(), m.to_string()));
+    }
+    store
+        .put_folder_status(account, &folder.path, &fields)
+        .await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[]), "");
+    }
+}
