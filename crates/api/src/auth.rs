@@ -67,14 +67,36 @@ pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
         ("DELETE", "/v1/tokens/{token}" | "/v1/token/{token}") => {
             spec("api", Admin, Destructive, A::None)
         }
-        (_, p) if p.contains("{account}") => {
-            let action = match m {
-                "GET" => Read,
-                "DELETE" => Destructive,
-                _ => Write,
-            };
-            spec("api", Admin, action, A::Path)
+        ("POST", "/v1/account") => spec("api", Admin, Write, A::None),
+        ("GET", "/v1/accounts") => spec("api", Account, Read, A::None),
+        ("POST", "/v1/verifyAccount") => spec("api", Admin, Read, A::None),
+        ("GET", "/v1/account/{account}") => spec("api", Account, Read, A::Path),
+        ("PUT", "/v1/account/{account}") => spec("api", Admin, Write, A::Path),
+        ("DELETE", "/v1/account/{account}") => spec("api", Account, Destructive, A::Path),
+        ("PUT", "/v1/account/{account}/reconnect" | "/v1/account/{account}/sync") => {
+            spec("api", Account, Write, A::Path)
         }
+        ("PUT", "/v1/account/{account}/flush") => spec("api", Account, Destructive, A::Path),
+        ("GET", "/v1/account/{account}/mailboxes") => spec("api", Mailbox, Read, A::Path),
+        ("POST" | "PUT", "/v1/account/{account}/mailbox") => spec("api", Mailbox, Write, A::Path),
+        ("DELETE", "/v1/account/{account}/mailbox") => spec("api", Mailbox, Destructive, A::Path),
+        ("GET" | "POST", "/v1/account/{account}/messages" | "/v1/account/{account}/search")
+        | (
+            "GET",
+            "/v1/account/{account}/message/{message}"
+            | "/v1/account/{account}/message/{message}/source"
+            | "/v1/account/{account}/text/{text}"
+            | "/v1/account/{account}/attachment/{attachment}",
+        ) => spec("api", Message, Read, A::Path),
+        (
+            "PUT",
+            "/v1/account/{account}/message/{message}"
+            | "/v1/account/{account}/message/{message}/move",
+        ) => spec("api", Message, Write, A::Path),
+        ("DELETE", "/v1/account/{account}/message/{message}") => {
+            spec("api", Message, Destructive, A::Path)
+        }
+        (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),
         _ => spec("api", Admin, Write, A::None),
     }
 }
@@ -339,5 +361,10 @@ mod tests {
         let s = route_spec(&Method::DELETE, "/v1/account/{account}");
         assert_eq!(s.account, AccountSource::Path);
         assert_eq!(s.policy.action, Action::Destructive);
+        let s = route_spec(&Method::POST, "/v1/account/{account}/search");
+        assert_eq!(
+            (s.policy.group, s.policy.action),
+            (Group::Message, Action::Read)
+        );
     }
 }

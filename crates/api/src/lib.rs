@@ -28,7 +28,7 @@ pub use state::{ApiConfig, AppState};
 use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
-use crate::routes::{health, metrics, settings, stats, tokens};
+use crate::routes::{accounts, health, mailboxes, messages, metrics, settings, stats, tokens};
 
 /// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
 /// `/docs`, and JSON answers for unknown routes.
@@ -42,6 +42,34 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tokens::delete_deprecated))
         .routes(routes!(tokens::list_for_account))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(accounts::create))
+        .routes(routes!(accounts::list))
+        .routes(routes!(
+            accounts::get_one,
+            accounts::update,
+            accounts::delete
+        ))
+        .routes(routes!(accounts::reconnect))
+        .routes(routes!(accounts::sync))
+        .routes(routes!(accounts::flush))
+        .routes(routes!(accounts::verify))
+        .routes(routes!(mailboxes::list))
+        .routes(routes!(
+            mailboxes::create,
+            mailboxes::rename,
+            mailboxes::delete
+        ))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::search))
+        .routes(routes!(
+            messages::get_one,
+            messages::update,
+            messages::delete
+        ))
+        .routes(routes!(messages::source))
+        .routes(routes!(messages::move_message))
+        .routes(routes!(messages::attachment))
+        .routes(routes!(messages::text))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::RwLock;
 
+use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::TokenAccess;
+use emailengine_imap::Engine;
 use emailengine_store::{BackendInfo, Settings, Store};
 
 use crate::error::ApiResult;
@@ -42,6 +44,10 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
+    /// Owner of every account's IMAP connections.
+    pub engine: Engine,
+    /// Encrypts account secrets at rest when a service secret is configured.
+    pub cipher: Option<Arc<FieldCipher>>,
     pub settings: Settings,
     pub config: ApiConfig,
     pub metrics: Option<PrometheusHandle>,
@@ -64,11 +70,15 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         settings: Settings,
+        engine: Engine,
+        cipher: Option<Arc<FieldCipher>>,
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
+            engine,
+            cipher,
             settings,
             config,
             metrics,

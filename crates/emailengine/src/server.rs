@@ -13,6 +13,7 @@ use emailengine_api::{ApiConfig, AppState};
 use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::{ImportedToken, decode_export};
 use emailengine_core::{password, settings};
+use emailengine_imap::{Engine, EngineConfig};
 use emailengine_store::redis::{RedisStore, redact_url};
 use emailengine_store::{Settings, SettingsStore, TokenStore};
 
@@ -118,9 +119,22 @@ pub async fn run(config: Config) -> ExitCode {
         tracing::warn!("A metrics recorder was already installed");
     }
 
+    let run = match store.next_run().await {
+        Ok(r) => r,
+        Err(e) => return fatal("Application startup failed", &e),
+    };
+    let engine = Engine::new(
+        store.clone(),
+        settings.clone(),
+        cipher.clone(),
+        run,
+        EngineConfig::default(),
+    );
     let state = AppState::new(
         store.clone(),
         settings,
+        engine.clone(),
+        cipher.clone(),
         ApiConfig {
             max_body_size: config.api_max_body_size,
             trust_proxy: config.api_proxy,
@@ -137,6 +151,10 @@ pub async fn run(config: Config) -> ExitCode {
         Err(e) => return fatal(&format!("Failed to bind API server to {addr}"), &e),
     };
     tracing::info!(host = %config.api_host, port = config.api_port, "API server listening");
+    match engine.start_all().await {
+        Ok(n) => tracing::info!(accounts = n, "Account connections started"),
+        Err(e) => tracing::error!(err = %e, "Failed to start account connections"),
+    }
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -144,6 +162,7 @@ pub async fn run(config: Config) -> ExitCode {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     flusher.abort();
+    engine.shutdown().await;
     state.flush_activity().await;
     match served {
         Ok(()) => {
@@ -162,8 +181,6 @@ async fn prepare_storage(
     settings: &Settings,
     prepared: Prepared,
 ) -> Result<(), emailengine_store::StoreError> {
-    let run = store.next_run().await?;
-    tracing::debug!(run, "Server run registered");
     if !prepared.settings.is_empty() {
         settings.set(&prepared.settings).await?;
         let keys: Vec<&str> = prepared.settings.iter().map(|(k, _)| k.as_str()).collect();

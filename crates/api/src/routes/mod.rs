@@ -1,6 +1,9 @@
 //! One module per route family; each handler is a small function documented for OpenAPI.
 
+pub mod accounts;
 pub mod health;
+pub mod mailboxes;
+pub mod messages;
 pub mod metrics;
 pub mod settings;
 pub mod stats;

@@ -101,10 +101,23 @@ pub async fn stats(
     let mut all_counters: BTreeMap<String, u64> =
         COUNTERS.iter().map(|c| (c.to_string(), 0)).collect();
     all_counters.extend(counters?);
-    // No IMAP worker runs in this build yet, so every account is unassigned, which EmailEngine
-    // reports as disconnected.
+    // Live states from the connection engine; accounts without a running connection count as
+    // disconnected, as EmailEngine counts unassigned accounts.
     let mut connections: BTreeMap<&'static str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
-    connections.insert("disconnected", accounts);
+    let mut assigned = 0;
+    for (state_name, n) in state.engine.state_counts() {
+        if let Some(slot) = STATES
+            .iter()
+            .find(|s| **s == state_name)
+            .and_then(|s| connections.get_mut(s))
+        {
+            *slot += n;
+            assigned += n;
+        }
+    }
+    if let Some(d) = connections.get_mut("disconnected") {
+        *d += accounts.saturating_sub(assigned);
+    }
     Ok(Json(Stats {
         version: emailengine_core::COMPAT_VERSION,
         license: "MIT OR Apache-2.0",

@@ -1,0 +1,394 @@
+//! Account routes (spec §5.1, §6.2–§6.3): register, list, show, update, delete accounts, and
+//! ask their connection to reconnect, resync or rebuild its index.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use emailengine_core::account::{self, AccountInput, ServerSettings, encrypt_secrets};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonObject, QueryParams};
+use crate::state::AppState;
+
+pub fn account_not_found() -> ApiError {
+    ApiError::not_found("Account record was not found for requested ID")
+        .with("code", "AccountNotFound")
+}
+
+/// Loads an account's fields or answers 404.
+pub async fn load(state: &AppState, account: &str) -> ApiResult<BTreeMap<String, String>> {
+    state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(account_not_found)
+}
+
+fn stored_fields(state: &AppState, input: &AccountInput) -> BTreeMap<String, String> {
+    let mut fields = input.fields.clone();
+    for (key, value) in [("imap", &input.imap), ("smtp", &input.smtp)] {
+        if let Some(v) = value {
+            let mut v = v.clone();
+            encrypt_secrets(&mut v, state.cipher.as_deref());
+            fields.insert(key.into(), v.to_string());
+        }
+    }
+    fields
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    pub account: String,
+    /// `new` or `existing`.
+    pub state: &'static str,
+}
+
+/// Register an account
+///
+/// Takes EmailEngine's payload (`account`, `name`, `email`, `imap`, `smtp`, `path`,
+/// `notifyFrom`, `syncFrom`, `copy`, `logs`, `webhooks`, …). A null `account` gets a generated id.
+#[utoipa::path(post, path = "/v1/account", tag = "Account",
+    request_body(content = Object, description = "Account settings"),
+    responses((status = 200, body = Registered), (status = 400, description = "Invalid input")),
+    security(("bearerAuth" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Registered>> {
+    let input = account::parse_input(&body, true).map_err(ApiError::invalid_input)?;
+    let id = input.account.clone().unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        rand::fill(&mut b);
+        hex::encode(b)
+    });
+    let mut fields = stored_fields(&state, &input);
+    fields.insert("account".into(), id.clone());
+    let is_new = state.store.put_account(&id, &fields).await?;
+    if is_new {
+        state
+            .engine
+            .events()
+            .emit(&id, "accountAdded", None, None, json!({"account": id}))
+            .await;
+    }
+    tracing::info!(account = %id, new = is_new, "Account registered");
+    state.engine.start(&id);
+    Ok(Json(Registered {
+        account: id,
+        state: if is_new { "new" } else { "existing" },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountUpdated {
+    pub account: String,
+}
+
+/// Update an account
+///
+/// Connection settings given here replace the stored ones; the connection is restarted.
+#[utoipa::path(put, path = "/v1/account/{account}", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    request_body(content = Object, description = "Fields to change"),
+    responses((status = 200, body = AccountUpdated), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<AccountUpdated>> {
+    let input = account::parse_input(&body, false).map_err(ApiError::invalid_input)?;
+    let fields = stored_fields(&state, &input);
+    if !state.store.update_account(&account, &fields).await? {
+        return Err(account_not_found());
+    }
+    if input.imap.is_some() || input.fields.contains_key("path") {
+        state.engine.start(&account);
+    }
+    Ok(Json(AccountUpdated { account }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountDeleted {
+    pub account: String,
+    pub deleted: bool,
+}
+
+/// Remove an account
+///
+/// Disconnects it and removes its record, indexes and account-bound tokens.
+#[utoipa::path(delete, path = "/v1/account/{account}", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, body = AccountDeleted), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<AccountDeleted>> {
+    load(&state, &account).await?;
+    state.engine.stop(&account).await;
+    let deleted = state.store.delete_account(&account).await?;
+    if deleted {
+        state
+            .engine
+            .events()
+            .emit(
+                &account,
+                "accountDeleted",
+                None,
+                None,
+                json!({"account": account}),
+            )
+            .await;
+    }
+    Ok(Json(AccountDeleted { account, deleted }))
+}
+
+/// The state shown for an account: the live one when its connection runs, else the stored one.
+fn display_state(state: &AppState, account: &str, stored: Option<&String>) -> String {
+    state
+        .engine
+        .state(account)
+        .or_else(|| stored.cloned())
+        .unwrap_or_else(|| "init".into())
+}
+
+fn last_error(fields: &BTreeMap<String, String>, shown_state: &str) -> Value {
+    if shown_state == "connected" {
+        return Value::Null;
+    }
+    fields
+        .get("lastErrorState")
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn account_type(fields: &BTreeMap<String, String>) -> &'static str {
+    if fields.contains_key("imap") {
+        "imap"
+    } else if fields.contains_key("smtp") {
+        "sending"
+    } else {
+        "invalid"
+    }
+}
+
+/// Get account info
+#[utoipa::path(get, path = "/v1/account/{account}", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "Account details; secrets are masked", body = Object), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Map<String, Value>>> {
+    let fields = load(&state, &account).await?;
+    let mut out = account::display(&fields);
+    let shown = display_state(&state, &account, fields.get("state"));
+    out.insert("state".into(), Value::from(shown.clone()));
+    out.insert("type".into(), Value::from(account_type(&fields)));
+    out.insert("lastError".into(), last_error(&fields, &shown));
+    for (key, default) in [
+        ("copy", Value::Null),
+        ("logs", Value::Bool(false)),
+        ("notifyFrom", Value::Null),
+        ("syncFrom", Value::Null),
+    ] {
+        out.entry(key).or_insert(default);
+    }
+    out.remove("lastErrorState");
+    Ok(Json(out))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub total: usize,
+    pub page: usize,
+    pub pages: usize,
+    #[schema(value_type = Object)]
+    pub query: Value,
+    pub state: String,
+    #[schema(value_type = Vec<Object>)]
+    pub accounts: Vec<Value>,
+}
+
+/// List accounts
+#[utoipa::path(get, path = "/v1/accounts", tag = "Account",
+    params(
+        ("page" = Option<u32>, Query, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, description = "Accounts per page (1..1000, default 20)"),
+        ("state" = Option<String>, Query, description = "Only accounts in this state (`errors` = authenticationError + connectError)"),
+        ("query" = Option<String>, Query, description = "Substring of account id, name or email"),
+    ),
+    responses((status = 200, body = AccountList)),
+    security(("bearerAuth" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    mut query: QueryParams,
+) -> ApiResult<Json<AccountList>> {
+    let page = query.int("page", 0, 1_048_576, 0) as usize;
+    let page_size = query.int("pageSize", 1, 1000, 20) as usize;
+    let wanted_state = query.string("state", 64);
+    let needle = query.string("query", 256);
+    query.finish()?;
+    let mut ids = state.store.account_ids().await?;
+    ids.sort_unstable();
+    const FIELDS: [&str; 6] = [
+        "account",
+        "name",
+        "email",
+        "state",
+        "webhooks",
+        "lastErrorState",
+    ];
+    let rows = state.store.account_summaries(&ids, &FIELDS).await?;
+    let needle_lower = needle.as_deref().map(str::to_lowercase);
+    let mut accounts = Vec::new();
+    for (id, row) in ids.iter().zip(rows) {
+        let get = |i: usize| row.get(i).cloned().flatten();
+        let shown = display_state(&state, id, get(3).as_ref());
+        if let Some(w) = &wanted_state {
+            let matches = if w == "errors" {
+                shown == "authenticationError" || shown == "connectError"
+            } else {
+                &shown == w
+            };
+            if !matches {
+                continue;
+            }
+        }
+        if let Some(n) = &needle_lower {
+            let hit = [Some(id.clone()), get(1), get(2)]
+                .iter()
+                .flatten()
+                .any(|v| v.to_lowercase().contains(n));
+            if !hit {
+                continue;
+            }
+        }
+        let mut entry = json!({
+            "account": id, "name": get(1), "email": get(2), "type": "imap", "state": shown,
+        });
+        if let Some(w) = get(4) {
+            entry["webhooks"] = Value::from(emailengine_core::settings::mask_url_credentials(&w));
+        }
+        entry["lastError"] = if entry["state"] == "connected" {
+            Value::Null
+        } else {
+            get(5)
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or(Value::Null)
+        };
+        accounts.push(entry);
+    }
+    let total = accounts.len();
+    let pages = total.div_ceil(page_size).max(1);
+    let accounts = accounts
+        .into_iter()
+        .skip(page.saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    Ok(Json(AccountList {
+        total,
+        page,
+        pages,
+        query: needle.map_or(Value::Bool(false), Value::from),
+        state: wanted_state.unwrap_or_else(|| "*".into()),
+        accounts,
+    }))
+}
+
+/// Request reconnect
+#[utoipa::path(put, path = "/v1/account/{account}/reconnect", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{reconnect: true}`", body = Object), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn reconnect(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    load(&state, &account).await?;
+    if !state.engine.reconnect(&account) {
+        state.engine.start(&account);
+    }
+    Ok(Json(json!({"reconnect": true})))
+}
+
+/// Request syncing
+#[utoipa::path(put, path = "/v1/account/{account}/sync", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{sync: true}`", body = Object), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn sync(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    load(&state, &account).await?;
+    if !state.engine.sync(&account) {
+        state.engine.start(&account);
+    }
+    Ok(Json(json!({"sync": true})))
+}
+
+/// Rebuild the account's index
+///
+/// Drops the mailbox and message indexes and reconnects; the next sync rebuilds them without
+/// reporting existing messages as new.
+#[utoipa::path(put, path = "/v1/account/{account}/flush", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{flush: true}`", body = Object), (status = 404, description = "Unknown account")),
+    security(("bearerAuth" = [])))]
+pub async fn flush(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    load(&state, &account).await?;
+    state.engine.stop(&account).await;
+    state.store.flush_account_index(&account).await?;
+    state.engine.start(&account);
+    Ok(Json(json!({"flush": true})))
+}
+
+/// Verify IMAP settings
+///
+/// Connects with the given IMAP settings and reports whether login works. SMTP settings are
+/// reported as not verified in this build.
+#[utoipa::path(post, path = "/v1/verifyAccount", tag = "Account",
+    request_body(content = Object, description = "{imap, smtp}"),
+    responses((status = 200, body = Object)),
+    security(("bearerAuth" = [])))]
+pub async fn verify(JsonObject(body): JsonObject) -> ApiResult<Json<Value>> {
+    let mut out = Map::new();
+    if let Some(imap) = body.get("imap").filter(|v| v.is_object()) {
+        let result = match ServerSettings::from_json(imap) {
+            None => {
+                json!({"success": false, "error": "Invalid IMAP settings", "code": "InvalidSettings"})
+            }
+            Some(settings) => match emailengine_imap::connect::connect(&settings).await {
+                Ok(mut session) => {
+                    let _ = session.logout().await;
+                    json!({"success": true})
+                }
+                Err(emailengine_imap::connect::ConnectError::Auth(e)) => {
+                    json!({"success": false, "error": e, "code": "AUTHENTICATIONFAILED"})
+                }
+                Err(e) => {
+                    json!({"success": false, "error": e.to_string(), "code": "ConnectionError"})
+                }
+            },
+        };
+        out.insert("imap".into(), result);
+    }
+    if body.get("smtp").is_some_and(Value::is_object) {
+        out.insert(
+            "smtp".into(),
+            json!({"success": false, "error": "SMTP verification is not available in this build", "code": "NotImplemented"}),
+        );
+    }
+    Ok(Json(Value::Object(out)))
+}
