@@ -231,7 +231,9 @@ impl Engine {
         tracing::info!(account, state, "Account state changed");
     }
 
-    async fn imap_settings(&self, account: &str) -> Result<Option<ServerSettings>, String> {
+    /// The account's IMAP settings: `Ok(None)` when the account record is gone,
+    /// `Ok(Some(None))` when it has no usable IMAP settings.
+    async fn imap_settings(&self, account: &str) -> Result<Option<Option<ServerSettings>>, String> {
         let fields = self
             .0
             .sink
@@ -243,11 +245,11 @@ impl Engine {
             return Ok(None);
         };
         let Some(raw) = fields.get("imap") else {
-            return Ok(None);
+            return Ok(Some(None));
         };
         let mut imap: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
         decrypt_secrets(&mut imap, self.0.cipher.as_deref()).map_err(|e| e.to_string())?;
-        Ok(ServerSettings::from_json(&imap))
+        Ok(Some(ServerSettings::from_json(&imap)))
     }
 
     /// Borrows a command session for an API call (opened on demand, returned on drop).
@@ -269,6 +271,7 @@ impl Engine {
                     .imap_settings(account)
                     .await
                     .map_err(OpError::Imap)?
+                    .flatten()
                     .ok_or_else(|| OpError::NotConnected("unset".into()))?;
                 connect(&settings)
                     .await
@@ -288,8 +291,15 @@ impl Engine {
         let mut last_error: Option<String> = None;
         loop {
             let settings = match self.imap_settings(&account).await {
-                Ok(Some(s)) if !s.disabled => s,
-                Ok(Some(_)) => {
+                Ok(None) => {
+                    tracing::info!(account, "Account record is gone; its connection stops");
+                    if let Ok(mut s) = self.0.states.lock() {
+                        s.remove(&account);
+                    }
+                    return;
+                }
+                Ok(Some(Some(s))) if !s.disabled => s,
+                Ok(Some(Some(_))) => {
                     self.set_state(&account, "disconnected", None).await;
                     if wait_command(&mut rx, None)
                         .await
@@ -299,7 +309,7 @@ impl Engine {
                     }
                     continue;
                 }
-                Ok(None) => {
+                Ok(Some(None)) => {
                     self.set_state(&account, "unset", None).await;
                     if wait_command(&mut rx, None)
                         .await
