@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the project: installs Redis if it is missing (Debian), starts a private
-# instance on a free loopback port, runs formatting and lint checks and the whole test suite
-# against it, then stops it. Usage: scripts/test.sh [extra cargo test arguments]
+# Runs every test of the project: installs Redis, Dovecot and Postfix if they are missing
+# (Debian), starts private instances on free loopback ports, runs formatting and lint checks and
+# the whole test suite against them, then stops them.
+# Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,10 +11,18 @@ need_cargo
 apt_install redis-server redis-server
 
 dir=$(mktemp -d /tmp/emailengine-test.XXXXXX)
+chmod 755 "$dir"
 port=$(free_port 16379)
-trap 'stop_redis "$dir"; rm -rf "$dir"' EXIT
+trap 'bash scripts/mailenv.sh stop "$dir/mail" >/dev/null 2>&1; stop_redis "$dir"; rm -rf "$dir"' EXIT
 start_redis "$port" "$dir"
 export EE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+
+# Dovecot (IMAP) and Postfix (SMTP → LMTP → Dovecot) for the mail tests.
+export IMAP_PORT SMTP_PORT
+IMAP_PORT=$(free_port 12143)
+SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
+bash scripts/mailenv.sh start "$dir/mail" >/dev/null
+export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
 
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets --quiet -- -D warnings; fi

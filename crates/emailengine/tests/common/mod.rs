@@ -323,3 +323,124 @@ pub async fn into_json(r: reqwest::Response) -> (u16, serde_json::Value) {
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, json)
 }
+
+/// The loopback IMAP and SMTP ports of the test mail system (scripts/test.sh starts it).
+pub fn mail_ports() -> (u16, u16) {
+    let port = |name: &str| -> u16 {
+        std::env::var(name)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not set: run the tests with scripts/test.sh, which starts Dovecot and Postfix"))
+    };
+    (port("EE_TEST_IMAP_PORT"), port("EE_TEST_SMTP_PORT"))
+}
+
+/// Hands a message to the test Postfix over SMTP; returns the final server reply.
+pub fn send_mail(from: &str, to: &str, raw: &str) -> String {
+    use std::io::{Read, Write};
+    let (_, smtp) = mail_ports();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", smtp)).expect("connect to SMTP");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut read_reply = |s: &mut std::net::TcpStream| -> String {
+        let mut reply = String::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).expect("SMTP reply");
+            assert!(n > 0, "SMTP connection closed");
+            reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // A complete reply ends with a line "NNN text" (no dash after the code).
+            if let Some(last) = reply.trim_end().lines().last()
+                && last.len() >= 4
+                && last.as_bytes()[3] == b' '
+                && reply.ends_with("\r\n")
+            {
+                return reply;
+            }
+        }
+    };
+    let mut command = |s: &mut std::net::TcpStream, line: &str, expect: &str| -> String {
+        s.write_all(line.as_bytes()).unwrap();
+        let reply = read_reply(s);
+        assert!(reply.starts_with(expect), "SMTP {line:?} -> {reply}");
+        reply
+    };
+    let greeting = read_reply(&mut stream);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    command(&mut stream, "EHLO test.local\r\n", "250");
+    command(&mut stream, &format!("MAIL FROM:<{from}>\r\n"), "250");
+    command(&mut stream, &format!("RCPT TO:<{to}>\r\n"), "250");
+    command(&mut stream, "DATA\r\n", "354");
+    let mut body = String::new();
+    for line in raw.replace("\r\n", "\n").split('\n') {
+        if line.starts_with('.') {
+            body.push('.');
+        }
+        body.push_str(line);
+        body.push_str("\r\n");
+    }
+    body.push_str(".\r\n");
+    let reply = command(&mut stream, &body, "250");
+    let _ = stream.write_all(b"QUIT\r\n");
+    reply
+}
+
+/// One event read back from the event stream.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: String,
+    pub account: String,
+    pub event: String,
+    pub payload: serde_json::Value,
+}
+
+impl Env {
+    /// Every event in this environment's stream, oldest first.
+    pub async fn events(&self) -> Vec<StoredEvent> {
+        let mut r = redis().await;
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.key("events"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut r)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let field = |k: &str| -> String { entry.get(k).unwrap_or_default() };
+                StoredEvent {
+                    id: entry.id.clone(),
+                    account: field("account"),
+                    event: field("event"),
+                    payload: serde_json::from_str(&field("payload")).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Events of one kind for one account.
+    pub async fn events_of(&self, account: &str, event: &str) -> Vec<StoredEvent> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e.account == account && e.event == event)
+            .collect()
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `secs` seconds.
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
