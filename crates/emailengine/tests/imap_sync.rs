@@ -19,7 +19,9 @@ fn account_payload(account: &str, user: &str, pass: &str) -> Value {
 
 async fn wait_state(server: &Server, token: &str, account: &str, want: &str) -> Value {
     wait_for(&format!("{account} to reach {want}"), 20, || async {
-        let (status, body) = server.get(&format!("/v1/account/{account}"), Some(token)).await;
+        let (status, body) = server
+            .get(&format!("/v1/account/{account}"), Some(token))
+            .await;
         (status == 200 && body["state"] == want).then_some(body)
     })
     .await
@@ -38,14 +40,28 @@ async fn deliver_list_read_flag_move_delete() {
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
 
-    let (status, body) = server.send(Method::POST, "/v1/account", Some(&token), Some(account_payload("ann", &user, "pass"))).await;
-    assert_eq!((status, body), (200, json!({"account": "ann", "state": "new"})));
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"account": "ann", "state": "new"}))
+    );
     let info = wait_state(&server, &token, "ann", "connected").await;
     assert_eq!(info["imap"]["auth"]["pass"], "******");
     assert_eq!(info["lastError"], Value::Null);
 
     let sent_at = Instant::now();
-    send_mail("bob@example.com", &user, &message_with_attachment(&user, "first"));
+    send_mail(
+        "bob@example.com",
+        &user,
+        &message_with_attachment(&user, "first"),
+    );
     let new = wait_for("messageNew", 10, || async {
         env.events_of("ann", "messageNew").await.into_iter().next()
     })
@@ -57,79 +73,201 @@ async fn deliver_list_read_flag_move_delete() {
     assert_eq!(new.payload["path"], "INBOX");
     assert_eq!(new.payload["specialUse"], "\\Inbox");
     assert_eq!(data["subject"], "first");
-    assert_eq!(data["from"], json!({"name": "Bob", "address": "bob@example.com"}));
+    assert_eq!(
+        data["from"],
+        json!({"name": "Bob", "address": "bob@example.com"})
+    );
     let id = data["id"].as_str().unwrap().to_string();
 
-    let (status, list) = server.get("/v1/account/ann/messages?path=INBOX", Some(&token)).await;
+    let (status, list) = server
+        .get("/v1/account/ann/messages?path=INBOX", Some(&token))
+        .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["total"], 1);
     assert_eq!(list["messages"][0]["id"], id.as_str());
 
-    let (status, msg) = server.get(&format!("/v1/account/ann/message/{id}"), Some(&token)).await;
+    let (status, msg) = server
+        .get(&format!("/v1/account/ann/message/{id}"), Some(&token))
+        .await;
     assert_eq!(status, 200, "{msg}");
-    assert_eq!(msg["text"]["plain"].as_str().map(str::trim), Some("Hello from Bob"));
+    assert_eq!(
+        msg["text"]["plain"].as_str().map(str::trim),
+        Some("Hello from Bob")
+    );
     assert_eq!(msg["attachments"][0]["filename"], "data.bin");
     let attachment = msg["attachments"][0]["id"].as_str().unwrap();
-    let r = server.http.get(server.url(&format!("/v1/account/ann/attachment/{attachment}"))).bearer_auth(&token).send().await.unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/attachment/{attachment}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"data.bin\"");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"data.bin\""
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), &[0u8, 1, 2, 3, 4]);
-    let r = server.http.get(server.url(&format!("/v1/account/ann/message/{id}/source"))).bearer_auth(&token).send().await.unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/message/{id}/source")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "message/rfc822");
     assert!(r.text().await.unwrap().contains("Subject: first"));
     let text_id = msg["text"]["id"].as_str().unwrap();
-    let (_, text) = server.get(&format!("/v1/account/ann/text/{text_id}?maxBytes=5"), Some(&token)).await;
-    assert_eq!((text["plain"].clone(), text["hasMore"].clone()), (json!("Hello"), json!(true)));
+    let (_, text) = server
+        .get(
+            &format!("/v1/account/ann/text/{text_id}?maxBytes=5"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (text["plain"].clone(), text["hasMore"].clone()),
+        (json!("Hello"), json!(true))
+    );
 
     // Flags: the change is made on the server and reported as messageUpdated.
-    let (status, body) = server.send(Method::PUT, &format!("/v1/account/ann/message/{id}"), Some(&token),
-        Some(json!({"flags": {"add": ["\\Flagged", "\\Seen"]}}))).await;
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            &format!("/v1/account/ann/message/{id}"),
+            Some(&token),
+            Some(json!({"flags": {"add": ["\\Flagged", "\\Seen"]}})),
+        )
+        .await;
     assert_eq!((status, body), (200, json!({"flags": {"add": true}})));
-    server.send(Method::PUT, "/v1/account/ann/sync", Some(&token), None).await;
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
     let updated = wait_for("messageUpdated", 10, || async {
-        env.events_of("ann", "messageUpdated").await.into_iter().next()
-    }).await;
-    let mut added: Vec<String> = serde_json::from_value(updated.payload["data"]["changes"]["flags"]["added"].clone()).unwrap();
+        env.events_of("ann", "messageUpdated")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let mut added: Vec<String> =
+        serde_json::from_value(updated.payload["data"]["changes"]["flags"]["added"].clone())
+            .unwrap();
     added.sort();
     assert_eq!(added, ["\\Flagged", "\\Seen"]);
-    let (_, search) = server.send(Method::POST, "/v1/account/ann/search?path=INBOX", Some(&token),
-        Some(json!({"search": {"flagged": true, "subject": "first"}}))).await;
+    let (_, search) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/search?path=INBOX",
+            Some(&token),
+            Some(json!({"search": {"flagged": true, "subject": "first"}})),
+        )
+        .await;
     assert_eq!(search["total"], 1, "{search}");
-    let (_, none) = server.send(Method::POST, "/v1/account/ann/search?path=INBOX", Some(&token),
-        Some(json!({"search": {"seen": false}}))).await;
+    let (_, none) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/search?path=INBOX",
+            Some(&token),
+            Some(json!({"search": {"seen": false}})),
+        )
+        .await;
     assert_eq!(none["total"], 0);
 
     // Delete moves to Trash; deleting there removes it for good.
-    let (status, body) = server.send(Method::DELETE, &format!("/v1/account/ann/message/{id}"), Some(&token), None).await;
-    assert_eq!((status, body), (200, json!({"deleted": false, "moved": {"destination": "Trash"}})));
-    let (_, trash) = server.get("/v1/account/ann/messages?path=Trash", Some(&token)).await;
+    let (status, body) = server
+        .send(
+            Method::DELETE,
+            &format!("/v1/account/ann/message/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"deleted": false, "moved": {"destination": "Trash"}})
+        )
+    );
+    let (_, trash) = server
+        .get("/v1/account/ann/messages?path=Trash", Some(&token))
+        .await;
     assert_eq!(trash["total"], 1);
     let trashed = trash["messages"][0]["id"].as_str().unwrap().to_string();
-    let (_, body) = server.send(Method::DELETE, &format!("/v1/account/ann/message/{trashed}"), Some(&token), None).await;
+    let (_, body) = server
+        .send(
+            Method::DELETE,
+            &format!("/v1/account/ann/message/{trashed}"),
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(body, json!({"deleted": true}));
-    let (_, trash) = server.get("/v1/account/ann/messages?path=Trash", Some(&token)).await;
+    let (_, trash) = server
+        .get("/v1/account/ann/messages?path=Trash", Some(&token))
+        .await;
     assert_eq!(trash["total"], 0);
     let deleted = wait_for("messageDeleted", 10, || async {
-        env.events_of("ann", "messageDeleted").await.into_iter().find(|e| e.payload["data"]["id"] == id.as_str())
-    }).await;
+        env.events_of("ann", "messageDeleted")
+            .await
+            .into_iter()
+            .find(|e| e.payload["data"]["id"] == id.as_str())
+    })
+    .await;
     assert_eq!(deleted.payload["path"], "INBOX");
 
     // Mailboxes with counters; create and remove one.
-    let (_, boxes) = server.get("/v1/account/ann/mailboxes?counters=true", Some(&token)).await;
-    let paths: Vec<&str> = boxes["mailboxes"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    let (_, boxes) = server
+        .get("/v1/account/ann/mailboxes?counters=true", Some(&token))
+        .await;
+    let paths: Vec<&str> = boxes["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths[0], "INBOX");
-    assert!(paths.contains(&"Trash") && paths.contains(&"Sent"), "{paths:?}");
-    let (status, body) = server.send(Method::POST, "/v1/account/ann/mailbox", Some(&token), Some(json!({"path": "Projects"}))).await;
+    assert!(
+        paths.contains(&"Trash") && paths.contains(&"Sent"),
+        "{paths:?}"
+    );
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/mailbox",
+            Some(&token),
+            Some(json!({"path": "Projects"})),
+        )
+        .await;
     assert_eq!((status, body["created"].clone()), (200, json!(true)));
-    let (status, _) = server.send(Method::DELETE, "/v1/account/ann/mailbox?path=Projects", Some(&token), None).await;
+    let (status, _) = server
+        .send(
+            Method::DELETE,
+            "/v1/account/ann/mailbox?path=Projects",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Removing the account removes its data and its bound tokens.
     let bound = env.issue(&["-a", "ann", "-s", "api"]);
-    let (status, body) = server.send(Method::DELETE, "/v1/account/ann", Some(&token), None).await;
-    assert_eq!((status, body), (200, json!({"account": "ann", "deleted": true})));
+    let (status, body) = server
+        .send(Method::DELETE, "/v1/account/ann", Some(&token), None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"account": "ann", "deleted": true}))
+    );
     assert_eq!(server.get("/v1/account/ann", Some(&token)).await.0, 404);
-    assert_eq!(server.get("/v1/account/ann/messages?path=INBOX", Some(&bound)).await.0, 401);
+    assert_eq!(
+        server
+            .get("/v1/account/ann/messages?path=INBOX", Some(&bound))
+            .await
+            .0,
+        401
+    );
 }
 
 #[tokio::test]
@@ -138,29 +276,71 @@ async fn restarts_never_repeat_and_never_miss_new_mail() {
     let user = format!("{}@example.com", env.prefix);
     let token = env.issue(&[]);
     // Mail that was there before the account was added is indexed, not reported.
-    send_mail("bob@example.com", &user, &message_with_attachment(&user, "old"));
+    send_mail(
+        "bob@example.com",
+        &user,
+        &message_with_attachment(&user, "old"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let server = env.start(&[]).await;
-    server.send(Method::POST, "/v1/account", Some(&token), Some(account_payload("ann", &user, "pass"))).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
     wait_state(&server, &token, "ann", "connected").await;
-    send_mail("bob@example.com", &user, &message_with_attachment(&user, "live"));
+    send_mail(
+        "bob@example.com",
+        &user,
+        &message_with_attachment(&user, "live"),
+    );
     wait_for("live messageNew", 10, || async {
-        env.events_of("ann", "messageNew").await.into_iter().find(|e| e.payload["data"]["subject"] == "live")
-    }).await;
+        env.events_of("ann", "messageNew")
+            .await
+            .into_iter()
+            .find(|e| e.payload["data"]["subject"] == "live")
+    })
+    .await;
     server.stop();
 
-    send_mail("bob@example.com", &user, &message_with_attachment(&user, "while-down"));
+    send_mail(
+        "bob@example.com",
+        &user,
+        &message_with_attachment(&user, "while-down"),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server = env.start(&[]).await;
     wait_state(&server, &token, "ann", "connected").await;
     wait_for("while-down messageNew", 10, || async {
-        env.events_of("ann", "messageNew").await.into_iter().find(|e| e.payload["data"]["subject"] == "while-down")
-    }).await;
+        env.events_of("ann", "messageNew")
+            .await
+            .into_iter()
+            .find(|e| e.payload["data"]["subject"] == "while-down")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let subjects: Vec<String> = env.events_of("ann", "messageNew").await.iter()
-        .map(|e| e.payload["data"]["subject"].as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(subjects, ["live", "while-down"], "each new message is reported exactly once");
-    let (_, list) = server.get("/v1/account/ann/messages?path=INBOX", Some(&token)).await;
+    let subjects: Vec<String> = env
+        .events_of("ann", "messageNew")
+        .await
+        .iter()
+        .map(|e| {
+            e.payload["data"]["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        ["live", "while-down"],
+        "each new message is reported exactly once"
+    );
+    let (_, list) = server
+        .get("/v1/account/ann/messages?path=INBOX", Some(&token))
+        .await;
     assert_eq!(list["total"], 3);
 }
 
@@ -170,18 +350,41 @@ async fn wrong_password_is_an_authentication_error() {
     let user = format!("{}@example.com", env.prefix);
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
-    server.send(Method::POST, "/v1/account", Some(&token), Some(account_payload("eve", &user, "wrong"))).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("eve", &user, "wrong")),
+        )
+        .await;
     let info = wait_state(&server, &token, "eve", "authenticationError").await;
-    assert!(info["lastError"]["response"].as_str().is_some_and(|r| !r.is_empty()), "{info}");
+    assert!(
+        info["lastError"]["response"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{info}"
+    );
     let events = env.events_of("eve", "authenticationError").await;
     assert_eq!(events.len(), 1);
-    let (status, body) = server.get("/v1/account/eve/messages?path=INBOX", Some(&token)).await;
-    assert_eq!((status, body["code"].clone()), (503, json!("AuthenticationFails")));
+    let (status, body) = server
+        .get("/v1/account/eve/messages?path=INBOX", Some(&token))
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (503, json!("AuthenticationFails"))
+    );
     // A closed port is a connection error, told apart from a refused login.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut payload = account_payload("gus", &user, "pass");
     payload["imap"]["port"] = json!(closed);
-    server.send(Method::POST, "/v1/account", Some(&token), Some(payload)).await;
+    server
+        .send(Method::POST, "/v1/account", Some(&token), Some(payload))
+        .await;
     wait_state(&server, &token, "gus", "connectError").await;
     let (_, stats) = server.get("/v1/stats", Some(&token)).await;
     assert_eq!(stats["connections"]["authenticationError"], 1);
@@ -194,17 +397,42 @@ async fn secrets_are_encrypted_at_rest_and_accounts_listed() {
     let user = format!("{}@example.com", env.prefix);
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
-    server.send(Method::POST, "/v1/account", Some(&token), Some(account_payload("ann", &user, "pass"))).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
     wait_state(&server, &token, "ann", "connected").await;
     let mut r = redis().await;
-    let raw: String = redis::AsyncCommands::hget(&mut r, env.key("iad:ann"), "imap").await.unwrap();
+    let raw: String = redis::AsyncCommands::hget(&mut r, env.key("iad:ann"), "imap")
+        .await
+        .unwrap();
     let imap: Value = serde_json::from_str(&raw).unwrap();
-    assert!(imap["auth"]["pass"].as_str().unwrap().starts_with("$wd01$aes-256-gcm$"), "{raw}");
+    assert!(
+        imap["auth"]["pass"]
+            .as_str()
+            .unwrap()
+            .starts_with("$wd01$aes-256-gcm$"),
+        "{raw}"
+    );
     let (_, list) = server.get("/v1/accounts?query=ANN", Some(&token)).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["accounts"][0]["state"], "connected");
-    let (status, body) = server.send(Method::POST, "/v1/account", Some(&token), Some(json!({"name": "x"}))).await;
-    assert_eq!((status, body["message"].clone()), (400, json!("Invalid input")));
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (400, json!("Invalid input"))
+    );
 }
 
 #[tokio::test]
@@ -220,10 +448,16 @@ async fn bound_tokens_reach_only_their_account_on_every_route() {
             continue;
         }
         for method in item.as_object().unwrap().keys() {
-            let url = path.replace("{account}", "theirs").replace(|c| c == '{' || c == '}', "");
+            let url = path
+                .replace("{account}", "theirs")
+                .replace(|c| c == '{' || c == '}', "");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, body) = server.send(m, &url, Some(&bound), Some(json!({}))).await;
-            assert_eq!((status, &body["message"]), (403, &json!("Unauthorized account")), "{method} {url}");
+            assert_eq!(
+                (status, &body["message"]),
+                (403, &json!("Unauthorized account")),
+                "{method} {url}"
+            );
             checked += 1;
         }
     }

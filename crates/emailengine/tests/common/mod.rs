@@ -340,7 +340,9 @@ pub fn send_mail(from: &str, to: &str, raw: &str) -> String {
     use std::io::{Read, Write};
     let (_, smtp) = mail_ports();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", smtp)).expect("connect to SMTP");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut read_reply = |s: &mut std::net::TcpStream| -> String {
         let mut reply = String::new();
         let mut buf = [0u8; 1024];
