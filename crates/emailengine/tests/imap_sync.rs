@@ -448,9 +448,7 @@ async fn bound_tokens_reach_only_their_account_on_every_route() {
             continue;
         }
         for method in item.as_object().unwrap().keys() {
-            let url = path
-                .replace("{account}", "theirs")
-                .replace(|c| c == '{' || c == '}', "");
+            let url = path.replace("{account}", "theirs").replace(['{', '}'], "");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, body) = server.send(m, &url, Some(&bound), Some(json!({}))).await;
             assert_eq!(

@@ -343,7 +343,7 @@ pub fn send_mail(from: &str, to: &str, raw: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut read_reply = |s: &mut std::net::TcpStream| -> String {
+    let read_reply = |s: &mut std::net::TcpStream| -> String {
         let mut reply = String::new();
         let mut buf = [0u8; 1024];
         loop {
@@ -360,7 +360,7 @@ pub fn send_mail(from: &str, to: &str, raw: &str) -> String {
             }
         }
     };
-    let mut command = |s: &mut std::net::TcpStream, line: &str, expect: &str| -> String {
+    let command = |s: &mut std::net::TcpStream, line: &str, expect: &str| -> String {
         s.write_all(line.as_bytes()).unwrap();
         let reply = read_reply(s);
         assert!(reply.starts_with(expect), "SMTP {line:?} -> {reply}");
