@@ -47,6 +47,9 @@ enum Command {
     Stop,
 }
 
+/// A command session waiting in the pool, with the folder it has open.
+type IdleSession = (Session, Option<Selected>);
+
 struct Handle {
     tx: mpsc::UnboundedSender<Command>,
     task: tokio::task::JoinHandle<()>,
@@ -59,7 +62,7 @@ struct Inner {
     config: EngineConfig,
     actors: Mutex<HashMap<String, Handle>>,
     states: Mutex<HashMap<String, String>>,
-    pools: Mutex<HashMap<String, Vec<Session>>>,
+    pools: Mutex<HashMap<String, Vec<IdleSession>>>,
 }
 
 #[derive(Clone)]
@@ -264,7 +267,7 @@ impl Engine {
             .lock()
             .ok()
             .and_then(|mut p| p.get_mut(account).and_then(Vec::pop));
-        let session = match pooled {
+        let (session, selected) = match pooled {
             Some(s) => s,
             None => {
                 let settings = self
@@ -273,13 +276,15 @@ impl Engine {
                     .map_err(OpError::Imap)?
                     .flatten()
                     .ok_or_else(|| OpError::NotConnected("unset".into()))?;
-                connect(&settings)
+                let session = connect(&settings)
                     .await
-                    .map_err(|e| OpError::Imap(e.to_string()))?
+                    .map_err(|e| OpError::Imap(e.to_string()))?;
+                (session, None)
             }
         };
         Ok(PooledSession {
             session: Some(session),
+            selected,
             account: account.to_string(),
             engine: self.clone(),
             broken: false,
@@ -370,9 +375,9 @@ impl Engine {
                     .await;
             }
             attempt = 0;
-            match self.connected(&account, session, &mut rx).await {
+            match self.connected(&account, &settings, session, &mut rx).await {
                 Ok(Flow::Stop) => return,
-                Ok(Flow::Reconnect) => continue,
+                Ok(Flow::Reconnect | Flow::Renew) => continue,
                 Err(e) => {
                     tracing::warn!(account, err = %e, "IMAP session ended");
                     self.set_state(
@@ -391,10 +396,14 @@ impl Engine {
         }
     }
 
-    /// Syncs, then alternates IDLE on the main folder with syncs until told otherwise.
+    /// Syncs everything once, then keeps the main folder in IDLE without interruption: changes
+    /// it announces are synced on a second connection (opened on first need, closed after a
+    /// quiet spell), so the IDLE never has a gap and its notifications arrive without the delay
+    /// servers add to a freshly started IDLE.
     async fn connected(
         &self,
         account: &str,
+        settings: &ServerSettings,
         mut session: Session,
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Result<Flow, crate::sync::SyncError> {
@@ -431,69 +440,89 @@ impl Engine {
                 .await;
         }
         let Some(main) = main else {
-            // Nothing to watch: wait for commands only.
             return Ok(match wait_command(rx, None).await {
                 Some(Some(Command::Reconnect)) => Flow::Reconnect,
                 _ => Flow::Stop,
             });
         };
+        let mut worker = SyncWorker {
+            settings,
+            session: None,
+            last_used: Instant::now(),
+        };
         let mut last_full = Instant::now();
         loop {
             session.select(encode_path(&main.path)).await?;
             while session.unsolicited_responses.try_recv().is_ok() {}
-            let until_resync = self
-                .0
-                .config
-                .resync_interval
-                .saturating_sub(last_full.elapsed());
-            let timeout = until_resync
-                .min(self.0.config.idle_renew)
-                .max(Duration::from_secs(1));
+            let idle_started = Instant::now();
             let mut idle = session.idle();
             idle.init().await?;
-            let (outcome, command) = {
-                let (fut, stop) = idle.wait_with_timeout(timeout);
-                tokio::pin!(fut);
-                let mut stop = Some(stop);
-                let mut command = None;
-                let outcome = loop {
-                    tokio::select! {
-                        r = &mut fut => break r,
-                        c = rx.recv(), if command.is_none() => {
-                            command = Some(c.unwrap_or(Command::Stop));
-                            stop.take();
+            let flow = loop {
+                let until_resync = self
+                    .0
+                    .config
+                    .resync_interval
+                    .saturating_sub(last_full.elapsed());
+                let until_renew = self
+                    .0
+                    .config
+                    .idle_renew
+                    .saturating_sub(idle_started.elapsed());
+                let timeout = until_resync
+                    .min(until_renew)
+                    .min(SYNC_SESSION_IDLE)
+                    .max(Duration::from_secs(1));
+                let (outcome, command) = {
+                    let (fut, stop) = idle.wait_with_timeout(timeout);
+                    tokio::pin!(fut);
+                    let mut stop = Some(stop);
+                    let mut command = None;
+                    let outcome = loop {
+                        tokio::select! {
+                            r = &mut fut => break r,
+                            c = rx.recv(), if command.is_none() => {
+                                command = Some(c.unwrap_or(Command::Stop));
+                                stop.take();
+                            }
                         }
-                    }
+                    };
+                    (outcome, command)
                 };
-                (outcome, command)
+                let outcome = outcome?;
+                match command {
+                    Some(Command::Stop) => break Flow::Stop,
+                    Some(Command::Reconnect) => break Flow::Reconnect,
+                    Some(Command::Sync) => {
+                        self.sync_all(account, worker.session().await?).await?;
+                        last_full = Instant::now();
+                        continue;
+                    }
+                    None => {}
+                }
+                match outcome {
+                    IdleResponse::NewData(_) => {
+                        tracing::debug!(account, "IDLE notification");
+                        sync_folder(worker.session().await?, &self.0.sink, account, &main).await?;
+                    }
+                    _ if last_full.elapsed() >= self.0.config.resync_interval => {
+                        self.sync_all(account, worker.session().await?).await?;
+                        last_full = Instant::now();
+                    }
+                    _ if idle_started.elapsed() >= self.0.config.idle_renew => {
+                        break Flow::Renew;
+                    }
+                    _ => {}
+                }
+                worker.close_if_quiet().await;
             };
             session = idle.done().await?;
-            let outcome = outcome?;
-            match command {
-                Some(Command::Stop) => {
+            match flow {
+                Flow::Renew => continue,
+                flow => {
                     let _ = session.logout().await;
-                    return Ok(Flow::Stop);
+                    worker.close().await;
+                    return Ok(flow);
                 }
-                Some(Command::Reconnect) => {
-                    let _ = session.logout().await;
-                    return Ok(Flow::Reconnect);
-                }
-                Some(Command::Sync) => {
-                    self.sync_all(account, &mut session).await?;
-                    last_full = Instant::now();
-                    continue;
-                }
-                None => {}
-            }
-            match outcome {
-                IdleResponse::NewData(_) => {
-                    sync_folder(&mut session, &self.0.sink, account, &main).await?;
-                }
-                IdleResponse::Timeout if last_full.elapsed() >= self.0.config.resync_interval => {
-                    self.sync_all(account, &mut session).await?;
-                    last_full = Instant::now();
-                }
-                _ => {}
             }
         }
     }
@@ -574,6 +603,45 @@ impl Engine {
 enum Flow {
     Stop,
     Reconnect,
+    /// Restart the IDLE command (servers end long IDLEs).
+    Renew,
+}
+
+/// A sync connection unused this long is closed.
+const SYNC_SESSION_IDLE: Duration = Duration::from_secs(300);
+
+/// The second connection an account syncs on while its main connection stays in IDLE.
+struct SyncWorker<'a> {
+    settings: &'a ServerSettings,
+    session: Option<Session>,
+    last_used: Instant,
+}
+
+impl SyncWorker<'_> {
+    async fn session(&mut self) -> Result<&mut Session, crate::sync::SyncError> {
+        self.last_used = Instant::now();
+        if self.session.is_none() {
+            let session = connect(self.settings).await.map_err(|e| {
+                crate::sync::SyncError::Imap(async_imap::error::Error::Io(std::io::Error::other(
+                    e.to_string(),
+                )))
+            })?;
+            self.session = Some(session);
+        }
+        Ok(self.session.as_mut().expect("just opened"))
+    }
+
+    async fn close_if_quiet(&mut self) {
+        if self.session.is_some() && self.last_used.elapsed() >= SYNC_SESSION_IDLE {
+            self.close().await;
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut s) = self.session.take() {
+            let _ = s.logout().await;
+        }
+    }
 }
 
 trait FlattenStop {
@@ -619,13 +687,78 @@ fn backoff(attempt: u32) -> Duration {
 /// broken after an error.
 pub struct PooledSession {
     session: Option<Session>,
+    selected: Option<Selected>,
     account: String,
     engine: Engine,
     broken: bool,
 }
 
+/// The folder a pooled session has open, kept so the next call on the same folder can skip
+/// re-opening it (re-opening a large folder costs the server far more than the call itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub path: String,
+    pub writable: bool,
+    pub uid_validity: u64,
+    /// Messages in the folder, kept current from EXISTS/EXPUNGE responses.
+    pub exists: u32,
+}
+
 impl PooledSession {
     pub fn get(&mut self) -> &mut Session {
+        // Forgetting the selection: the caller may issue commands that change it.
+        self.selected = None;
+        self.session
+            .as_mut()
+            .expect("session is present until drop")
+    }
+
+    /// Opens a folder (read-only unless `writable`), or refreshes it with NOOP when this
+    /// session already has it open.
+    pub async fn open_folder(
+        &mut self,
+        path: &str,
+        writable: bool,
+    ) -> async_imap::error::Result<Selected> {
+        use async_imap::types::UnsolicitedResponse;
+        let session = self
+            .session
+            .as_mut()
+            .expect("session is present until drop");
+        if let Some(sel) = self.selected.as_mut()
+            && sel.path == path
+            && (sel.writable || !writable)
+        {
+            session.noop().await?;
+            while let Ok(response) = session.unsolicited_responses.try_recv() {
+                match response {
+                    UnsolicitedResponse::Exists(n) => sel.exists = n,
+                    UnsolicitedResponse::Expunge(_) => sel.exists = sel.exists.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            return Ok(sel.clone());
+        }
+        self.selected = None;
+        let encoded = crate::folders::encode_path(path);
+        let mailbox = if writable {
+            session.select(&encoded).await?
+        } else {
+            session.examine(&encoded).await?
+        };
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        let sel = Selected {
+            path: path.to_string(),
+            writable,
+            uid_validity: mailbox.uid_validity.unwrap_or(0) as u64,
+            exists: mailbox.exists,
+        };
+        self.selected = Some(sel.clone());
+        Ok(sel)
+    }
+
+    /// The session, keeping the open folder (for FETCH/STORE/SEARCH on it).
+    pub fn in_folder(&mut self) -> &mut Session {
         self.session
             .as_mut()
             .expect("session is present until drop")
@@ -649,7 +782,7 @@ impl Drop for PooledSession {
         if let Ok(mut pools) = self.engine.0.pools.lock() {
             let pool = pools.entry(self.account.clone()).or_default();
             if pool.len() < limit {
-                pool.push(session);
+                pool.push((session, self.selected.take()));
             }
         }
     }

@@ -58,13 +58,11 @@ async fn open(
     write: bool,
 ) -> ApiResult<PooledSession> {
     let mut s = state.engine.session(account).await.map_err(op_error)?;
-    let mailbox = if write {
-        s.get().select(encode_path(&at.path)).await
-    } else {
-        s.get().examine(encode_path(&at.path)).await
-    }
-    .map_err(imap_failed(&mut s))?;
-    if mailbox.uid_validity.map(u64::from) != Some(at.uid_validity) {
+    let mailbox = s
+        .open_folder(&at.path, write)
+        .await
+        .map_err(imap_failed(&mut s))?;
+    if mailbox.uid_validity != at.uid_validity {
         return Err(message_not_found());
     }
     Ok(s)
@@ -73,7 +71,7 @@ async fn open(
 /// Fetches one message with its whole source.
 async fn fetch_full(s: &mut PooledSession, uid: u32) -> ApiResult<(Fetched, Vec<u8>)> {
     let result: Result<Vec<_>, _> = match s
-        .get()
+        .in_folder()
         .uid_fetch(
             uid.to_string(),
             "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])",
@@ -153,16 +151,12 @@ pub async fn list(
     let path = path.unwrap_or_default();
     load(&state, &account).await?;
     let mut s = state.engine.session(&account).await.map_err(op_error)?;
-    let mailbox = s
-        .get()
-        .examine(encode_path(&path))
-        .await
-        .map_err(|e| match e {
-            async_imap::error::Error::No(_) => {
-                ApiError::not_found("Mailbox was not found").with("code", "NotFound")
-            }
-            e => imap_failed(&mut s)(e),
-        })?;
+    let mailbox = s.open_folder(&path, false).await.map_err(|e| match e {
+        async_imap::error::Error::No(_) => {
+            ApiError::not_found("Mailbox was not found").with("code", "NotFound")
+        }
+        e => imap_failed(&mut s)(e),
+    })?;
     let total = mailbox.exists as usize;
     let pages = total.div_ceil(page_size).max(1);
     let mut messages = Vec::new();
@@ -171,10 +165,10 @@ pub async fn list(
         let seq_min = seq_max.saturating_sub(page_size - 1).max(1);
         let mailbox_id = state
             .store
-            .mailbox_id(&account, mailbox.uid_validity.unwrap_or(0) as u64, &path)
+            .mailbox_id(&account, mailbox.uid_validity, &path)
             .await?;
         let mut fetched =
-            match fetch_summaries(s.get(), &format!("{seq_min}:{seq_max}"), false).await {
+            match fetch_summaries(s.in_folder(), &format!("{seq_min}:{seq_max}"), false).await {
                 Ok(f) => f,
                 Err(e) => return Err(imap_failed(&mut s)(e)),
             };
@@ -348,12 +342,11 @@ pub async fn search(
     load(&state, &account).await?;
     let mut s = state.engine.session(&account).await.map_err(op_error)?;
     let mailbox = s
-        .get()
-        .examine(encode_path(&path))
+        .open_folder(&path, false)
         .await
         .map_err(imap_failed(&mut s))?;
     let uids = s
-        .get()
+        .in_folder()
         .uid_search(&criteria)
         .await
         .map_err(imap_failed(&mut s))?;
@@ -370,15 +363,20 @@ pub async fn search(
     if !chunk.is_empty() {
         let mailbox_id = state
             .store
-            .mailbox_id(&account, mailbox.uid_validity.unwrap_or(0) as u64, &path)
+            .mailbox_id(&account, mailbox.uid_validity, &path)
             .await?;
         let mut sorted = chunk.clone();
         sorted.sort_unstable();
-        let mut fetched =
-            match fetch_summaries(s.get(), &emailengine_imap::sync::uid_set(&sorted), true).await {
-                Ok(f) => f,
-                Err(e) => return Err(imap_failed(&mut s)(e)),
-            };
+        let mut fetched = match fetch_summaries(
+            s.in_folder(),
+            &emailengine_imap::sync::uid_set(&sorted),
+            true,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return Err(imap_failed(&mut s)(e)),
+        };
         fetched.sort_by_key(|f| std::cmp::Reverse(f.uid));
         messages = fetched
             .iter()
@@ -415,7 +413,7 @@ pub async fn get_one(
     let (fetched, source) = fetch_full(&mut s, at.id.uid).await?;
     if mark_seen && !fetched.flags.iter().any(|f| f == "\\Seen") {
         let r: Result<Vec<_>, _> = match s
-            .get()
+            .in_folder()
             .uid_store(at.id.uid.to_string(), "+FLAGS.SILENT (\\Seen)")
             .await
         {
@@ -561,7 +559,11 @@ pub async fn update(
     let mut s = open(&state, &account, &at, true).await?;
     let mut out = Map::new();
     for (key, command) in planned {
-        let r: Result<Vec<_>, _> = match s.get().uid_store(at.id.uid.to_string(), &command).await {
+        let r: Result<Vec<_>, _> = match s
+            .in_folder()
+            .uid_store(at.id.uid.to_string(), &command)
+            .await
+        {
             Ok(stream) => stream.try_collect().await,
             Err(e) => Err(e),
         };

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""IMAP sync benchmarks for issue #3, against a private Redis, Dovecot and Postfix.
+
+Measures, each as the median of several runs where it makes sense:
+  - a 10,000-message INBOX: time from POST /v1/account to `connected` (the whole INBOX is in
+    the index by then), and the latency of GET /messages pages of 20;
+  - N idle accounts (default 1,000): time until all are connected (IDLE), server memory per
+    account, CPU used while idle, Redis bytes per account and per indexed message;
+  - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log.
+Run through scripts/bench-imap.sh, which starts the services and sets the environment.
+"""
+import json, os, statistics, subprocess, sys, time, urllib.request, imaplib, socket, smtplib
+
+BIN = os.environ["EE_BIN"]
+REDIS = os.environ["EE_REDIS_URL"]
+REDIS_PORT = os.environ["EE_REDIS_PORT"]
+IMAP_PORT = int(os.environ["IMAP_PORT"])
+SMTP_PORT = int(os.environ["SMTP_PORT"])
+MAILDIR_ROOT = os.environ["MAILDIR_ROOT"]  # <dir>/home/example.com
+ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "1000"))
+MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def redis(*args):
+    return subprocess.run(["redis-cli", "-p", REDIS_PORT, "-n", "8", *map(str, args)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+class Server:
+    def __init__(self, prefix):
+        self.port = free_port()
+        env = dict(os.environ, EENGINE_REDIS=REDIS, EENGINE_REDIS_PREFIX=prefix)
+        self.token = subprocess.run([BIN, "tokens", "issue"], env=env, capture_output=True,
+                                    text=True, check=True).stdout
+        self.log = open(f"/tmp/{prefix}.log", "w")
+        self.proc = subprocess.Popen([BIN, f"--api.port={self.port}", "--log.level=" + os.environ.get("BENCH_LOG_LEVEL", "info")], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                self.call("GET", "/health"); break
+            except OSError:
+                time.sleep(0.01)
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read() or b"null")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.terminate(); self.proc.wait(10)
+
+
+def account(user, name):
+    return {"account": name, "name": name, "email": user,
+            "imap": {"host": "127.0.0.1", "port": IMAP_PORT, "secure": False,
+                     "auth": {"user": user, "pass": "pass"}}}
+
+
+def fill_maildir(user, count):
+    """Writes `count` messages straight into the user's Maildir (owned by vmail)."""
+    local = user.split("@")[0]
+    cur = os.path.join(MAILDIR_ROOT, local, "Maildir", "cur")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(MAILDIR_ROOT, local, "Maildir", sub), exist_ok=True)
+    now = int(time.time())
+    for i in range(count):
+        body = (f"From: Sender {i % 97} <sender{i % 97}@example.org>\r\nTo: {user}\r\n"
+                f"Subject: Message number {i}\r\nMessage-ID: <{i}.{local}@example.org>\r\n"
+                f"Date: Tue, 01 Oct 2024 10:00:00 +0000\r\n\r\nBody of message {i}\r\n")
+        with open(os.path.join(cur, f"{now - count + i}.M{i}P1.bench:2,S"), "w") as f:
+            f.write(body)
+    subprocess.run(["chown", "-R", "vmail:vmail", os.path.join(MAILDIR_ROOT, local)], check=True)
+    # Let Dovecot build its own index once, so the figure is ours, not Dovecot's first scan.
+    m = imaplib.IMAP4("127.0.0.1", IMAP_PORT); m.login(user, "pass"); m.select("INBOX")
+    m.fetch("1:*", "(UID FLAGS)"); m.logout()
+
+
+def wait(pred, timeout=120, step=0.005):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic() - start
+        time.sleep(step)
+    raise TimeoutError
+
+
+def big_inbox():
+    results = []
+    for run in range(RUNS):
+        prefix = f"bench-big-{run}-{os.getpid()}"
+        user = f"big{run}x{os.getpid()}@example.com"
+        fill_maildir(user, MESSAGES)
+        srv = Server(prefix)
+        start = time.monotonic()
+        srv.call("POST", "/v1/account", account(user, "big"))
+        connected = wait(lambda: srv.call("GET", "/v1/account/big")["state"] == "connected")
+        listed = srv.call("GET", "/v1/account/big/messages?path=INBOX&pageSize=20")
+        assert listed["total"] == MESSAGES, listed["total"]
+        indexed = int(redis("ZCARD", f"{prefix}:iam:big:l:" + path_hash("INBOX")))
+        assert indexed == MESSAGES, indexed
+        pages = []
+        for i in range(60):
+            t = time.monotonic()
+            srv.call("GET", f"/v1/account/big/messages?path=INBOX&pageSize=20&page={i % 50}")
+            pages.append((time.monotonic() - t) * 1000)
+        index_bytes = int(redis("MEMORY", "USAGE", f"{prefix}:iam:big:l:" + path_hash("INBOX")))
+        results.append((connected, statistics.median(pages[10:]), index_bytes / MESSAGES))
+        srv.stop()
+    c = statistics.median(r[0] for r in results)
+    p = statistics.median(r[1] for r in results)
+    b = statistics.median(r[2] for r in results)
+    print(f"10k INBOX: POST /v1/account -> connected with all {MESSAGES} messages indexed: {c*1000:.0f} ms (median of {RUNS})")
+    print(f"10k INBOX: GET /messages page of 20: {p:.2f} ms (median of 50 requests, per run median of {RUNS})")
+    print(f"Redis bytes per indexed message (MEMORY USAGE of the index / messages): {b:.1f}")
+
+
+def path_hash(path):
+    import hashlib
+    n = int(hashlib.sha1(path.encode()).hexdigest(), 16)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"; out = ""
+    while n:
+        n, r = divmod(n, 36); out = digits[r] + out
+    return out or "0"
+
+
+def many_accounts():
+    prefix = f"bench-many-{os.getpid()}"
+    srv = Server(prefix)
+    base_rss = srv.rss_kib()
+    start = time.monotonic()
+    for i in range(ACCOUNTS):
+        srv.call("POST", "/v1/account", account(f"idle{i}x{os.getpid()}@example.com", f"a{i}"))
+    posted = time.monotonic() - start
+    all_connected = wait(lambda: srv.call("GET", "/v1/stats")["connections"]["connected"] == ACCOUNTS, timeout=300, step=0.05) + posted
+    time.sleep(5)
+    rss = srv.rss_kib()
+    cpu0 = srv.cpu_seconds(); time.sleep(10); cpu1 = srv.cpu_seconds()
+    keys = redis("--scan", "--pattern", f"{prefix}:i*:a17*").split() + redis("--scan", "--pattern", f"{prefix}:iam:a17:*").split()
+    acct_bytes = sum(int(redis("MEMORY", "USAGE", k) or 0) for k in set(keys))
+    print(f"{ACCOUNTS} idle accounts: all connected (IDLE) {all_connected:.2f} s after the first POST ({posted:.2f} s spent posting)")
+    print(f"{ACCOUNTS} idle accounts: server RSS {rss/1024:.1f} MiB, {(rss - base_rss)/ACCOUNTS:.1f} KiB per account over the idle server's {base_rss/1024:.1f} MiB")
+    print(f"{ACCOUNTS} idle accounts: CPU while idle {cpu1 - cpu0:.2f} s over 10 s")
+    print(f"Redis bytes for one idle account (its iad/ial/iah/iam keys): {acct_bytes}")
+    srv.stop()
+
+
+def latency():
+    prefix = f"bench-lat-{os.getpid()}"
+    user = f"lat{os.getpid()}@example.com"
+    srv = Server(prefix)
+    srv.call("POST", "/v1/account", account(user, "lat"))
+    wait(lambda: srv.call("GET", "/v1/account/lat")["state"] == "connected")
+    samples = []
+    for i in range(30):
+        before = int(redis("XLEN", f"{prefix}:events"))
+        t = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", SMTP_PORT) as s:
+            s.sendmail("bob@example.com", [user], f"Subject: latency {i}\r\nTo: {user}\r\n\r\nhi\r\n")
+        wait(lambda: int(redis("XLEN", f"{prefix}:events")) > before, timeout=30, step=0.002)
+        samples.append((time.monotonic() - t) * 1000)
+        time.sleep(0.2)
+    samples.sort()
+    print(f"SMTP hand-off -> messageNew in the event log: p50 {statistics.median(samples):.0f} ms, "
+          f"p90 {samples[int(len(samples)*0.9)-1]:.0f} ms, max {samples[-1]:.0f} ms ({len(samples)} messages)")
+    srv.stop()
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["big", "many", "latency"]
+    if "big" in which: big_inbox()
+    if "latency" in which: latency()
+    if "many" in which: many_accounts()
