@@ -152,8 +152,11 @@ def many_accounts():
     time.sleep(5)
     rss = srv.rss_kib()
     cpu0 = srv.cpu_seconds(); time.sleep(10); cpu1 = srv.cpu_seconds()
-    keys = redis("--scan", "--pattern", f"{prefix}:i*:a17*").split() + redis("--scan", "--pattern", f"{prefix}:iam:a17:*").split()
-    acct_bytes = sum(int(redis("MEMORY", "USAGE", k) or 0) for k in set(keys))
+    keys = [f"{prefix}:{k}:a17" for k in ("iad", "ial", "iah")]
+    keys += redis("--scan", "--pattern", f"{prefix}:iam:a17:*").split()
+    sizes = {k: int(redis("MEMORY", "USAGE", k) or 0) for k in keys}
+    acct_bytes = sum(sizes.values())
+    print("  " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sizes.items()))
     print(f"{ACCOUNTS} idle accounts: all connected (IDLE) {all_connected:.2f} s after the first POST ({posted:.2f} s spent posting)")
     print(f"{ACCOUNTS} idle accounts: server RSS {rss/1024:.1f} MiB, {(rss - base_rss)/ACCOUNTS:.1f} KiB per account over the idle server's {base_rss/1024:.1f} MiB")
     print(f"{ACCOUNTS} idle accounts: CPU while idle {cpu1 - cpu0:.2f} s over 10 s")

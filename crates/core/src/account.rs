@@ -131,6 +131,15 @@ pub fn decrypt_secrets(v: &mut Value, cipher: Option<&FieldCipher>) -> Result<()
     })
 }
 
+/// Rotates the secrets of a connection object (see [`crate::secret::rotate`]).
+pub fn rotate_secrets(
+    v: &mut Value,
+    old: &[FieldCipher],
+    new: Option<&FieldCipher>,
+) -> Result<(), crate::Error> {
+    map_secrets(v, &mut |s| crate::secret::rotate(s, old, new))
+}
+
 /// Replaces secrets with `******` for display.
 pub fn mask_secrets(v: &mut Value) {
     let _ = map_secrets(v, &mut |_| Ok("******".to_string()));

@@ -92,6 +92,23 @@ impl FieldCipher {
     }
 }
 
+/// Re-encrypts one value for secret rotation: an encrypted value is opened with the first of
+/// `old` that fits (cleartext passes as it is), then sealed with `new`, or left in cleartext
+/// when there is no new secret.
+pub fn rotate(value: &str, old: &[FieldCipher], new: Option<&FieldCipher>) -> Result<String> {
+    let plain = if is_encrypted(value) {
+        old.iter()
+            .find_map(|c| c.decrypt(value).ok())
+            .ok_or(Error::Decrypt)?
+    } else {
+        value.to_string()
+    };
+    Ok(match new {
+        Some(c) => c.encrypt(&plain),
+        None => plain,
+    })
+}
+
 /// True when the value is in the `$wd01$` shape.
 pub fn is_encrypted(value: &str) -> bool {
     parse(value).is_some()
@@ -151,6 +168,18 @@ mod tests {
         assert_eq!(enc.split('$').count(), 7);
         assert_eq!(c.decrypt(&enc).unwrap(), "hunter22");
         assert_eq!(FieldCipher::new("other").decrypt(&enc), Err(Error::Decrypt));
+    }
+
+    #[test]
+    fn rotation() {
+        let old = FieldCipher::new("old");
+        let new = FieldCipher::new("new");
+        let sealed = old.encrypt("pw");
+        let rotated = rotate(&sealed, &[FieldCipher::new("wrong"), FieldCipher::new("old")], Some(&new)).unwrap();
+        assert_eq!(new.decrypt(&rotated).unwrap(), "pw");
+        assert_eq!(rotate(&sealed, &[FieldCipher::new("old")], None).unwrap(), "pw");
+        assert_eq!(new.decrypt(&rotate("plain", &[], Some(&new)).unwrap()).unwrap(), "plain");
+        assert_eq!(rotate(&sealed, &[FieldCipher::new("wrong")], None), Err(Error::Decrypt));
     }
 
     #[test]

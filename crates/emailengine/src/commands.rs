@@ -13,7 +13,7 @@ use emailengine_core::token::{
 };
 use emailengine_core::units::iso_time;
 use emailengine_store::redis::{RedisStore, redact_url};
-use emailengine_store::{Settings, TokenStore};
+use emailengine_store::{AccountStore, Settings, SettingsStore, TokenStore};
 
 use crate::cli::Args;
 use crate::config::Config;
@@ -59,6 +59,7 @@ const HELP: &[(&str, &str)] = &[
         "password",
         "emailengine password [-p PASSWORD] [-r]\n  Set the admin password (generated when -p is not given) and print it;\n  with -r/--hash print the hash for EENGINE_PREPARED_PASSWORD instead.",
     ),
+    ("encrypt", "emailengine encrypt [--decrypt=OLD_SECRET]... [--service.secret=NEW_SECRET]\n  Re-encrypt stored account passwords and secret settings with the new secret\n  (or store them in cleartext when no new secret is given)."),
     ("version", "emailengine version   Print the version"),
     ("help", "emailengine help [COMMAND]   Show help"),
 ];
@@ -104,6 +105,7 @@ pub async fn run(command: &str, args: &Args, config: &Config) -> ExitCode {
     let result = match command {
         "tokens" => tokens(args, config).await,
         "password" => set_password(args, config).await,
+        "encrypt" => encrypt(args, config).await,
         _ => Err(format!("Unknown command: {command}")),
     };
     match result {
@@ -333,4 +335,61 @@ pub async fn store_password(
             ("totpSeed".into(), serde_json::Value::Bool(false)),
         ])
         .await
+}
+
+/// `encrypt`: rotates the secret that account passwords and secret settings are sealed with.
+async fn encrypt(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let old: Vec<FieldCipher> = args
+        .all("decrypt")
+        .into_iter()
+        .filter(|s| !s.is_empty() && *s != "true")
+        .map(FieldCipher::new)
+        .collect();
+    let new = config.service_secret.clone().map(FieldCipher::new);
+    if old.is_empty() && new.is_none() {
+        return Err("Nothing to do: pass --decrypt=OLD_SECRET and/or --service.secret=NEW_SECRET".into());
+    }
+    let store = connect(config).await?;
+    let failed = |e: &dyn std::fmt::Display| format!("Failed to update encrypted values: {e}");
+    let mut ids = store.account_ids().await.map_err(|e| failed(&e))?;
+    ids.sort_unstable();
+    // Everything is re-encrypted in memory first, so a value that no given secret opens stops
+    // the command before anything is written.
+    let mut account_changes = Vec::new();
+    for id in &ids {
+        let Some(fields) = store.account(id).await.map_err(|e| failed(&e))? else {
+            continue;
+        };
+        let mut changes = std::collections::BTreeMap::new();
+        for key in ["imap", "smtp", "oauth2"] {
+            let Some(raw) = fields.get(key) else { continue };
+            let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw) else {
+                continue;
+            };
+            emailengine_core::account::rotate_secrets(&mut value, &old, new.as_ref())
+                .map_err(|e| format!("{id}: {e}"))?;
+            changes.insert(key.to_string(), value.to_string());
+        }
+        if !changes.is_empty() {
+            account_changes.push((id, changes));
+        }
+    }
+    let keys = emailengine_core::settings::ENCRYPTED_KEYS;
+    let raw = store.raw_settings(keys).await.map_err(|e| failed(&e))?;
+    let mut rotated = Vec::new();
+    for (key, value) in keys.iter().zip(raw) {
+        if let Some(v) = value {
+            let next = emailengine_core::secret::rotate(&v, &old, new.as_ref())
+                .map_err(|e| format!("setting {key}: {e}"))?;
+            rotated.push((key.to_string(), next));
+        }
+    }
+    for (id, changes) in &account_changes {
+        store.update_account(id, changes).await.map_err(|e| failed(&e))?;
+        eprintln!("{id}: updated");
+    }
+    eprintln!("Updated {}/{} accounts", account_changes.len(), ids.len());
+    store.put_raw_settings(&rotated).await.map_err(|e| failed(&e))?;
+    eprintln!("Updated {} settings", rotated.len());
+    Ok(ExitCode::SUCCESS)
 }
