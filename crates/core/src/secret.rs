@@ -175,11 +175,26 @@ mod tests {
         let old = FieldCipher::new("old");
         let new = FieldCipher::new("new");
         let sealed = old.encrypt("pw");
-        let rotated = rotate(&sealed, &[FieldCipher::new("wrong"), FieldCipher::new("old")], Some(&new)).unwrap();
+        let rotated = rotate(
+            &sealed,
+            &[FieldCipher::new("wrong"), FieldCipher::new("old")],
+            Some(&new),
+        )
+        .unwrap();
         assert_eq!(new.decrypt(&rotated).unwrap(), "pw");
-        assert_eq!(rotate(&sealed, &[FieldCipher::new("old")], None).unwrap(), "pw");
-        assert_eq!(new.decrypt(&rotate("plain", &[], Some(&new)).unwrap()).unwrap(), "plain");
-        assert_eq!(rotate(&sealed, &[FieldCipher::new("wrong")], None), Err(Error::Decrypt));
+        assert_eq!(
+            rotate(&sealed, &[FieldCipher::new("old")], None).unwrap(),
+            "pw"
+        );
+        assert_eq!(
+            new.decrypt(&rotate("plain", &[], Some(&new)).unwrap())
+                .unwrap(),
+            "plain"
+        );
+        assert_eq!(
+            rotate(&sealed, &[FieldCipher::new("wrong")], None),
+            Err(Error::Decrypt)
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ const HELP: &[(&str, &str)] = &[
         "password",
         "emailengine password [-p PASSWORD] [-r]\n  Set the admin password (generated when -p is not given) and print it;\n  with -r/--hash print the hash for EENGINE_PREPARED_PASSWORD instead.",
     ),
-    ("encrypt", "emailengine encrypt [--decrypt=OLD_SECRET]... [--service.secret=NEW_SECRET]\n  Re-encrypt stored account passwords and secret settings with the new secret\n  (or store them in cleartext when no new secret is given)."),
+    (
+        "encrypt",
+        "emailengine encrypt [--decrypt=OLD_SECRET]... [--service.secret=NEW_SECRET]\n  Re-encrypt stored account passwords and secret settings with the new secret\n  (or store them in cleartext when no new secret is given).",
+    ),
     ("version", "emailengine version   Print the version"),
     ("help", "emailengine help [COMMAND]   Show help"),
 ];
@@ -347,7 +350,9 @@ async fn encrypt(args: &Args, config: &Config) -> Result<ExitCode, String> {
         .collect();
     let new = config.service_secret.clone().map(FieldCipher::new);
     if old.is_empty() && new.is_none() {
-        return Err("Nothing to do: pass --decrypt=OLD_SECRET and/or --service.secret=NEW_SECRET".into());
+        return Err(
+            "Nothing to do: pass --decrypt=OLD_SECRET and/or --service.secret=NEW_SECRET".into(),
+        );
     }
     let store = connect(config).await?;
     let failed = |e: &dyn std::fmt::Display| format!("Failed to update encrypted values: {e}");
@@ -385,11 +390,17 @@ async fn encrypt(args: &Args, config: &Config) -> Result<ExitCode, String> {
         }
     }
     for (id, changes) in &account_changes {
-        store.update_account(id, changes).await.map_err(|e| failed(&e))?;
+        store
+            .update_account(id, changes)
+            .await
+            .map_err(|e| failed(&e))?;
         eprintln!("{id}: updated");
     }
     eprintln!("Updated {}/{} accounts", account_changes.len(), ids.len());
-    store.put_raw_settings(&rotated).await.map_err(|e| failed(&e))?;
+    store
+        .put_raw_settings(&rotated)
+        .await
+        .map_err(|e| failed(&e))?;
     eprintln!("Updated {} settings", rotated.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -249,12 +249,25 @@ async fn encrypt_rotates_account_passwords_and_secret_settings() {
     let mut r = redis().await;
     let cipher = emailengine_core::secret::FieldCipher::new("old-secret");
     let imap = serde_json::json!({"host": "h", "port": 1, "auth": {"user": "u", "pass": cipher.encrypt("pw")}});
-    let _: () = r.hset(env.key("iad:a1"), "imap", imap.to_string()).await.unwrap();
+    let _: () = r
+        .hset(env.key("iad:a1"), "imap", imap.to_string())
+        .await
+        .unwrap();
     let _: () = r.sadd(env.key("ia:accounts"), "a1").await.unwrap();
-    let _: () = r.hset(env.key("settings"), "serviceSecret", cipher.encrypt("\"s\"")).await.unwrap();
+    let _: () = r
+        .hset(
+            env.key("settings"),
+            "serviceSecret",
+            cipher.encrypt("\"s\""),
+        )
+        .await
+        .unwrap();
 
     // A wrong old secret changes nothing.
-    let bad = Env { vars: vec![("EENGINE_SECRET".into(), "new-secret".into())], ..env.clone() };
+    let bad = Env {
+        vars: vec![("EENGINE_SECRET".into(), "new-secret".into())],
+        ..env.clone()
+    };
     let out = bad.cli(&["encrypt", "--decrypt=wrong"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let stored: String = r.hget(env.key("iad:a1"), "imap").await.unwrap();
@@ -262,11 +275,19 @@ async fn encrypt_rotates_account_passwords_and_secret_settings() {
 
     let out = bad.cli(&["encrypt", "--decrypt=old-secret"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("a1: updated") && out.stderr.contains("Updated 1/1 accounts"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a1: updated") && out.stderr.contains("Updated 1/1 accounts"),
+        "{}",
+        out.stderr
+    );
     let stored: String = r.hget(env.key("iad:a1"), "imap").await.unwrap();
     let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
     let new = emailengine_core::secret::FieldCipher::new("new-secret");
-    assert_eq!(new.decrypt(stored["auth"]["pass"].as_str().unwrap()).unwrap(), "pw");
+    assert_eq!(
+        new.decrypt(stored["auth"]["pass"].as_str().unwrap())
+            .unwrap(),
+        "pw"
+    );
     let secret: String = r.hget(env.key("settings"), "serviceSecret").await.unwrap();
     assert_eq!(new.decrypt(&secret).unwrap(), "\"s\"");
 }

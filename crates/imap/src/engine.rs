@@ -408,6 +408,7 @@ impl Engine {
         rx: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Result<Flow, crate::sync::SyncError> {
         self.set_state(account, "syncing", None).await;
+        let condstore = session.capabilities().await?.has_str("CONDSTORE");
         let folders = self.refresh_folders(account, &mut session).await?;
         let main = folders
             .iter()
@@ -415,7 +416,8 @@ impl Engine {
             .cloned()
             .or_else(|| folders.first().cloned());
         for folder in folders.iter().filter(|f| !f.no_select) {
-            let report = sync_folder(&mut session, &self.0.sink, account, folder).await?;
+            let report =
+                sync_folder(&mut session, &self.0.sink, account, folder, condstore).await?;
             tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
         }
         let first_time = self
@@ -493,7 +495,8 @@ impl Engine {
                     Some(Command::Stop) => break Flow::Stop,
                     Some(Command::Reconnect) => break Flow::Reconnect,
                     Some(Command::Sync) => {
-                        self.sync_all(account, worker.session().await?).await?;
+                        self.sync_all(account, worker.session().await?, condstore)
+                            .await?;
                         last_full = Instant::now();
                         continue;
                     }
@@ -502,10 +505,18 @@ impl Engine {
                 match outcome {
                     IdleResponse::NewData(_) => {
                         tracing::debug!(account, "IDLE notification");
-                        sync_folder(worker.session().await?, &self.0.sink, account, &main).await?;
+                        sync_folder(
+                            worker.session().await?,
+                            &self.0.sink,
+                            account,
+                            &main,
+                            condstore,
+                        )
+                        .await?;
                     }
                     _ if last_full.elapsed() >= self.0.config.resync_interval => {
-                        self.sync_all(account, worker.session().await?).await?;
+                        self.sync_all(account, worker.session().await?, condstore)
+                            .await?;
                         last_full = Instant::now();
                     }
                     _ if idle_started.elapsed() >= self.0.config.idle_renew => {
@@ -531,10 +542,11 @@ impl Engine {
         &self,
         account: &str,
         session: &mut Session,
+        condstore: bool,
     ) -> Result<(), crate::sync::SyncError> {
         let folders = self.refresh_folders(account, session).await?;
         for folder in folders.iter().filter(|f| !f.no_select) {
-            sync_folder(session, &self.0.sink, account, folder).await?;
+            sync_folder(session, &self.0.sink, account, folder, condstore).await?;
         }
         Ok(())
     }

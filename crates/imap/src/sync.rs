@@ -105,15 +105,21 @@ pub struct SyncReport {
     pub updated: usize,
 }
 
-/// Synchronises one folder. `silent` builds the index without events (first sync, rebuild).
+/// Synchronises one folder. The first sync of a folder (or a rebuild) only builds the index.
+/// With `condstore`, later syncs fetch only what changed since the stored HIGHESTMODSEQ.
 pub async fn sync_folder(
     session: &mut Session,
     sink: &EventSink,
     account: &str,
     folder: &Folder,
+    condstore: bool,
 ) -> Result<SyncReport, SyncError> {
     let store = &sink.store;
-    let mailbox = session.select(encode_path(&folder.path)).await?;
+    let mailbox = if condstore {
+        session.select_condstore(encode_path(&folder.path)).await?
+    } else {
+        session.select(encode_path(&folder.path)).await?
+    };
     let uid_validity = mailbox.uid_validity.unwrap_or(0) as u64;
     let status = store.folder_status(account, &folder.path).await?;
     let mut silent = status.is_empty();
@@ -140,19 +146,20 @@ pub async fn sync_folder(
         .mailbox_id(account, uid_validity, &folder.path)
         .await?;
 
-    let mut server: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    if mailbox.exists > 0 {
-        let fetched: Vec<_> = session
-            .fetch("1:*", "(UID FLAGS)")
-            .await?
-            .try_collect()
-            .await?;
-        for f in &fetched {
-            if let Some(uid) = f.uid {
-                server.insert(uid, f.flags().filter_map(|x| flag_text(&x)).collect());
-            }
-        }
+    let stored_num = |k: &str| status.get(k).and_then(|v| v.parse::<u64>().ok());
+    // With CONDSTORE, an unchanged HIGHESTMODSEQ, UIDNEXT and message count mean nothing
+    // changed: skip the folder without fetching anything.
+    let incremental = (!silent && condstore)
+        .then(|| stored_num("highestModseq").zip(mailbox.highest_modseq))
+        .flatten();
+    if let Some((old, new)) = incremental
+        && old == new
+        && stored_num("uidNext") == mailbox.uid_next.map(u64::from)
+        && stored_num("messages") == Some(mailbox.exists as u64)
+    {
+        return Ok(SyncReport::default());
     }
+
     let stored: HashMap<u32, IndexEntry> = store
         .folder_entries(account, &folder.path)
         .await?
@@ -160,6 +167,42 @@ pub async fn sync_folder(
         .filter_map(|b| IndexEntry::decode(b))
         .map(|e| (e.uid, e))
         .collect();
+    let mut server: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    if mailbox.exists > 0 {
+        match incremental {
+            Some((old, _)) => {
+                // Start from the index, apply what changed since the stored MODSEQ (new
+                // messages included), and list UIDs only when some messages must have gone.
+                server.extend(stored.iter().map(|(uid, e)| (*uid, e.flags.clone())));
+                let fetched: Vec<_> = session
+                    .uid_fetch("1:*", format!("(UID FLAGS) (CHANGEDSINCE {old})"))
+                    .await?
+                    .try_collect()
+                    .await?;
+                for f in &fetched {
+                    if let Some(uid) = f.uid {
+                        server.insert(uid, f.flags().filter_map(|x| flag_text(&x)).collect());
+                    }
+                }
+                if server.len() != mailbox.exists as usize {
+                    let present = session.uid_search("ALL").await?;
+                    server.retain(|uid, _| present.contains(uid));
+                }
+            }
+            None => {
+                let fetched: Vec<_> = session
+                    .fetch("1:*", "(UID FLAGS)")
+                    .await?
+                    .try_collect()
+                    .await?;
+                for f in &fetched {
+                    if let Some(uid) = f.uid {
+                        server.insert(uid, f.flags().filter_map(|x| flag_text(&x)).collect());
+                    }
+                }
+            }
+        }
+    }
 
     let new_uids: Vec<u32> = server
         .keys()
