@@ -93,7 +93,8 @@ pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
             "/v1/account/{account}/message/{message}"
             | "/v1/account/{account}/message/{message}/move",
         ) => spec("api", Message, Write, A::Path),
-        ("DELETE", "/v1/account/{account}/message/{message}") => {
+        ("DELETE", "/v1/account/{account}/message/{message}")
+        | ("PUT", "/v1/account/{account}/messages/delete") => {
             spec("api", Message, Destructive, A::Path)
         }
         (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),

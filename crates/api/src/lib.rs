@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
             mailboxes::rename,
             mailboxes::delete
         ))
-        .routes(routes!(messages::list))
+        .routes(routes!(messages::list, messages::bulk_update))
+        .routes(routes!(messages::bulk_move))
+        .routes(routes!(messages::bulk_delete))
+        .routes(routes!(messages::upload))
         .routes(routes!(messages::search))
         .routes(routes!(
             messages::get_one,

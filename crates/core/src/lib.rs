@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod compose;
 pub mod error;
 pub mod ids;
 pub mod index;

@@ -465,3 +465,99 @@ async fn bound_tokens_reach_only_their_account_on_every_route() {
     assert_eq!(status, 404);
     let _ = token;
 }
+
+#[tokio::test]
+async fn upload_and_bulk_operations() {
+    let env = Env::new("imap-bulk");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+
+    let (status, up) = server.send(Method::POST, "/v1/account/ann/message", Some(&token), Some(json!({
+        "path": "INBOX", "flags": ["\\Seen"],
+        "from": {"name": "Ann", "address": &user}, "to": [{"address": "bob@example.com"}],
+        "subject": "uploaded", "text": "composed body",
+        "attachments": [{"filename": "n.txt", "content": "bm90ZQ==", "contentType": "text/plain"}]
+    }))).await;
+    assert_eq!(status, 200, "{up}");
+    let id = up["id"]
+        .as_str()
+        .expect("id of the uploaded message")
+        .to_string();
+    let (_, msg) = server
+        .get(&format!("/v1/account/ann/message/{id}"), Some(&token))
+        .await;
+    assert_eq!(msg["subject"], "uploaded");
+    assert_eq!(msg["unseen"], false);
+    assert_eq!(msg["attachments"][0]["filename"], "n.txt");
+    assert_eq!(msg["messageId"], up["messageId"]);
+    let raw = "From: x@example.com\nSubject: raw upload\n\nraw body\n";
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/message",
+            Some(&token),
+            Some(json!({"path": "INBOX", "raw": raw})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann/messages?path=INBOX",
+            Some(&token),
+            Some(json!({"search": {"seen": false}, "update": {"flags": {"add": ["\\Flagged"]}}})),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"flags": {"add": true}})));
+    let (_, flagged) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/search?path=INBOX",
+            Some(&token),
+            Some(json!({"search": {"flagged": true}})),
+        )
+        .await;
+    assert_eq!(flagged["total"], 1);
+    assert_eq!(flagged["messages"][0]["subject"], "raw upload");
+
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann/messages/move?path=INBOX",
+            Some(&token),
+            Some(json!({"search": {"subject": "uploaded"}, "path": "Junk"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"path": "Junk", "moved": true}))
+    );
+    let (_, junk) = server
+        .get("/v1/account/ann/messages?path=Junk", Some(&token))
+        .await;
+    assert_eq!(junk["total"], 1);
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann/messages/delete?path=INBOX&force=true",
+            Some(&token),
+            Some(json!({"search": {}})),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"deleted": true})));
+    let (_, inbox) = server
+        .get("/v1/account/ann/messages?path=INBOX", Some(&token))
+        .await;
+    assert_eq!(inbox["total"], 0);
+}

@@ -650,3 +650,244 @@ pub async fn delete(
         }
     }
 }
+
+/// Upload a message
+///
+/// Appends a message to a folder, given as `raw` RFC 822 text or composed from `from`, `to`,
+/// `subject`, `text`, `html`, `attachments`, `headers`.
+#[utoipa::path(post, path = "/v1/account/{account}/message", tag = "Message",
+    params(("account" = String, Path, description = "Account id")),
+    request_body(content = Object, description = "`{path, flags?, raw?, from?, to?, subject?, text?, html?, attachments?, headers?, messageId?}`"),
+    responses((status = 200, description = "`{id, path, uid, messageId}`", body = Object)),
+    security(("bearerAuth" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let path = body
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::field("path", "is required"))?
+        .to_string();
+    let flags = flag_list(body.get("flags"), "flags")?;
+    let (source, message_id) = match body.get("raw") {
+        Some(Value::String(raw)) => {
+            let parsed = mail_parser::MessageParser::new().parse_headers(raw.as_bytes());
+            let id = parsed
+                .as_ref()
+                .and_then(|m| m.message_id().map(|i| format!("<{i}>")));
+            (
+                raw.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes(),
+                id,
+            )
+        }
+        Some(_) => return Err(ApiError::field("raw", "must be a string")),
+        None => {
+            let mut c = emailengine_core::compose::parse(&body).map_err(ApiError::invalid_input)?;
+            let host = c
+                .from
+                .as_ref()
+                .and_then(|f| f.address.split_once('@').map(|(_, d)| d.to_string()))
+                .unwrap_or_else(|| "emailengine.local".into());
+            let id = c.ensure_message_id(&host);
+            (c.build(chrono::Utc::now().timestamp()), Some(id))
+        }
+    };
+    load(&state, &account).await?;
+    let mut s = state.engine.session(&account).await.map_err(op_error)?;
+    let flags = flags.map(|f| format!("({f})"));
+    s.get()
+        .append(encode_path(&path), flags.as_deref(), None, &source)
+        .await
+        .map_err(imap_failed(&mut s))?;
+    let mut out = json!({"path": path, "messageId": message_id});
+    if let Some(id) = &message_id {
+        let mailbox = s
+            .open_folder(&path, false)
+            .await
+            .map_err(imap_failed(&mut s))?;
+        let criteria = format!("HEADER Message-ID \"{}\"", id.replace(['"', '\\'], ""));
+        let uids = s
+            .in_folder()
+            .uid_search(&criteria)
+            .await
+            .map_err(imap_failed(&mut s))?;
+        if let Some(uid) = uids.into_iter().max() {
+            let mailbox_id = state
+                .store
+                .mailbox_id(&account, mailbox.uid_validity, &path)
+                .await?;
+            out["uid"] = json!(uid);
+            out["id"] = json!(
+                MessageId {
+                    mailbox: mailbox_id,
+                    uid
+                }
+                .encode()
+            );
+        }
+    }
+    Ok(Json(out))
+}
+
+/// UIDs matching a bulk request's `search` in the folder named by `?path=`.
+async fn bulk_target(
+    state: &AppState,
+    account: &str,
+    query: &mut QueryParams,
+    body: &Map<String, Value>,
+) -> ApiResult<(PooledSession, String, String)> {
+    let path = query.string("path", 1024);
+    if path.is_none() {
+        query.reject("path", "is required");
+    }
+    let criteria = match body.get("search") {
+        Some(Value::Object(m)) => search_query(m)?,
+        None => return Err(ApiError::field("search", "is required")),
+        _ => return Err(ApiError::field("search", "must be of type object")),
+    };
+    let path = path.unwrap_or_default();
+    load(state, account).await?;
+    let mut s = state.engine.session(account).await.map_err(op_error)?;
+    s.open_folder(&path, true)
+        .await
+        .map_err(imap_failed(&mut s))?;
+    let mut uids: Vec<u32> = s
+        .in_folder()
+        .uid_search(&criteria)
+        .await
+        .map_err(imap_failed(&mut s))?
+        .into_iter()
+        .collect();
+    uids.sort_unstable();
+    Ok((s, path, emailengine_imap::sync::uid_set(&uids)))
+}
+
+/// Update flags of many messages
+#[utoipa::path(put, path = "/v1/account/{account}/messages", tag = "Message",
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Folder path")),
+    request_body(content = Object, description = "`{search: {...}, update: {flags: {add, delete, set}}}`"),
+    responses((status = 200, description = "`{flags: {add?, delete?, set?}}`", body = Object)),
+    security(("bearerAuth" = [])))]
+pub async fn bulk_update(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    mut query: QueryParams,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let flags = body
+        .get("update")
+        .and_then(|u| u.get("flags"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut planned = Vec::new();
+    for (key, item) in [("set", "FLAGS"), ("add", "+FLAGS"), ("delete", "-FLAGS")] {
+        if let Some(list) = flag_list(flags.get(key), key)? {
+            planned.push((key, format!("{item}.SILENT ({list})")));
+        }
+    }
+    let (mut s, _, set) = bulk_target(&state, &account, &mut query, &body).await?;
+    query.finish()?;
+    let mut out = Map::new();
+    for (key, command) in planned {
+        if !set.is_empty() {
+            let r: Result<Vec<_>, _> = match s.in_folder().uid_store(&set, &command).await {
+                Ok(stream) => stream.try_collect().await,
+                Err(e) => Err(e),
+            };
+            r.map_err(imap_failed(&mut s))?;
+        }
+        out.insert(key.into(), Value::Bool(true));
+    }
+    Ok(Json(json!({"flags": out})))
+}
+
+/// Move many messages
+#[utoipa::path(put, path = "/v1/account/{account}/messages/move", tag = "Message",
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Source folder")),
+    request_body(content = Object, description = "`{search: {...}, path: <destination>}`"),
+    responses((status = 200, description = "`{path, moved}`", body = Object)),
+    security(("bearerAuth" = [])))]
+pub async fn bulk_move(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    mut query: QueryParams,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let target = body
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::field("path", "is required"))?
+        .to_string();
+    let (mut s, _, set) = bulk_target(&state, &account, &mut query, &body).await?;
+    query.finish()?;
+    let moved = !set.is_empty();
+    if moved {
+        s.get()
+            .uid_mv(&set, encode_path(&target))
+            .await
+            .map_err(imap_failed(&mut s))?;
+    }
+    Ok(Json(json!({"path": target, "moved": moved})))
+}
+
+/// Delete many messages
+///
+/// Moves the matching messages to Trash, or deletes them for good when the folder is Trash or
+/// `force=true`.
+#[utoipa::path(put, path = "/v1/account/{account}/messages/delete", tag = "Message",
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Folder path"),
+        ("force" = Option<bool>, Query, description = "Delete for good")),
+    request_body(content = Object, description = "`{search: {...}}`"),
+    responses((status = 200, description = "`{deleted, moved?}`", body = Object)),
+    security(("bearerAuth" = [])))]
+pub async fn bulk_delete(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    mut query: QueryParams,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let force = query.bool("force").unwrap_or(false);
+    let trash = folders(&state, &account)
+        .await?
+        .into_iter()
+        .find(|f| f.special_use.as_deref() == Some("\\Trash"))
+        .map(|f| f.path);
+    let (mut s, path, set) = bulk_target(&state, &account, &mut query, &body).await?;
+    query.finish()?;
+    if set.is_empty() {
+        return Ok(Json(json!({"deleted": false})));
+    }
+    match trash.filter(|t| !force && *t != path) {
+        Some(trash) => {
+            s.get()
+                .uid_mv(&set, encode_path(&trash))
+                .await
+                .map_err(imap_failed(&mut s))?;
+            Ok(Json(
+                json!({"deleted": false, "moved": {"destination": trash}}),
+            ))
+        }
+        None => {
+            let r: Result<Vec<_>, _> = match s
+                .in_folder()
+                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                .await
+            {
+                Ok(stream) => stream.try_collect().await,
+                Err(e) => Err(e),
+            };
+            r.map_err(imap_failed(&mut s))?;
+            let r: Result<Vec<_>, _> = match s.get().uid_expunge(&set).await {
+                Ok(stream) => stream.try_collect().await,
+                Err(e) => Err(e),
+            };
+            r.map_err(imap_failed(&mut s))?;
+            Ok(Json(json!({"deleted": true})))
+        }
+    }
+}
