@@ -96,13 +96,31 @@ async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectErro
         ImapStream::Plain(tcp)
     };
     let mut client = async_imap::Client::new(stream);
-    client
+    let greeting = client
         .read_response()
         .await
         .map_err(net)?
         .ok_or_else(|| net("Connection closed before the server greeting"))?;
+    // Servers usually list their capabilities in the greeting; when they do and STARTTLS is not
+    // among them, skip asking for it.
+    let greeting_denies_starttls = match greeting.parsed() {
+        imap_proto::Response::Data {
+            outcome:
+                imap_proto::Outcome {
+                    code: Some(imap_proto::ResponseCode::Capabilities(caps)),
+                    ..
+                },
+            ..
+        } => !caps.iter().any(
+            |c| matches!(c, imap_proto::Capability::Atom(a) if a.eq_ignore_ascii_case("STARTTLS")),
+        ),
+        _ => false,
+    };
+    if greeting_denies_starttls && settings.starttls == Some(true) {
+        return Err(net("Server does not offer STARTTLS"));
+    }
 
-    if !settings.secure && settings.starttls != Some(false) {
+    if !settings.secure && settings.starttls != Some(false) && !greeting_denies_starttls {
         // Ask for STARTTLS directly: a server without it answers BAD/NO and the plain
         // session stays usable, which saves reading capabilities before login.
         match client.run_command_and_check_ok("STARTTLS", None).await {
