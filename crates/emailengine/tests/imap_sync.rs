@@ -561,3 +561,37 @@ async fn upload_and_bulk_operations() {
         .await;
     assert_eq!(inbox["total"], 0);
 }
+
+#[tokio::test]
+async fn subconnections_watch_extra_folders() {
+    let env = Env::new("imap-subconn");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let mut payload = account_payload("ann", &user, "pass");
+    payload["subconnections"] = json!(["Sent"]);
+    server
+        .send(Method::POST, "/v1/account", Some(&token), Some(payload))
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let raw = "From: x@example.com\nSubject: into sent\n\nbody\n";
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/message",
+            Some(&token),
+            Some(json!({"path": "Sent", "raw": raw})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let event = wait_for("messageNew in Sent", 10, || async {
+        env.events_of("ann", "messageNew")
+            .await
+            .into_iter()
+            .find(|e| e.payload["path"] == "Sent")
+    })
+    .await;
+    assert_eq!(event.payload["specialUse"], "\\Sent");
+    assert_eq!(event.payload["data"]["subject"], "into sent");
+}

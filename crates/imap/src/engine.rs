@@ -47,6 +47,8 @@ enum Command {
     Stop,
 }
 
+type FolderLock = Arc<tokio::sync::Mutex<()>>;
+
 /// A command session waiting in the pool, with the folder it has open.
 type IdleSession = (Session, Option<Selected>);
 
@@ -63,6 +65,9 @@ struct Inner {
     actors: Mutex<HashMap<String, Handle>>,
     states: Mutex<HashMap<String, String>>,
     pools: Mutex<HashMap<String, Vec<IdleSession>>>,
+    /// One lock per (account, folder): two connections never sync the same folder at once,
+    /// which would report the same change twice.
+    folder_locks: Mutex<HashMap<(String, String), FolderLock>>,
 }
 
 #[derive(Clone)]
@@ -107,6 +112,7 @@ impl Engine {
             actors: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
+            folder_locks: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -161,6 +167,9 @@ impl Engine {
         self.drop_pool(account);
         if let Ok(mut s) = self.0.states.lock() {
             s.remove(account);
+        }
+        if let Ok(mut l) = self.0.folder_locks.lock() {
+            l.retain(|(a, _), _| a != account);
         }
     }
 
@@ -416,8 +425,9 @@ impl Engine {
             .cloned()
             .or_else(|| folders.first().cloned());
         for folder in folders.iter().filter(|f| !f.no_select) {
-            let report =
-                sync_folder(&mut session, &self.0.sink, account, folder, condstore).await?;
+            let report = self
+                .sync_locked(&mut session, account, folder, condstore)
+                .await?;
             tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
         }
         let first_time = self
@@ -447,6 +457,9 @@ impl Engine {
                 _ => Flow::Stop,
             });
         };
+        let _subconnections = self
+            .start_subconnections(account, settings, &folders, &main, condstore)
+            .await;
         let mut worker = SyncWorker {
             settings,
             session: None,
@@ -505,14 +518,8 @@ impl Engine {
                 match outcome {
                     IdleResponse::NewData(_) => {
                         tracing::debug!(account, "IDLE notification");
-                        sync_folder(
-                            worker.session().await?,
-                            &self.0.sink,
-                            account,
-                            &main,
-                            condstore,
-                        )
-                        .await?;
+                        self.sync_locked(worker.session().await?, account, &main, condstore)
+                            .await?;
                     }
                     _ if last_full.elapsed() >= self.0.config.resync_interval => {
                         self.sync_all(account, worker.session().await?, condstore)
@@ -538,6 +545,107 @@ impl Engine {
         }
     }
 
+    /// Extra folders the account asked to watch on their own IDLE connections
+    /// (`subconnections`); the returned guard stops them.
+    async fn start_subconnections(
+        &self,
+        account: &str,
+        settings: &ServerSettings,
+        folders: &[Folder],
+        main: &Folder,
+        condstore: bool,
+    ) -> TaskGuard {
+        let wanted: Vec<String> = self
+            .0
+            .sink
+            .store
+            .account(account)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|f| f.get("subconnections").cloned())
+            .and_then(|raw| serde_json::from_str::<Vec<String>>(&raw).ok())
+            .unwrap_or_default();
+        let mut tasks = Vec::new();
+        for path in wanted {
+            let Some(folder) = folders
+                .iter()
+                .find(|f| f.path == path && f.path != main.path && !f.no_select)
+            else {
+                tracing::warn!(account, path, "Subconnection folder not found");
+                continue;
+            };
+            let (engine, account, settings, folder) = (
+                self.clone(),
+                account.to_string(),
+                settings.clone(),
+                folder.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut attempt = 0;
+                loop {
+                    match engine.watch_folder(&account, &settings, &folder, condstore).await {
+                        Ok(()) => attempt = 0,
+                        Err(e) => {
+                            attempt += 1;
+                            tracing::warn!(account, path = %folder.path, err = %e, "Subconnection failed");
+                        }
+                    }
+                    tokio::time::sleep(backoff(attempt.max(1))).await;
+                }
+            }));
+        }
+        TaskGuard(tasks)
+    }
+
+    /// One subconnection: IDLE on a folder, syncing it on this same connection after each change.
+    async fn watch_folder(
+        &self,
+        account: &str,
+        settings: &ServerSettings,
+        folder: &Folder,
+        condstore: bool,
+    ) -> Result<(), crate::sync::SyncError> {
+        let mut session = connect(settings).await.map_err(|e| {
+            crate::sync::SyncError::Imap(async_imap::error::Error::Io(std::io::Error::other(
+                e.to_string(),
+            )))
+        })?;
+        loop {
+            self.sync_locked(&mut session, account, folder, condstore)
+                .await?;
+            while session.unsolicited_responses.try_recv().is_ok() {}
+            let mut idle = session.idle();
+            idle.init().await?;
+            let (fut, _stop) = idle.wait_with_timeout(self.0.config.idle_renew);
+            let outcome = fut.await;
+            session = idle.done().await?;
+            outcome?;
+        }
+    }
+
+    /// Syncs a folder while holding its lock.
+    async fn sync_locked(
+        &self,
+        session: &mut Session,
+        account: &str,
+        folder: &Folder,
+        condstore: bool,
+    ) -> Result<crate::sync::SyncReport, crate::sync::SyncError> {
+        let lock = self
+            .0
+            .folder_locks
+            .lock()
+            .map(|mut l| {
+                l.entry((account.to_string(), folder.path.clone()))
+                    .or_default()
+                    .clone()
+            })
+            .unwrap_or_default();
+        let _held = lock.lock().await;
+        sync_folder(session, &self.0.sink, account, folder, condstore).await
+    }
+
     async fn sync_all(
         &self,
         account: &str,
@@ -546,7 +654,8 @@ impl Engine {
     ) -> Result<(), crate::sync::SyncError> {
         let folders = self.refresh_folders(account, session).await?;
         for folder in folders.iter().filter(|f| !f.no_select) {
-            sync_folder(session, &self.0.sink, account, folder, condstore).await?;
+            self.sync_locked(session, account, folder, condstore)
+                .await?;
         }
         Ok(())
     }
@@ -617,6 +726,17 @@ enum Flow {
     Reconnect,
     /// Restart the IDLE command (servers end long IDLEs).
     Renew,
+}
+
+/// Aborts the tasks it holds when dropped.
+struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// A sync connection unused this long is closed.
