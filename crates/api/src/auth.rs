@@ -97,6 +97,8 @@ pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
         | ("PUT", "/v1/account/{account}/messages/delete") => {
             spec("api", Message, Destructive, A::Path)
         }
+        ("GET", "/v1/webhooks/failed") => spec("api", Webhook, Read, A::None),
+        ("POST", "/v1/webhooks/failed/{event}/resend") => spec("api", Webhook, Write, A::None),
         (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),
         _ => spec("api", Admin, Write, A::None),
     }

@@ -28,7 +28,9 @@ pub use state::{ApiConfig, AppState};
 use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
-use crate::routes::{accounts, health, mailboxes, messages, metrics, settings, stats, tokens};
+use crate::routes::{
+    accounts, health, mailboxes, messages, metrics, settings, stats, tokens, webhooks,
+};
 
 /// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
 /// `/docs`, and JSON answers for unknown routes.
@@ -63,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::bulk_move))
         .routes(routes!(messages::bulk_delete))
         .routes(routes!(messages::upload))
+        .routes(routes!(webhooks::list_failed))
+        .routes(routes!(webhooks::resend_failed))
         .routes(routes!(messages::search))
         .routes(routes!(
             messages::get_one,

@@ -70,6 +70,11 @@ pub struct Config {
     pub prepared_settings: Option<String>,
     /// `EENGINE_REQUIRE_API_AUTH`: when set, the initial value of `disableTokens` is its negation.
     pub require_api_auth: Option<bool>,
+    /// Webhook delivery: posts in flight, per-attempt timeout, first retry delay, retry window.
+    pub webhook_concurrency: usize,
+    pub webhook_timeout_ms: u64,
+    pub webhook_retry_delay_ms: u64,
+    pub webhook_retry_window_ms: u64,
 }
 
 /// Reads the process environment.
@@ -154,6 +159,29 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         })
         .filter(|s| !s.trim().is_empty());
     let require_api_auth = read("EENGINE_REQUIRE_API_AUTH")?.map(|v| truthy(&v));
+    let duration = |env_name: &str, path: &str, default: &str| -> Result<u64, String> {
+        let text = read(env_name)?
+            .or_else(|| text(path))
+            .unwrap_or_else(|| default.into());
+        emailengine_core::units::parse_duration_ms(&text).map_err(|e| format!("{path}: {e}"))
+    };
+    let webhook_timeout_ms = duration("EENGINE_WEBHOOK_TIMEOUT", "webhooks.timeout", "30s")?;
+    let webhook_retry_delay_ms =
+        duration("EENGINE_WEBHOOK_RETRY_DELAY", "webhooks.retryDelay", "5s")?;
+    let webhook_retry_window_ms = duration(
+        "EENGINE_WEBHOOK_RETRY_WINDOW",
+        "webhooks.retryWindow",
+        "24h",
+    )?;
+    let qc_text = read("EENGINE_NOTIFY_QC")?
+        .or_else(|| text("queues.notify"))
+        .unwrap_or_else(|| "16".into());
+    let webhook_concurrency = qc_text
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| format!("Invalid webhook concurrency \"{qc_text}\""))?;
 
     Ok(Config {
         redis_url,
@@ -168,6 +196,10 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         prepared_password,
         prepared_settings,
         require_api_auth,
+        webhook_concurrency,
+        webhook_timeout_ms,
+        webhook_retry_delay_ms,
+        webhook_retry_window_ms,
     })
 }
 

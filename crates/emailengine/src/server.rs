@@ -13,6 +13,7 @@ use emailengine_api::{ApiConfig, AppState};
 use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::{ImportedToken, decode_export};
 use emailengine_core::{password, settings};
+use emailengine_delivery::{WebhookConfig, Webhooks};
 use emailengine_imap::{Engine, EngineConfig};
 use emailengine_store::redis::{RedisStore, redact_url};
 use emailengine_store::{Settings, SettingsStore, TokenStore};
@@ -143,6 +144,20 @@ pub async fn run(config: Config) -> ExitCode {
         Some(handle),
     );
     let flusher = state.spawn_activity_flusher(ACTIVITY_FLUSH);
+    let webhooks = Webhooks::new(
+        store.clone(),
+        state.settings.clone(),
+        WebhookConfig {
+            concurrency: config.webhook_concurrency,
+            timeout: Duration::from_millis(config.webhook_timeout_ms),
+            base_delay: Duration::from_millis(config.webhook_retry_delay_ms),
+            retry_window: Duration::from_millis(config.webhook_retry_window_ms),
+            max_delay: Duration::from_secs(3600)
+                .min(Duration::from_millis(config.webhook_retry_window_ms)),
+            consumer: crate::logging::hostname(),
+        },
+    )
+    .spawn();
     let app = emailengine_api::router(state.clone());
 
     let addr = format!("{}:{}", config.api_host, config.api_port);
@@ -162,6 +177,7 @@ pub async fn run(config: Config) -> ExitCode {
     .with_graceful_shutdown(shutdown_signal())
     .await;
     flusher.abort();
+    webhooks.abort();
     engine.shutdown().await;
     state.flush_activity().await;
     match served {

@@ -88,6 +88,14 @@ impl Keys {
     pub fn events(&self) -> String {
         self.k("events")
     }
+    /// Hash: webhook deliveries given up, by event id (JSON `{event, reason}`).
+    pub fn dead_events(&self) -> String {
+        self.k("wh:dead")
+    }
+    /// Sorted set: dead event ids by the time they were given up.
+    pub fn dead_events_index(&self) -> String {
+        self.k("wh:dead:i")
+    }
     /// Set of counter names that have per-minute hashes.
     pub fn stats_keys(&self) -> String {
         self.k("stats:keys")

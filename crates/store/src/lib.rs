@@ -175,11 +175,54 @@ pub trait MailboxIndex: Send + Sync {
     async fn reset_folder(&self, account: &str, path: &str) -> Result<()>;
 }
 
-/// The durable event log that webhook delivery consumes.
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// Stable id (the stream entry id), also the webhook event id.
+    pub id: String,
+    pub account: String,
+    pub event: String,
+    /// The JSON envelope, exactly as it will be posted.
+    pub payload: String,
+}
+
+/// The durable event log that webhook delivery consumes. Consumers read through a consumer
+/// group and acknowledge each event once it is delivered (or given up); unacknowledged events
+/// are read again after a crash, so delivery is at-least-once.
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Appends an event (its JSON envelope) and returns its stable id.
     async fn append_event(&self, account: &str, event: &str, payload: &str) -> Result<String>;
+    /// Creates the consumer group if needed, starting from the first event ever logged.
+    async fn ensure_event_group(&self, group: &str) -> Result<()>;
+    /// Events delivered to this consumer before and never acknowledged (after a restart).
+    async fn pending_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<LoggedEvent>>;
+    /// New events, waiting up to `block_ms` for one to arrive.
+    async fn next_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<LoggedEvent>>;
+    async fn ack_event(&self, group: &str, id: &str) -> Result<()>;
+    /// Number of events logged but not yet acknowledged by the group.
+    async fn events_pending_count(&self, group: &str) -> Result<u64>;
+    /// Keeps an event whose delivery was given up, with the reason, for listing and re-sending.
+    async fn put_dead_event(&self, event: &LoggedEvent, reason: &str) -> Result<()>;
+    /// Dead events, newest first: `(event, reason)`.
+    async fn dead_events(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<(u64, Vec<(LoggedEvent, String)>)>;
+    /// Removes a dead event and returns it.
+    async fn take_dead_event(&self, id: &str) -> Result<Option<LoggedEvent>>;
 }
 
 /// Every store the server needs, as one object that backends implement.

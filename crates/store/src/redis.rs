@@ -12,8 +12,8 @@ use emailengine_core::token::{TokenAccess, TokenRecord};
 
 use crate::keys::Keys;
 use crate::{
-    AccountFields, AccountStore, BackendInfo, EventLog, MailboxIndex, Result, ServerStore,
-    SettingsStore, StatsStore, StoreError, StoredToken, TokenStore,
+    AccountFields, AccountStore, BackendInfo, EventLog, LoggedEvent, MailboxIndex, Result,
+    ServerStore, SettingsStore, StatsStore, StoreError, StoredToken, TokenStore,
 };
 
 /// How long to wait for Redis before giving up on a connection attempt or a command.
@@ -32,6 +32,8 @@ impl From<redis::RedisError> for StoreError {
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
+    client: redis::Client,
+    blocking: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
 }
 
 /// `redis://user:secret@host/8` → `redis://user:***@host/8`, for messages that name the URL.
@@ -52,13 +54,15 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(2));
         let conn = tokio::time::timeout(
             CONNECT_TIMEOUT + Duration::from_secs(1),
-            client.get_connection_manager_with_config(config),
+            client.clone().get_connection_manager_with_config(config),
         )
         .await
         .map_err(|_| StoreError::Backend("connection timed out".into()))??;
         Ok(Self {
             conn,
             keys: Keys::new(prefix),
+            client,
+            blocking: Default::default(),
         })
     }
 
@@ -649,6 +653,227 @@ impl EventLog for RedisStore {
             .arg(payload)
             .query_async(&mut self.conn())
             .await?)
+    }
+
+    async fn ensure_event_group(&self, group: &str) -> Result<()> {
+        let created: redis::RedisResult<String> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.events())
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn pending_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        self.read_group(group, consumer, count, None, "0").await
+    }
+
+    async fn next_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<LoggedEvent>> {
+        self.read_group(group, consumer, count, Some(block_ms), ">")
+            .await
+    }
+
+    async fn ack_event(&self, group: &str, id: &str) -> Result<()> {
+        let _: i64 = redis::cmd("XACK")
+            .arg(self.keys.events())
+            .arg(group)
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn events_pending_count(&self, group: &str) -> Result<u64> {
+        let groups: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.keys.events())
+            .query_async(&mut self.conn())
+            .await
+            .unwrap_or_default();
+        for g in groups {
+            let Ok(map) =
+                redis::from_redis_value::<std::collections::HashMap<String, redis::Value>>(g)
+            else {
+                continue;
+            };
+            let name = map
+                .get("name")
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
+            if name.as_deref() != Some(group) {
+                continue;
+            }
+            let pending = map
+                .get("pending")
+                .and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+                .unwrap_or(0);
+            let lag = map
+                .get("lag")
+                .and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+                .unwrap_or(0);
+            return Ok(pending + lag);
+        }
+        Ok(0)
+    }
+
+    async fn put_dead_event(&self, event: &LoggedEvent, reason: &str) -> Result<()> {
+        let record = serde_json::json!({
+            "id": event.id, "account": event.account, "event": event.event,
+            "payload": event.payload, "reason": reason,
+        })
+        .to_string();
+        let now = chrono::Utc::now().timestamp_millis();
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(self.keys.dead_events(), &event.id, record)
+            .ignore()
+            .zadd(self.keys.dead_events_index(), &event.id, now)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_events(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<(u64, Vec<(LoggedEvent, String)>)> {
+        let total: u64 = self.conn().zcard(self.keys.dead_events_index()).await?;
+        let ids: Vec<String> = self
+            .conn()
+            .zrevrange(
+                self.keys.dead_events_index(),
+                offset as isize,
+                (offset + count) as isize - 1,
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok((total, Vec::new()));
+        }
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.dead_events())
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((
+            total,
+            raw.into_iter()
+                .flatten()
+                .filter_map(|r| dead_record(&r))
+                .collect(),
+        ))
+    }
+
+    async fn take_dead_event(&self, id: &str) -> Result<Option<LoggedEvent>> {
+        let raw: Option<String> = self.conn().hget(self.keys.dead_events(), id).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(self.keys.dead_events(), id)
+            .ignore()
+            .zrem(self.keys.dead_events_index(), id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(dead_record(&raw).map(|(e, _)| e))
+    }
+}
+
+fn dead_record(raw: &str) -> Option<(LoggedEvent, String)> {
+    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some((
+        LoggedEvent {
+            id: text("id"),
+            account: text("account"),
+            event: text("event"),
+            payload: text("payload"),
+        },
+        text("reason"),
+    ))
+}
+
+impl RedisStore {
+    async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: Option<u64>,
+        from: &str,
+    ) -> Result<Vec<LoggedEvent>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(ms) = block_ms {
+            cmd.arg("BLOCK").arg(ms);
+        }
+        cmd.arg("STREAMS").arg(self.keys.events()).arg(from);
+        // Blocking reads get a connection of their own, so they never hold up other commands.
+        let reply: Option<redis::streams::StreamReadReply> = match block_ms {
+            Some(_) => {
+                let mut conn = self.blocking_conn().await?;
+                cmd.query_async(&mut conn).await?
+            }
+            None => cmd.query_async(&mut self.conn()).await?,
+        };
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|entry| {
+                let field = |k: &str| -> String { entry.get(k).unwrap_or_default() };
+                LoggedEvent {
+                    id: entry.id.clone(),
+                    account: field("account"),
+                    event: field("event"),
+                    payload: field("payload"),
+                }
+            })
+            .collect())
+    }
+
+    /// A dedicated connection for blocking commands (kept and reused).
+    async fn blocking_conn(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let mut guard = self.blocking.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(None);
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *guard = Some(conn.clone());
+        Ok(conn)
     }
 }
 

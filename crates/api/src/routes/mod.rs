@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod settings;
 pub mod stats;
 pub mod tokens;
+pub mod webhooks;

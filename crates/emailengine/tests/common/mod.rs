@@ -291,6 +291,12 @@ impl Server {
         into_json(req.send().await.expect("request")).await
     }
 
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the server with SIGTERM and waits for it to exit; returns the exit code.
     pub fn stop(mut self) -> (i32, String) {
         let _ = Command::new("kill")
