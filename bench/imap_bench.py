@@ -87,6 +87,8 @@ def fill_maildir(user, count):
         with open(os.path.join(cur, f"{now - count + i}.M{i}P1.bench:2,S"), "w") as f:
             f.write(body)
     subprocess.run(["chown", "-R", "vmail:vmail", os.path.join(MAILDIR_ROOT, local)], check=True)
+    # makedirs may have created the domain directory as root; Dovecot creates homes in it.
+    subprocess.run(["chown", "vmail:vmail", MAILDIR_ROOT], check=True)
     # Let Dovecot build its own index once, so the figure is ours, not Dovecot's first scan.
     m = imaplib.IMAP4("127.0.0.1", IMAP_PORT); m.login(user, "pass"); m.select("INBOX")
     m.fetch("1:*", "(UID FLAGS)"); m.logout()
