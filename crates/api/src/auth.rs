@@ -97,6 +97,12 @@ pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
         | ("PUT", "/v1/account/{account}/messages/delete") => {
             spec("api", Message, Destructive, A::Path)
         }
+        (
+            "POST",
+            "/v1/account/{account}/submit" | "/v1/account/{account}/message/{message}/submit",
+        ) => spec("api", Submit, Send, A::Path),
+        ("GET", "/v1/outbox" | "/v1/outbox/{queueId}") => spec("api", Outbox, Read, A::None),
+        ("DELETE", "/v1/outbox/{queueId}") => spec("api", Outbox, Destructive, A::None),
         ("GET", "/v1/webhooks/failed") => spec("api", Webhook, Read, A::None),
         ("POST", "/v1/webhooks/failed/{event}/resend") => spec("api", Webhook, Write, A::None),
         (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),

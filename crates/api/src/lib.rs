@@ -29,7 +29,7 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, health, mailboxes, messages, metrics, settings, stats, tokens, webhooks,
+    accounts, health, mailboxes, messages, metrics, settings, stats, submit, tokens, webhooks,
 };
 
 /// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
@@ -65,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::bulk_move))
         .routes(routes!(messages::bulk_delete))
         .routes(routes!(messages::upload))
+        .routes(routes!(submit::submit))
+        .routes(routes!(submit::submit_stored))
+        .routes(routes!(submit::outbox))
+        .routes(routes!(submit::outbox_item, submit::outbox_delete))
         .routes(routes!(webhooks::list_failed))
         .routes(routes!(webhooks::resend_failed))
         .routes(routes!(messages::search))

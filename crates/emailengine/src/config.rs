@@ -75,6 +75,8 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
     pub webhook_retry_delay_ms: u64,
     pub webhook_retry_window_ms: u64,
+    /// First delay before a failed SMTP delivery is retried (doubles per attempt).
+    pub submit_retry_delay_ms: u64,
 }
 
 /// Reads the process environment.
@@ -173,6 +175,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         "webhooks.retryWindow",
         "24h",
     )?;
+    let submit_retry_delay_ms = duration("EENGINE_SUBMIT_RETRY_DELAY", "submit.retryDelay", "5s")?;
     let qc_text = read("EENGINE_NOTIFY_QC")?
         .or_else(|| text("queues.notify"))
         .unwrap_or_else(|| "16".into());
@@ -200,6 +203,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         webhook_timeout_ms,
         webhook_retry_delay_ms,
         webhook_retry_window_ms,
+        submit_retry_delay_ms,
     })
 }
 

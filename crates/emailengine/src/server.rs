@@ -13,7 +13,7 @@ use emailengine_api::{ApiConfig, AppState};
 use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::{ImportedToken, decode_export};
 use emailengine_core::{password, settings};
-use emailengine_delivery::{WebhookConfig, Webhooks};
+use emailengine_delivery::{Submitter, WebhookConfig, Webhooks};
 use emailengine_imap::{Engine, EngineConfig};
 use emailengine_store::redis::{RedisStore, redact_url};
 use emailengine_store::{Settings, SettingsStore, TokenStore};
@@ -158,6 +158,13 @@ pub async fn run(config: Config) -> ExitCode {
         },
     )
     .spawn();
+    let submitter = Submitter::new(
+        store.clone(),
+        engine.clone(),
+        cipher.clone(),
+        Duration::from_millis(config.submit_retry_delay_ms),
+    )
+    .spawn();
     let app = emailengine_api::router(state.clone());
 
     let addr = format!("{}:{}", config.api_host, config.api_port);
@@ -178,6 +185,7 @@ pub async fn run(config: Config) -> ExitCode {
     .await;
     flusher.abort();
     webhooks.abort();
+    submitter.abort();
     engine.shutdown().await;
     state.flush_activity().await;
     match served {

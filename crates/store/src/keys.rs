@@ -96,6 +96,22 @@ impl Keys {
     pub fn dead_events_index(&self) -> String {
         self.k("wh:dead:i")
     }
+    /// Hash: queue id → msgpack outbox entry, per account.
+    pub fn outbox(&self, account: &str) -> String {
+        self.k(&format!("iaq:{account}"))
+    }
+    /// Sorted set: queue ids by the time their next attempt is due.
+    pub fn outbox_due(&self) -> String {
+        self.k("outbox:due")
+    }
+    /// Hash: queue id → account.
+    pub fn outbox_accounts(&self) -> String {
+        self.k("outbox:q")
+    }
+    /// String with TTL: the response to a submission with this idempotency key.
+    pub fn idempotency(&self, account: &str, key: &str) -> String {
+        self.k(&format!("idempotency:{account}:{key}"))
+    }
     /// Set of counter names that have per-minute hashes.
     pub fn stats_keys(&self) -> String {
         self.k("stats:keys")

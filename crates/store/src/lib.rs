@@ -225,9 +225,49 @@ pub trait EventLog: Send + Sync {
     async fn take_dead_event(&self, id: &str) -> Result<Option<LoggedEvent>>;
 }
 
+/// One message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub account: String,
+    pub queue_id: String,
+    /// The stored entry (msgpack), as the submit path wrote it.
+    pub entry: Vec<u8>,
+    /// When the next attempt is due (ms).
+    pub due: i64,
+}
+
+/// The outbox (`iaq:<account>` entries and a schedule of due times). Claiming an entry leases
+/// it: a worker that dies mid-send leaves it to be retried once the lease runs out.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    async fn put_outbox(&self, account: &str, queue_id: &str, entry: &[u8], due: i64)
+    -> Result<()>;
+    /// Entries due by `now`, each leased until `now + lease_ms`.
+    async fn claim_due(&self, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+    async fn outbox_item(&self, queue_id: &str) -> Result<Option<OutboxItem>>;
+    async fn remove_outbox(&self, queue_id: &str) -> Result<bool>;
+    /// Entries by due time: (total, page).
+    async fn list_outbox(&self, offset: usize, count: usize) -> Result<(u64, Vec<OutboxItem>)>;
+    /// Records `value` under an idempotency key unless one is there; returns the stored value.
+    async fn idempotent(
+        &self,
+        account: &str,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+    ) -> Result<Option<String>>;
+}
+
 /// Every store the server needs, as one object that backends implement.
 pub trait Store:
-    TokenStore + SettingsStore + StatsStore + ServerStore + AccountStore + MailboxIndex + EventLog
+    TokenStore
+    + SettingsStore
+    + StatsStore
+    + ServerStore
+    + AccountStore
+    + MailboxIndex
+    + EventLog
+    + Outbox
 {
 }
 impl<T> Store for T where
@@ -238,5 +278,6 @@ impl<T> Store for T where
         + AccountStore
         + MailboxIndex
         + EventLog
+        + Outbox
 {
 }

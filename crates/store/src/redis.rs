@@ -12,8 +12,9 @@ use emailengine_core::token::{TokenAccess, TokenRecord};
 
 use crate::keys::Keys;
 use crate::{
-    AccountFields, AccountStore, BackendInfo, EventLog, LoggedEvent, MailboxIndex, Result,
-    ServerStore, SettingsStore, StatsStore, StoreError, StoredToken, TokenStore,
+    AccountFields, AccountStore, BackendInfo, EventLog, LoggedEvent, MailboxIndex, Outbox,
+    OutboxItem, Result, ServerStore, SettingsStore, StatsStore, StoreError, StoredToken,
+    TokenStore,
 };
 
 /// How long to wait for Redis before giving up on a connection attempt or a command.
@@ -874,6 +875,141 @@ impl RedisStore {
             .await?;
         *guard = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+/// Takes due entries and pushes their due time past the lease, atomically, so two workers
+/// never take the same entry.
+const CLAIM_DUE: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+end
+return ids
+";
+
+#[async_trait]
+impl Outbox for RedisStore {
+    async fn put_outbox(
+        &self,
+        account: &str,
+        queue_id: &str,
+        entry: &[u8],
+        due: i64,
+    ) -> Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(self.keys.outbox(account), queue_id, entry)
+            .ignore()
+            .hset(self.keys.outbox_accounts(), queue_id, account)
+            .ignore()
+            .zadd(self.keys.outbox_due(), queue_id, due)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_due(&self, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
+        let ids: Vec<String> = Script::new(CLAIM_DUE)
+            .key(self.keys.outbox_due())
+            .arg(now)
+            .arg(now + lease_ms)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(mut item) = self.outbox_item(&id).await? {
+                item.due = now + lease_ms;
+                out.push(item);
+            } else {
+                let _: () = self.conn().zrem(self.keys.outbox_due(), &id).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn outbox_item(&self, queue_id: &str) -> Result<Option<OutboxItem>> {
+        let account: Option<String> = self
+            .conn()
+            .hget(self.keys.outbox_accounts(), queue_id)
+            .await?;
+        let Some(account) = account else {
+            return Ok(None);
+        };
+        let (entry, due): (Option<Vec<u8>>, Option<f64>) = redis::pipe()
+            .hget(self.keys.outbox(&account), queue_id)
+            .zscore(self.keys.outbox_due(), queue_id)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(entry.map(|entry| OutboxItem {
+            account,
+            queue_id: queue_id.to_string(),
+            entry,
+            due: due.unwrap_or(0.0) as i64,
+        }))
+    }
+
+    async fn remove_outbox(&self, queue_id: &str) -> Result<bool> {
+        let account: Option<String> = self
+            .conn()
+            .hget(self.keys.outbox_accounts(), queue_id)
+            .await?;
+        let Some(account) = account else {
+            return Ok(false);
+        };
+        let (removed,): (u64,) = redis::pipe()
+            .atomic()
+            .hdel(self.keys.outbox(&account), queue_id)
+            .hdel(self.keys.outbox_accounts(), queue_id)
+            .ignore()
+            .zrem(self.keys.outbox_due(), queue_id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn list_outbox(&self, offset: usize, count: usize) -> Result<(u64, Vec<OutboxItem>)> {
+        let total: u64 = self.conn().zcard(self.keys.outbox_due()).await?;
+        let ids: Vec<String> = self
+            .conn()
+            .zrange(
+                self.keys.outbox_due(),
+                offset as isize,
+                (offset + count) as isize - 1,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(item) = self.outbox_item(&id).await? {
+                out.push(item);
+            }
+        }
+        Ok((total, out))
+    }
+
+    async fn idempotent(
+        &self,
+        account: &str,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+    ) -> Result<Option<String>> {
+        let k = self.keys.idempotency(account, key);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&k)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_secs)
+            .query_async(&mut self.conn())
+            .await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        Ok(self.conn().get(&k).await?)
     }
 }
 

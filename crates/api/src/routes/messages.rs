@@ -30,13 +30,13 @@ fn message_not_found() -> ApiError {
 }
 
 /// A message id resolved to its folder.
-struct Located {
-    id: MessageId,
+pub(crate) struct Located {
+    pub(crate) id: MessageId,
     path: String,
     uid_validity: u64,
 }
 
-async fn locate(state: &AppState, account: &str, id: &str) -> ApiResult<Located> {
+pub(crate) async fn locate(state: &AppState, account: &str, id: &str) -> ApiResult<Located> {
     let id = MessageId::decode(id).ok_or_else(message_not_found)?;
     let (uid_validity, path) = state
         .store
@@ -51,7 +51,7 @@ async fn locate(state: &AppState, account: &str, id: &str) -> ApiResult<Located>
 }
 
 /// Opens the message's folder read-only, checking the folder is the same generation.
-async fn open(
+pub(crate) async fn open(
     state: &AppState,
     account: &str,
     at: &Located,
@@ -69,7 +69,7 @@ async fn open(
 }
 
 /// Fetches one message with its whole source.
-async fn fetch_full(s: &mut PooledSession, uid: u32) -> ApiResult<(Fetched, Vec<u8>)> {
+pub(crate) async fn fetch_full(s: &mut PooledSession, uid: u32) -> ApiResult<(Fetched, Vec<u8>)> {
     let result: Result<Vec<_>, _> = match s
         .in_folder()
         .uid_fetch(

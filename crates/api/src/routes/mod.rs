@@ -7,5 +7,6 @@ pub mod messages;
 pub mod metrics;
 pub mod settings;
 pub mod stats;
+pub mod submit;
 pub mod tokens;
 pub mod webhooks;

@@ -1,0 +1,425 @@
+//! Sending mail from the outbox: entries queued by the submit route are claimed when due, sent
+//! through the account's SMTP server, and settled as EmailEngine reports them — `messageSent`
+//! with the server's reply, `messageDeliveryError` for each failed attempt (4xx and network
+//! errors are retried with backoff), `messageFailed` when a 5xx answer or the attempt limit ends
+//! it. A copy goes to the account's Sent folder unless the submission said `copy: false`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmpv::Value;
+use serde_json::json;
+
+use emailengine_core::account::{ServerSettings, decrypt_secrets};
+use emailengine_core::msgpack;
+use emailengine_core::secret::FieldCipher;
+use emailengine_imap::Engine;
+use emailengine_store::{OutboxItem, Store};
+
+/// How long a claimed entry is reserved for one attempt before another worker may retry it.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One queued message (stored msgpack in `iaq:<account>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub queue_id: String,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub envelope_to: Vec<String>,
+    pub subject: Option<String>,
+    pub raw: Vec<u8>,
+    pub created: i64,
+    pub send_at: i64,
+    pub attempts_made: u32,
+    pub max_attempts: u32,
+    pub copy: bool,
+    pub last_error: Option<String>,
+}
+
+impl OutboxEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let s = |v: &str| Value::from(v);
+        let map = Value::Map(vec![
+            (s("queueId"), s(&self.queue_id)),
+            (s("messageId"), s(&self.message_id)),
+            (
+                s("envelope"),
+                Value::Map(vec![
+                    (s("from"), s(&self.envelope_from)),
+                    (
+                        s("to"),
+                        Value::Array(self.envelope_to.iter().map(|t| s(t)).collect()),
+                    ),
+                ]),
+            ),
+            (s("subject"), self.subject.as_deref().map_or(Value::Nil, s)),
+            (s("raw"), Value::Binary(self.raw.clone())),
+            (s("created"), msgpack::timestamp(self.created)),
+            (s("sendAt"), msgpack::timestamp(self.send_at)),
+            (s("attemptsMade"), Value::from(self.attempts_made)),
+            (s("attempts"), Value::from(self.max_attempts)),
+            (s("copy"), Value::Boolean(self.copy)),
+            (
+                s("lastError"),
+                self.last_error.as_deref().map_or(Value::Nil, s),
+            ),
+        ]);
+        msgpack::encode(&map)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let Value::Map(entries) = msgpack::decode(bytes)? else {
+            return None;
+        };
+        let get = |k: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let text = |k: &str| get(k).and_then(Value::as_str).map(str::to_string);
+        let envelope = get("envelope");
+        let env_get = |k: &str| {
+            envelope.and_then(|e| e.as_map()).and_then(|m| {
+                m.iter()
+                    .find(|(key, _)| key.as_str() == Some(k))
+                    .map(|(_, v)| v.clone())
+            })
+        };
+        Some(Self {
+            queue_id: text("queueId")?,
+            message_id: text("messageId").unwrap_or_default(),
+            envelope_from: env_get("from")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            envelope_to: env_get("to")
+                .and_then(|v| {
+                    v.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
+            subject: text("subject"),
+            raw: match get("raw") {
+                Some(Value::Binary(b)) => b.clone(),
+                _ => return None,
+            },
+            created: get("created").and_then(msgpack::read_date).unwrap_or(0),
+            send_at: get("sendAt").and_then(msgpack::read_date).unwrap_or(0),
+            attempts_made: get("attemptsMade").and_then(Value::as_u64).unwrap_or(0) as u32,
+            max_attempts: get("attempts").and_then(Value::as_u64).unwrap_or(10) as u32,
+            copy: get("copy").and_then(Value::as_bool).unwrap_or(true),
+            last_error: text("lastError"),
+        })
+    }
+
+    /// The outbox entry as the API lists it (spec §6.4).
+    pub fn to_json(&self, account: &str, next_attempt: i64) -> serde_json::Value {
+        let iso = |ms: i64| emailengine_core::units::iso_time(ms);
+        json!({
+            "queueId": self.queue_id, "account": account, "source": "api", "messageId": self.message_id,
+            "envelope": {"from": self.envelope_from, "to": self.envelope_to}, "subject": self.subject,
+            "created": iso(self.created), "scheduled": iso(self.send_at), "nextAttempt": iso(next_attempt),
+            "attemptsMade": self.attempts_made, "attempts": self.max_attempts,
+            "progress": match &self.last_error {
+                Some(e) => json!({"status": "error", "error": {"message": e}}),
+                None => json!({"status": "queued"}),
+            },
+        })
+    }
+}
+
+/// EmailEngine's queue id: hex of the low 6 bytes of the send time and 4 random bytes, less the
+/// first character (19 hex characters).
+pub fn new_queue_id(now_ms: i64) -> String {
+    let mut bytes = (now_ms as u64).to_be_bytes()[2..].to_vec();
+    let mut r = [0u8; 4];
+    rand::fill(&mut r);
+    bytes.extend_from_slice(&r);
+    hex::encode(bytes)[1..].to_string()
+}
+
+/// Why an attempt failed, and whether to try again.
+struct Failure {
+    message: String,
+    code: Option<u16>,
+    permanent: bool,
+}
+
+#[derive(Clone)]
+pub struct Submitter {
+    store: Arc<dyn Store>,
+    engine: Engine,
+    cipher: Option<Arc<FieldCipher>>,
+    base_delay: Duration,
+}
+
+impl Submitter {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Engine,
+        cipher: Option<Arc<FieldCipher>>,
+        base_delay: Duration,
+    ) -> Self {
+        Self {
+            store,
+            engine,
+            cipher,
+            base_delay,
+        }
+    }
+
+    /// Polls the outbox until the task is aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let now = chrono::Utc::now().timestamp_millis();
+                match self.store.claim_due(now, LEASE_MS, 50).await {
+                    Ok(items) if !items.is_empty() => {
+                        let mut tasks = Vec::new();
+                        for item in items {
+                            let this = self.clone();
+                            tasks.push(tokio::spawn(async move { this.attempt(item).await }));
+                        }
+                        for t in tasks {
+                            let _ = t.await;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(err = %e, "Failed to read the outbox"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    async fn smtp_settings(&self, account: &str) -> Result<ServerSettings, Failure> {
+        let fail = |m: &str| Failure {
+            message: m.to_string(),
+            code: None,
+            permanent: true,
+        };
+        let fields = self
+            .store
+            .account(account)
+            .await
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                code: None,
+                permanent: false,
+            })?
+            .ok_or_else(|| fail("Account was deleted"))?;
+        let raw = fields
+            .get("smtp")
+            .ok_or_else(|| fail("Account has no SMTP settings"))?;
+        let mut smtp: serde_json::Value =
+            serde_json::from_str(raw).map_err(|_| fail("Invalid SMTP settings"))?;
+        decrypt_secrets(&mut smtp, self.cipher.as_deref()).map_err(|e| fail(&e.to_string()))?;
+        ServerSettings::from_json(&smtp).ok_or_else(|| fail("Invalid SMTP settings"))
+    }
+
+    async fn attempt(&self, item: OutboxItem) {
+        let Some(mut entry) = OutboxEntry::decode(&item.entry) else {
+            tracing::error!(queueId = %item.queue_id, "Unreadable outbox entry removed");
+            let _ = self.store.remove_outbox(&item.queue_id).await;
+            return;
+        };
+        entry.attempts_made += 1;
+        let result = match self.smtp_settings(&item.account).await {
+            Ok(settings) => send(&settings, &entry).await,
+            Err(f) => Err(f),
+        };
+        let sink = self.engine.events();
+        let envelope = json!({"from": entry.envelope_from, "to": entry.envelope_to});
+        let now = chrono::Utc::now().timestamp_millis();
+        match result {
+            Ok(response) => {
+                let _ = self.store.remove_outbox(&entry.queue_id).await;
+                tracing::info!(account = %item.account, queueId = %entry.queue_id, response = %response, "Message sent");
+                let _ = self
+                    .store
+                    .add_counters(&[("submit:success".into(), 1)], now)
+                    .await;
+                sink.emit(&item.account, "messageSent", None, None, json!({
+                    "messageId": entry.message_id, "response": response, "queueId": entry.queue_id, "envelope": envelope,
+                })).await;
+                if entry.copy {
+                    self.copy_to_sent(&item.account, &entry).await;
+                }
+            }
+            Err(failure) => {
+                let last = failure.permanent || entry.attempts_made >= entry.max_attempts;
+                let _ = self
+                    .store
+                    .add_counters(&[("submit:fail".into(), 1)], now)
+                    .await;
+                if last {
+                    let _ = self.store.remove_outbox(&entry.queue_id).await;
+                    tracing::warn!(account = %item.account, queueId = %entry.queue_id, err = %failure.message, "Message delivery failed");
+                    sink.emit(&item.account, "messageFailed", None, None, json!({
+                        "messageId": entry.message_id, "queueId": entry.queue_id, "error": failure.message,
+                        "networkRouting": null,
+                    })).await;
+                } else {
+                    let delay = self.base_delay.as_millis() as i64
+                        * (1i64 << (entry.attempts_made - 1).min(16));
+                    let next = now + delay.min(3_600_000);
+                    entry.last_error = Some(failure.message.clone());
+                    if let Err(e) = self
+                        .store
+                        .put_outbox(&item.account, &entry.queue_id, &entry.encode(), next)
+                        .await
+                    {
+                        tracing::error!(err = %e, "Failed to reschedule a message");
+                    }
+                    sink.emit(&item.account, "messageDeliveryError", None, None, json!({
+                        "queueId": entry.queue_id, "envelope": envelope, "messageId": entry.message_id,
+                        "error": failure.message, "smtpResponseCode": failure.code,
+                        "job": {"attemptsMade": entry.attempts_made, "attempts": entry.max_attempts,
+                                "nextAttempt": emailengine_core::units::iso_time(next)},
+                    })).await;
+                }
+            }
+        }
+    }
+
+    async fn copy_to_sent(&self, account: &str, entry: &OutboxEntry) {
+        let sent = self.store.listing(account).await.ok().and_then(|list| {
+            list.iter()
+                .filter_map(|(_, b)| emailengine_imap::folders::Folder::from_listing_entry(b))
+                .find(|f| f.special_use.as_deref() == Some("\\Sent"))
+                .map(|f| f.path)
+        });
+        let Some(sent) = sent else {
+            tracing::debug!(account, "No Sent folder; copy skipped");
+            return;
+        };
+        match self.engine.session(account).await {
+            Ok(mut s) => {
+                let path = emailengine_imap::folders::encode_path(&sent);
+                if let Err(e) = s
+                    .get()
+                    .append(&path, Some("(\\Seen)"), None, &entry.raw)
+                    .await
+                {
+                    s.discard();
+                    tracing::warn!(account, err = %e, "Failed to copy a sent message to Sent");
+                }
+            }
+            Err(e) => tracing::warn!(account, err = %e, "Failed to copy a sent message to Sent"),
+        }
+    }
+}
+
+/// One SMTP transaction; returns the server's final reply.
+async fn send(settings: &ServerSettings, entry: &OutboxEntry) -> Result<String, Failure> {
+    let mut builder = mail_send::SmtpClientBuilder::new(settings.host.clone(), settings.port)
+        .map_err(|e| Failure {
+            message: e,
+            code: None,
+            permanent: true,
+        })?
+        .implicit_tls(settings.secure)
+        .timeout(SMTP_TIMEOUT);
+    if !settings.user.is_empty() {
+        builder = builder.credentials((settings.user.clone(), settings.pass.clone()));
+    }
+    if settings.accept_invalid_certs {
+        builder = builder.allow_invalid_certs();
+    }
+    let message = mail_send::smtp::message::Message::new(
+        entry.envelope_from.as_str(),
+        entry.envelope_to.iter().map(String::as_str),
+        entry.raw.as_slice(),
+    );
+    let reply = if settings.secure || settings.starttls == Some(true) {
+        builder
+            .connect()
+            .await
+            .map_err(failure)?
+            .send(message)
+            .await
+    } else if settings.starttls == Some(false) {
+        builder
+            .connect_plain()
+            .await
+            .map_err(failure)?
+            .send(message)
+            .await
+    } else {
+        match builder.connect().await {
+            Ok(mut c) => c.send(message).await,
+            Err(mail_send::Error::MissingStartTls) => {
+                builder
+                    .connect_plain()
+                    .await
+                    .map_err(failure)?
+                    .send(message)
+                    .await
+            }
+            Err(e) => return Err(failure(e)),
+        }
+    };
+    let r = reply.map_err(failure)?;
+    Ok(reply_text(r.code, r.esc, &r.message))
+}
+
+/// The server's reply as it was sent: code, enhanced status code when there is one, text.
+fn reply_text(code: u16, esc: [u8; 3], message: &str) -> String {
+    match esc {
+        [0, 0, 0] => format!("{code} {message}"),
+        [a, b, c] => format!("{code} {a}.{b}.{c} {message}"),
+    }
+}
+
+fn failure(e: mail_send::Error) -> Failure {
+    match e {
+        mail_send::Error::UnexpectedReply(r) | mail_send::Error::AuthenticationFailed(r) => {
+            Failure {
+                permanent: (500..600).contains(&r.code),
+                message: format!("{} {}", r.code, r.message),
+                code: Some(r.code),
+            }
+        }
+        other => Failure {
+            message: other.to_string(),
+            code: None,
+            permanent: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ids_are_19_hex_chars() {
+        let id = new_queue_id(1_700_000_000_000);
+        assert_eq!(id.len(), 19);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn entry_round_trip() {
+        let e = OutboxEntry {
+            queue_id: "q".into(),
+            message_id: "<m@x>".into(),
+            envelope_from: "a@x".into(),
+            envelope_to: vec!["b@x".into()],
+            subject: Some("s".into()),
+            raw: b"raw".to_vec(),
+            created: 1,
+            send_at: 2,
+            attempts_made: 1,
+            max_attempts: 10,
+            copy: false,
+            last_error: None,
+        };
+        assert_eq!(OutboxEntry::decode(&e.encode()), Some(e));
+    }
+}
