@@ -17,7 +17,7 @@ use emailengine_imap::Engine;
 use emailengine_store::{OutboxItem, Store};
 
 /// How long a claimed entry is reserved for one attempt before another worker may retry it.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+const LEASE_MS: i64 = 2 * 60 * 1000;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One queued message (stored msgpack in `iaq:<account>`).
@@ -155,6 +155,8 @@ pub struct Submitter {
     engine: Engine,
     cipher: Option<Arc<FieldCipher>>,
     base_delay: Duration,
+    /// Names this instance's leases; a restarted instance takes back what its last run held.
+    owner: String,
 }
 
 impl Submitter {
@@ -163,21 +165,32 @@ impl Submitter {
         engine: Engine,
         cipher: Option<Arc<FieldCipher>>,
         base_delay: Duration,
+        owner: String,
     ) -> Self {
         Self {
             store,
             engine,
             cipher,
             base_delay,
+            owner,
         }
     }
 
     /// Polls the outbox until the task is aborted.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let now = chrono::Utc::now().timestamp_millis();
+            match self.store.release_leases(&self.owner, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    messages = n,
+                    "Resuming deliveries interrupted by the last shutdown"
+                ),
+                Err(e) => tracing::warn!(err = %e, "Failed to take back interrupted deliveries"),
+            }
             loop {
                 let now = chrono::Utc::now().timestamp_millis();
-                match self.store.claim_due(now, LEASE_MS, 50).await {
+                match self.store.claim_due(&self.owner, now, LEASE_MS, 50).await {
                     Ok(items) if !items.is_empty() => {
                         let mut tasks = Vec::new();
                         for item in items {

@@ -163,6 +163,7 @@ pub async fn run(config: Config) -> ExitCode {
         engine.clone(),
         cipher.clone(),
         Duration::from_millis(config.submit_retry_delay_ms),
+        crate::logging::hostname(),
     )
     .spawn();
     let app = emailengine_api::router(state.clone());

@@ -38,6 +38,17 @@ async fn send_from_a_to_b_through_postfix() {
     let b = format!("{}-b@example.com", env.prefix);
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
+    let receiver = Receiver::default();
+    let hook = receiver.start().await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"webhooks": hook, "webhooksEnabled": true, "serviceSecret": "shared-secret"})),
+        )
+        .await;
+    assert_eq!(status, 200);
     server
         .send(
             Method::POST,
@@ -120,6 +131,41 @@ async fn send_from_a_to_b_through_postfix() {
     assert_eq!(copy["messages"][0]["subject"], "Hello B");
     let (_, outbox) = server.get("/v1/outbox", Some(&token)).await;
     assert_eq!(outbox["total"], 0);
+
+    // B's messageNew and A's messageSent reach the webhook receiver, signed.
+    let hits = wait_for("both webhooks", 15, || async {
+        let hits = receiver.hits.lock().unwrap().clone();
+        let found = |account: &str, event: &str| {
+            hits.iter()
+                .find(|(_, b)| {
+                    let v: Value = serde_json::from_slice(b).unwrap();
+                    v["account"] == account && v["event"] == event
+                })
+                .cloned()
+        };
+        Some((found("b", "messageNew")?, found("a", "messageSent")?))
+    })
+    .await;
+    for (headers, body) in [hits.0, hits.1] {
+        let body: &[u8] = &body;
+        let h = |k: &str| headers[k].to_str().unwrap().to_string();
+        assert_eq!(
+            h("x-ee-wh-signature"),
+            hmac_b64("shared-secret", &[body], true)
+        );
+        let signed = [h("webhook-id"), h("webhook-timestamp")];
+        assert_eq!(
+            h("webhook-signature"),
+            format!(
+                "v1,{}",
+                hmac_b64(
+                    "shared-secret",
+                    &[signed[0].as_bytes(), b".", signed[1].as_bytes(), b".", body],
+                    false
+                )
+            )
+        );
+    }
 
     // A reply threads onto the original.
     let (status, _) = server
@@ -392,4 +438,67 @@ async fn idempotency_key_queues_one_message() {
         )
         .await;
     assert_eq!(del, json!({"deleted": true}));
+}
+
+#[tokio::test]
+async fn mail_queued_when_the_server_is_killed_is_sent_after_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Env::new("submit-kill").var("EENGINE_SUBMIT_RETRY_DELAY", "50ms");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(send_only("k", port)),
+        )
+        .await;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let (_, q) = server
+            .send(
+                Method::POST,
+                "/v1/account/k/submit",
+                Some(&token),
+                Some(
+                    json!({"to": ["x@example.org"], "subject": format!("crash {i}"), "text": "x"}),
+                ),
+            )
+            .await;
+        queued.push(q["queueId"].as_str().unwrap().to_string());
+    }
+    wait_for("delivery errors", 10, || async {
+        (env.events_of("k", "messageDeliveryError").await.len() >= 3).then_some(())
+    })
+    .await;
+    server.kill();
+    let fake = FakeSmtp::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(fake.clone().serve(listener));
+    let _server = env.start(&[]).await;
+    let sent = wait_for("all three sent after restart", 20, || async {
+        let sent = env.events_of("k", "messageSent").await;
+        (sent.len() >= 3).then_some(sent)
+    })
+    .await;
+    let mut ids: Vec<String> = sent
+        .iter()
+        .map(|e| e.payload["data"]["queueId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    queued.sort();
+    assert_eq!(ids, queued);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.accepted.lock().unwrap().len(),
+        3,
+        "each message handed to SMTP once"
+    );
 }

@@ -104,6 +104,10 @@ impl Keys {
     pub fn outbox_due(&self) -> String {
         self.k("outbox:due")
     }
+    /// Hash: queue id → the worker holding its lease.
+    pub fn outbox_leases(&self) -> String {
+        self.k("outbox:lease")
+    }
     /// Hash: queue id → account.
     pub fn outbox_accounts(&self) -> String {
         self.k("outbox:q")

@@ -242,8 +242,16 @@ pub struct OutboxItem {
 pub trait Outbox: Send + Sync {
     async fn put_outbox(&self, account: &str, queue_id: &str, entry: &[u8], due: i64)
     -> Result<()>;
-    /// Entries due by `now`, each leased until `now + lease_ms`.
-    async fn claim_due(&self, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Entries due by `now`, each leased to `owner` until `now + lease_ms`.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
+    /// Makes every entry leased to `owner` due now (its previous run died holding them).
+    async fn release_leases(&self, owner: &str, now: i64) -> Result<u64>;
     async fn outbox_item(&self, queue_id: &str) -> Result<Option<OutboxItem>>;
     async fn remove_outbox(&self, queue_id: &str) -> Result<bool>;
     /// Entries by due time: (total, page).

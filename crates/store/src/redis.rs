@@ -879,11 +879,12 @@ impl RedisStore {
 }
 
 /// Takes due entries and pushes their due time past the lease, atomically, so two workers
-/// never take the same entry.
+/// never take the same entry; records who holds each lease.
 const CLAIM_DUE: &str = r"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[1], ARGV[2], id)
+  redis.call('HSET', KEYS[2], id, ARGV[4])
 end
 return ids
 ";
@@ -905,17 +906,27 @@ impl Outbox for RedisStore {
             .ignore()
             .zadd(self.keys.outbox_due(), queue_id, due)
             .ignore()
+            .hdel(self.keys.outbox_leases(), queue_id)
+            .ignore()
             .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
-    async fn claim_due(&self, now: i64, lease_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
         let ids: Vec<String> = Script::new(CLAIM_DUE)
             .key(self.keys.outbox_due())
+            .key(self.keys.outbox_leases())
             .arg(now)
             .arg(now + lease_ms)
             .arg(limit)
+            .arg(owner)
             .invoke_async(&mut self.conn())
             .await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -928,6 +939,31 @@ impl Outbox for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
+        let leases: std::collections::HashMap<String, String> =
+            self.conn().hgetall(self.keys.outbox_leases()).await?;
+        let mine: Vec<&String> = leases
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(id, _)| id)
+            .collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for id in &mine {
+            pipe.cmd("ZADD")
+                .arg(self.keys.outbox_due())
+                .arg("XX")
+                .arg(now)
+                .arg(id.as_str())
+                .ignore();
+            pipe.hdel(self.keys.outbox_leases(), id.as_str()).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(mine.len() as u64)
     }
 
     async fn outbox_item(&self, queue_id: &str) -> Result<Option<OutboxItem>> {
@@ -965,6 +1001,8 @@ impl Outbox for RedisStore {
             .hdel(self.keys.outbox_accounts(), queue_id)
             .ignore()
             .zrem(self.keys.outbox_due(), queue_id)
+            .ignore()
+            .hdel(self.keys.outbox_leases(), queue_id)
             .ignore()
             .query_async(&mut self.conn())
             .await?;

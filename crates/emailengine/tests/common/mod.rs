@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -450,5 +450,74 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use std::sync::atomic::AtomicBool;
+
+/// A webhook receiver: records every POST to `/hook`; can be told to fail.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub hits: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    /// Answer 500 to this many requests first.
+    pub fail_first: Arc<AtomicUsize>,
+    /// Answer 500 to everything while set.
+    pub down: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    pub async fn start(&self) -> String {
+        let this = self.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let this = this.clone();
+                async move {
+                    if this.down.load(Ordering::SeqCst) {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    if this.fail_first.load(Ordering::SeqCst) > 0 {
+                        this.fail_first.fetch_sub(1, Ordering::SeqCst);
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    this.hits.lock().unwrap().push((headers, body));
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://user:p%40ss@127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    pub fn events(&self) -> Vec<(HeaderMap, Value)> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, b)| (h.clone(), serde_json::from_slice(b).unwrap()))
+            .collect()
+    }
+}
+
+pub fn hmac_b64(secret: &str, parts: &[&[u8]], url_safe: bool) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    let bytes = mac.finalize().into_bytes();
+    if url_safe {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    } else {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 }
