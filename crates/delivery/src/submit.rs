@@ -328,8 +328,34 @@ impl Submitter {
     }
 }
 
-/// One SMTP transaction; returns the server's final reply.
-async fn send(settings: &ServerSettings, entry: &OutboxEntry) -> Result<String, Failure> {
+/// Connects and authenticates without sending (`POST /v1/verifyAccount`). The error is
+/// `(message, code)`.
+pub async fn verify_smtp(settings: &ServerSettings) -> Result<(), (String, &'static str)> {
+    let builder = smtp_builder(settings).map_err(|f| (f.message, "InvalidSettings"))?;
+    let classify = |e: mail_send::Error| match e {
+        mail_send::Error::AuthenticationFailed(r) => {
+            (reply_text(r.code, r.esc, &r.message), "EAUTH")
+        }
+        other => (other.to_string(), "ConnectionError"),
+    };
+    if settings.secure || settings.starttls == Some(true) {
+        builder.connect().await.map(drop).map_err(classify)
+    } else if settings.starttls == Some(false) {
+        builder.connect_plain().await.map(drop).map_err(classify)
+    } else {
+        match builder.connect().await {
+            Ok(_) => Ok(()),
+            Err(mail_send::Error::MissingStartTls) => {
+                builder.connect_plain().await.map(drop).map_err(classify)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+fn smtp_builder(
+    settings: &ServerSettings,
+) -> Result<mail_send::SmtpClientBuilder<String>, Failure> {
     let mut builder = mail_send::SmtpClientBuilder::new(settings.host.clone(), settings.port)
         .map_err(|e| Failure {
             message: e,
@@ -344,6 +370,12 @@ async fn send(settings: &ServerSettings, entry: &OutboxEntry) -> Result<String, 
     if settings.accept_invalid_certs {
         builder = builder.allow_invalid_certs();
     }
+    Ok(builder)
+}
+
+/// One SMTP transaction; returns the server's final reply.
+async fn send(settings: &ServerSettings, entry: &OutboxEntry) -> Result<String, Failure> {
+    let builder = smtp_builder(settings)?;
     let message = mail_send::smtp::message::Message::new(
         entry.envelope_from.as_str(),
         entry.envelope_to.iter().map(String::as_str),

@@ -502,3 +502,29 @@ async fn mail_queued_when_the_server_is_killed_is_sent_after_restart() {
         "each message handed to SMTP once"
     );
 }
+
+#[tokio::test]
+async fn verify_account_checks_imap_and_smtp_logins() {
+    let (imap, smtp) = mail_ports();
+    let env = Env::new("verify");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let user = format!("{}@example.com", env.prefix);
+    let (status, body) = server.send(Method::POST, "/v1/verifyAccount", Some(&token), Some(json!({
+        "imap": {"host": "127.0.0.1", "port": imap, "secure": false, "auth": {"user": &user, "pass": "pass"}},
+        "smtp": {"host": "127.0.0.1", "port": smtp, "secure": false, "auth": {"user": &user, "pass": "pass"}}
+    }))).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"imap": {"success": true}, "smtp": {"success": true}})
+        )
+    );
+    let (_, body) = server.send(Method::POST, "/v1/verifyAccount", Some(&token), Some(json!({
+        "imap": {"host": "127.0.0.1", "port": imap, "secure": false, "auth": {"user": &user, "pass": "wrong"}},
+        "smtp": {"host": "127.0.0.1", "port": smtp, "secure": false, "auth": {"user": &user, "pass": "wrong"}}
+    }))).await;
+    assert_eq!(body["imap"]["code"], "AUTHENTICATIONFAILED");
+    assert_eq!(body["smtp"]["code"], "EAUTH", "{body}");
+}

@@ -356,8 +356,7 @@ pub async fn flush(
 
 /// Verify IMAP settings
 ///
-/// Connects with the given IMAP settings and reports whether login works. SMTP settings are
-/// reported as not verified in this build.
+/// Connects with the given IMAP and SMTP settings and reports for each whether login works.
 #[utoipa::path(post, path = "/v1/verifyAccount", tag = "Account",
     request_body(content = Object, description = "{imap, smtp}"),
     responses((status = 200, body = Object)),
@@ -384,11 +383,17 @@ pub async fn verify(JsonObject(body): JsonObject) -> ApiResult<Json<Value>> {
         };
         out.insert("imap".into(), result);
     }
-    if body.get("smtp").is_some_and(Value::is_object) {
-        out.insert(
-            "smtp".into(),
-            json!({"success": false, "error": "SMTP verification is not available in this build", "code": "NotImplemented"}),
-        );
+    if let Some(smtp) = body.get("smtp").filter(|v| v.is_object()) {
+        let result = match ServerSettings::from_json(smtp) {
+            None => {
+                json!({"success": false, "error": "Invalid SMTP settings", "code": "InvalidSettings"})
+            }
+            Some(settings) => match emailengine_delivery::submit::verify_smtp(&settings).await {
+                Ok(()) => json!({"success": true}),
+                Err((error, code)) => json!({"success": false, "error": error, "code": code}),
+            },
+        };
+        out.insert("smtp".into(), result);
     }
     Ok(Json(Value::Object(out)))
 }

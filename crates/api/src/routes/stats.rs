@@ -91,12 +91,16 @@ pub async fn stats(
     let seconds = query.int("seconds", 0, 604_800, 3600) as u64;
     query.finish()?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (accounts, counters, ping, info) = tokio::join!(
+    let (accounts, counters, ping, info, notify, outbox) = tokio::join!(
         state.store.account_count(),
         state.store.counters(seconds, now),
         state.store.ping(),
         state.backend_info(),
+        state.store.events_pending_count("webhooks"),
+        state.store.list_outbox(0, 0),
     );
+    let notify = notify.unwrap_or(0);
+    let submit = outbox.map(|(total, _)| total).unwrap_or(0);
     let accounts = accounts?;
     let mut all_counters: BTreeMap<String, u64> =
         COUNTERS.iter().map(|c| (c.to_string(), 0)).collect();
@@ -128,9 +132,18 @@ pub async fn stats(
         redis_warnings: Vec::new(),
         arch: std::env::consts::ARCH,
         counters: all_counters,
-        queues: ["notify", "submit"]
+        queues: [("notify", notify), ("submit", submit)]
             .into_iter()
-            .map(|q| (q, QueueStats::default()))
+            .map(|(q, waiting)| {
+                (
+                    q,
+                    QueueStats {
+                        waiting,
+                        total: waiting,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect(),
         connections,
         redis_ping: (ping?.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
