@@ -315,20 +315,14 @@ impl Engine {
                 Ok(Some(Some(s))) if !s.disabled => s,
                 Ok(Some(Some(_))) => {
                     self.set_state(&account, "disconnected", None).await;
-                    if wait_command(&mut rx, None)
-                        .await
-                        .is_none_or(|c| matches!(c, Some(Command::Stop)))
-                    {
+                    if matches!(wait_command(&mut rx, None).await, Wake::Stop) {
                         return;
                     }
                     continue;
                 }
                 Ok(Some(None)) => {
                     self.set_state(&account, "unset", None).await;
-                    if wait_command(&mut rx, None)
-                        .await
-                        .is_none_or(|c| matches!(c, Some(Command::Stop)))
-                    {
+                    if matches!(wait_command(&mut rx, None).await, Wake::Stop) {
                         return;
                     }
                     continue;
@@ -338,11 +332,10 @@ impl Engine {
                     self.set_state(&account, "connectError", Some(json!({"response": e})))
                         .await;
                     attempt += 1;
-                    if let Some(Command::Stop) | None =
-                        wait_command(&mut rx, Some(backoff(attempt)))
-                            .await
-                            .flatten_stop()
-                    {
+                    if matches!(
+                        wait_command(&mut rx, Some(backoff(attempt))).await,
+                        Wake::Stop
+                    ) {
                         return;
                     }
                     continue;
@@ -365,10 +358,13 @@ impl Engine {
                     }
                     attempt += 1;
                     tracing::warn!(account, err = %err, attempt, "IMAP connection failed");
-                    match wait_command(&mut rx, Some(backoff(attempt))).await {
-                        Some(Some(Command::Stop)) | None => return,
-                        _ => continue,
+                    if matches!(
+                        wait_command(&mut rx, Some(backoff(attempt))).await,
+                        Wake::Stop
+                    ) {
+                        return;
                     }
+                    continue;
                 }
             };
             if last_error.take().is_some() || attempt == 0 {
@@ -396,10 +392,13 @@ impl Engine {
                     )
                     .await;
                     attempt += 1;
-                    match wait_command(&mut rx, Some(backoff(attempt))).await {
-                        Some(Some(Command::Stop)) | None => return,
-                        _ => continue,
+                    if matches!(
+                        wait_command(&mut rx, Some(backoff(attempt))).await,
+                        Wake::Stop
+                    ) {
+                        return;
                     }
+                    continue;
                 }
             }
         }
@@ -452,10 +451,14 @@ impl Engine {
                 .await;
         }
         let Some(main) = main else {
-            return Ok(match wait_command(rx, None).await {
-                Some(Some(Command::Reconnect)) => Flow::Reconnect,
-                _ => Flow::Stop,
-            });
+            // Nothing to watch: only a stop or a reconnect ends the wait.
+            loop {
+                match wait_command(rx, None).await {
+                    Wake::Stop => return Ok(Flow::Stop),
+                    Wake::Reconnect => return Ok(Flow::Reconnect),
+                    Wake::Other => {}
+                }
+            }
         };
         let _subconnections = self
             .start_subconnections(account, settings, &folders, &main, condstore)
@@ -776,33 +779,31 @@ impl SyncWorker<'_> {
     }
 }
 
-trait FlattenStop {
-    fn flatten_stop(self) -> Option<Command>;
+/// What ended a wait for commands.
+enum Wake {
+    /// A stop command, or the engine dropped the account's channel.
+    Stop,
+    Reconnect,
+    /// A sync request or the timeout: carry on.
+    Other,
 }
 
-impl FlattenStop for Option<Option<Command>> {
-    /// `None` (channel closed) and `Some(None)` (timed out) become `None`/continue signals.
-    fn flatten_stop(self) -> Option<Command> {
-        match self {
-            None => None,
-            Some(None) => Some(Command::Sync),
-            Some(Some(c)) => Some(c),
-        }
-    }
-}
-
-/// Waits for a command, or until `timeout` passes (`Some(None)`); `None` when the channel closed.
+/// Waits for a command, or until `timeout` passes.
 async fn wait_command(
     rx: &mut mpsc::UnboundedReceiver<Command>,
     timeout: Option<Duration>,
-) -> Option<Option<Command>> {
-    match timeout {
-        None => rx.recv().await.map(Some),
+) -> Wake {
+    let command = match timeout {
+        None => rx.recv().await,
         Some(t) => match tokio::time::timeout(t, rx.recv()).await {
-            Ok(Some(c)) => Some(Some(c)),
-            Ok(None) => None,
-            Err(_) => Some(None),
+            Ok(c) => c,
+            Err(_) => return Wake::Other,
         },
+    };
+    match command {
+        None | Some(Command::Stop) => Wake::Stop,
+        Some(Command::Reconnect) => Wake::Reconnect,
+        Some(Command::Sync) => Wake::Other,
     }
 }
 
