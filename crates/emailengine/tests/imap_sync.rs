@@ -595,3 +595,96 @@ async fn subconnections_watch_extra_folders() {
     assert_eq!(event.payload["specialUse"], "\\Sent");
     assert_eq!(event.payload["data"]["subject"], "into sent");
 }
+
+#[tokio::test]
+async fn message_new_carries_text_and_headers_when_asked() {
+    let env = Env::new("imap-notify");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({
+                "notifyText": true, "notifyTextSize": 5, "notifyHeaders": ["Message-ID", "X-Custom"]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+    send_mail(
+        "bob@example.com",
+        &user,
+        &format!(
+            "From: bob@example.com\r\nTo: {user}\r\nSubject: notify\r\nX-Custom: yes\r\nMessage-ID: <n1@example.com>\r\n\r\nHello there\r\n"
+        ),
+    );
+    let event = wait_for("messageNew", 10, || async {
+        env.events_of("ann", "messageNew").await.into_iter().next()
+    })
+    .await;
+    let data = &event.payload["data"];
+    assert_eq!(data["text"]["plain"], "Hello");
+    assert_eq!(data["text"]["hasMore"], true);
+    assert_eq!(data["headers"]["x-custom"], json!(["yes"]));
+    assert_eq!(data["headers"]["message-id"], json!(["<n1@example.com>"]));
+    assert!(data["headers"].get("subject").is_none());
+}
+
+#[tokio::test]
+async fn large_sources_stream_in_chunks() {
+    let env = Env::new("imap-large");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&["--api.maxBodySize=10M"]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+    let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let raw = format!(
+        "From: x@example.com\r\nSubject: big\r\n\r\n{}",
+        line.repeat(35_000)
+    );
+    let (status, up) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/message",
+            Some(&token),
+            Some(json!({"path": "INBOX", "raw": raw})),
+        )
+        .await;
+    assert_eq!(status, 200, "{up}");
+    assert!(raw.len() > 2_500_000);
+    let id = up["id"].as_str().unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/message/{id}/source")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), raw.len(), "every chunk arrives");
+    assert_eq!(body.as_ref(), raw.as_bytes());
+    let (status, _) = server
+        .get("/v1/account/ann/message/AAAAAQAAA-c/source", Some(&token))
+        .await;
+    assert_eq!(status, 404);
+}

@@ -76,6 +76,59 @@ pub async fn fetch_summaries(
         .collect())
 }
 
+/// What `messageNew` payloads include beyond the list entry: the settings `notifyText`,
+/// `notifyTextSize` (default 64 KiB) and `notifyHeaders`.
+struct NotifyOptions {
+    text: bool,
+    text_size: usize,
+    headers: Vec<String>,
+}
+
+impl NotifyOptions {
+    async fn load(sink: &EventSink) -> Self {
+        let values = sink
+            .settings
+            .get(&["notifyText", "notifyTextSize", "notifyHeaders"])
+            .await
+            .unwrap_or_default();
+        let get = |i: usize| values.get(i).cloned().flatten();
+        Self {
+            text: get(0).and_then(|v| v.as_bool()).unwrap_or(false),
+            text_size: get(1)
+                .and_then(|v| v.as_u64())
+                .map_or(65_536, |n| n as usize),
+            headers: get(2)
+                .and_then(|v| v.as_array().cloned())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|h| h.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn wants_source(&self) -> bool {
+        self.text || !self.headers.is_empty()
+    }
+}
+
+/// Whole sources of the messages in a UID set.
+async fn fetch_sources(
+    session: &mut Session,
+    set: &str,
+) -> async_imap::error::Result<HashMap<u32, Vec<u8>>> {
+    let fetched: Vec<_> = session
+        .uid_fetch(set, "(UID BODY.PEEK[])")
+        .await?
+        .try_collect()
+        .await?;
+    Ok(fetched
+        .iter()
+        .filter_map(|f| Some((f.uid?, f.body()?.to_vec())))
+        .collect())
+}
+
 /// Compresses sorted UIDs into an IMAP set: `1:3,7,9:10`.
 pub fn uid_set(uids: &[u32]) -> String {
     let mut out = Vec::new();
@@ -220,18 +273,28 @@ pub async fn sync_folder(
 
     let special = folder.special_use.as_deref();
     if !silent && !new_uids.is_empty() {
+        let notify = NotifyOptions::load(sink).await;
         for chunk in new_uids.chunks(500) {
-            let mut summaries = fetch_summaries(session, &uid_set(chunk), true).await?;
+            let set = uid_set(chunk);
+            let mut summaries = fetch_summaries(session, &set, true).await?;
             summaries.sort_by_key(|f| f.uid);
+            let sources = if notify.wants_source() {
+                fetch_sources(session, &set).await?
+            } else {
+                HashMap::new()
+            };
             for f in summaries {
-                sink.emit(
-                    account,
-                    "messageNew",
-                    Some(&folder.path),
-                    special,
-                    list_entry(mailbox_id, &folder.path, &f),
-                )
-                .await;
+                let mut data = list_entry(mailbox_id, &folder.path, &f);
+                if let Some(source) = sources.get(&f.uid) {
+                    if notify.text {
+                        data["text"] = crate::message::notify_text(source, notify.text_size);
+                    }
+                    if !notify.headers.is_empty() {
+                        data["headers"] = crate::message::header_map(source, &notify.headers);
+                    }
+                }
+                sink.emit(account, "messageNew", Some(&folder.path), special, data)
+                    .await;
                 report.new += 1;
             }
         }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
 use emailengine_core::ids::{MessageId, decode_attachment_id, decode_text_id};
@@ -443,13 +443,73 @@ pub async fn source(
     load(&state, &account).await?;
     let at = locate(&state, &account, &message_id).await?;
     let mut s = open(&state, &account, &at, false).await?;
-    let (_, source) = fetch_full(&mut s, at.id.uid).await?;
+    let uid = at.id.uid;
+    // The first chunk is read before answering, so a missing message is still a 404.
+    let first = fetch_chunk(&mut s, uid, 0)
+        .await?
+        .ok_or_else(message_not_found)?;
+    let done = (first.len() as u64) < SOURCE_CHUNK;
+    let next = first.len() as u64;
+    // The rest is read from the server in chunks as the client reads it, so a large message
+    // never sits in memory whole.
+    let rest =
+        futures_util::stream::unfold((s, next, done), move |(mut s, offset, done)| async move {
+            if done {
+                return None;
+            }
+            let query = format!("(UID BODY.PEEK[]<{offset}.{SOURCE_CHUNK}>)");
+            let result: Result<Vec<_>, _> =
+                match s.in_folder().uid_fetch(uid.to_string(), &query).await {
+                    Ok(stream) => stream.try_collect().await,
+                    Err(e) => Err(e),
+                };
+            match result {
+                Ok(fetched) => {
+                    let bytes = fetched
+                        .iter()
+                        .find_map(|f| f.body().map(<[u8]>::to_vec))
+                        .unwrap_or_default();
+                    if bytes.is_empty() {
+                        return None;
+                    }
+                    let last = (bytes.len() as u64) < SOURCE_CHUNK;
+                    let next = offset + bytes.len() as u64;
+                    Some((
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from(bytes)),
+                        (s, next, last),
+                    ))
+                }
+                Err(e) => {
+                    s.discard();
+                    Some((Err(std::io::Error::other(e.to_string())), (s, offset, true)))
+                }
+            }
+        });
+    let body =
+        futures_util::stream::once(async move { Ok(axum::body::Bytes::from(first)) }).chain(rest);
     Ok((
         [(header::CONTENT_TYPE, "message/rfc822")],
-        Body::from(source),
+        Body::from_stream(body),
     )
         .into_response())
 }
+
+/// One chunk of a message source; `None` when the server returned no such message.
+async fn fetch_chunk(s: &mut PooledSession, uid: u32, offset: u64) -> ApiResult<Option<Vec<u8>>> {
+    let query = format!("(UID BODY.PEEK[]<{offset}.{SOURCE_CHUNK}>)");
+    let result: Result<Vec<_>, _> = match s.in_folder().uid_fetch(uid.to_string(), &query).await {
+        Ok(stream) => stream.try_collect().await,
+        Err(e) => Err(e),
+    };
+    let fetched = result.map_err(imap_failed(s))?;
+    Ok(fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .map(|f| f.body().unwrap_or_default().to_vec()))
+}
+
+/// Bytes per IMAP partial fetch when streaming a source (EmailEngine's default chunk size).
+const SOURCE_CHUNK: u64 = 1_000_000;
 
 /// Download an attachment
 #[utoipa::path(get, path = "/v1/account/{account}/attachment/{attachment}", tag = "Message",
@@ -698,23 +758,38 @@ pub async fn upload(
     load(&state, &account).await?;
     let mut s = state.engine.session(&account).await.map_err(op_error)?;
     let flags = flags.map(|f| format!("({f})"));
+    // The new message's UID is found among those at or above the folder's UIDNEXT from before
+    // the APPEND (narrowed by Message-ID when there is one).
+    let uid_next = s
+        .get()
+        .status(encode_path(&path), "(UIDNEXT)")
+        .await
+        .map_err(imap_failed(&mut s))?
+        .uid_next
+        .unwrap_or(1);
     s.get()
         .append(encode_path(&path), flags.as_deref(), None, &source)
         .await
         .map_err(imap_failed(&mut s))?;
     let mut out = json!({"path": path, "messageId": message_id});
-    if let Some(id) = &message_id {
+    {
         let mailbox = s
             .open_folder(&path, false)
             .await
             .map_err(imap_failed(&mut s))?;
-        let criteria = format!("HEADER Message-ID \"{}\"", id.replace(['"', '\\'], ""));
+        let mut criteria = format!("UID {uid_next}:*");
+        if let Some(id) = &message_id {
+            criteria.push_str(&format!(
+                " HEADER Message-ID \"{}\"",
+                id.replace(['"', '\\'], "")
+            ));
+        }
         let uids = s
             .in_folder()
             .uid_search(&criteria)
             .await
             .map_err(imap_failed(&mut s))?;
-        if let Some(uid) = uids.into_iter().max() {
+        if let Some(uid) = uids.into_iter().filter(|u| *u >= uid_next).max() {
             let mailbox_id = state
                 .store
                 .mailbox_id(&account, mailbox.uid_validity, &path)
