@@ -499,6 +499,16 @@ async fn upload_and_bulk_operations() {
     assert_eq!(msg["subject"], "uploaded");
     assert_eq!(msg["unseen"], false);
     assert_eq!(msg["attachments"][0]["filename"], "n.txt");
+    let att = msg["attachments"][0]["id"].as_str().unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/attachment/{att}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "note");
     assert_eq!(msg["messageId"], up["messageId"]);
     let raw = "From: x@example.com\nSubject: raw upload\n\nraw body\n";
     let (status, _) = server

@@ -253,18 +253,6 @@ fn truncate(s: &str, max: usize) -> (String, bool) {
     (s[..end].to_string(), true)
 }
 
-/// An attachment's decoded bytes, content type and file name, by IMAP part number.
-pub fn attachment(source: &[u8], number: &str) -> Option<(Vec<u8>, String, Option<String>)> {
-    let msg = MessageParser::new().parse(source)?;
-    let (idx, _) = part_numbers(&msg).into_iter().find(|(_, n)| n == number)?;
-    let part = msg.parts.get(idx)?;
-    Some((
-        part.contents().to_vec(),
-        content_type(part),
-        part.attachment_name().map(str::to_string),
-    ))
-}
-
 /// The text of the given parts, split by kind (`GET …/text/{text}`).
 pub fn texts(source: &[u8], numbers: &[String], max_bytes: usize) -> Value {
     let Some(msg) = MessageParser::new().parse(source) else {
@@ -331,11 +319,6 @@ mod tests {
         let att_id = d["attachments"][0]["id"].as_str().unwrap();
         let (mid, part) = emailengine_core::ids::decode_attachment_id(att_id).unwrap();
         assert_eq!((mid.uid, part.as_str()), (7, "2"));
-        let (bytes, ct, name) = attachment(MIXED, "2").unwrap();
-        assert_eq!(
-            (bytes.as_slice(), ct.as_str(), name.as_deref()),
-            (b"%PDF-".as_slice(), "application/pdf", Some("a.pdf"))
-        );
         let (_, parts) =
             emailengine_core::ids::decode_text_id(d["text"]["id"].as_str().unwrap()).unwrap();
         assert_eq!(parts, vec!["1".to_string()]);
@@ -423,5 +406,113 @@ mod notify_tests {
         let h = header_map(raw, &["X-Tag".into()]);
         assert_eq!(h, json!({"x-tag": ["a", "b continued"]}));
         assert_eq!(header_map(raw, &["*".into()])["subject"], json!(["Hi"]));
+    }
+}
+
+/// Content type, file name and transfer encoding (lower case) from a part's MIME header block.
+pub fn part_header(mime: &[u8]) -> (String, Option<String>, String) {
+    let mut block = mime.to_vec();
+    if !block.ends_with(b"\r\n\r\n") {
+        block.extend_from_slice(b"\r\n");
+    }
+    let parsed = MessageParser::new().parse_headers(&block);
+    let part = parsed.as_ref().and_then(|m| m.parts.first());
+    let content_type = part
+        .map(content_type)
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let filename = part.and_then(|p| p.attachment_name()).map(str::to_string);
+    let encoding = header_map(&block, &["content-transfer-encoding".into()])
+        .get("content-transfer-encoding")
+        .and_then(|v| v.get(0))
+        .and_then(Value::as_str)
+        .unwrap_or("7bit")
+        .to_ascii_lowercase();
+    (content_type, filename, encoding)
+}
+
+/// Decodes a part body (quoted-printable, 7bit, 8bit, binary, base64) given its MIME header.
+pub fn decode_part(mime: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut raw = mime.to_vec();
+    if !raw.ends_with(b"\r\n\r\n") {
+        raw.extend_from_slice(if raw.ends_with(b"\r\n") {
+            b"\r\n"
+        } else {
+            b"\r\n\r\n"
+        });
+    }
+    raw.extend_from_slice(body);
+    MessageParser::new()
+        .parse(&raw)
+        .and_then(|m| m.parts.first().map(|p| p.contents().to_vec()))
+        .unwrap_or_else(|| body.to_vec())
+}
+
+/// Incremental base64 decoding for streamed attachment bodies: line breaks and other
+/// non-alphabet bytes are skipped, and bytes are decoded in whole 4-character groups.
+#[derive(Default)]
+pub struct Base64Stream {
+    carry: Vec<u8>,
+}
+
+impl Base64Stream {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.carry.extend(
+            chunk
+                .iter()
+                .copied()
+                .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')),
+        );
+        let whole = self.carry.len() / 4 * 4;
+        let group: Vec<u8> = self.carry.drain(..whole).collect();
+        decode_b64(&group)
+    }
+
+    /// Decodes whatever is left (an unpadded tail).
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.carry);
+        decode_b64(&rest)
+    }
+}
+
+fn decode_b64(data: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let trimmed: Vec<u8> = data.iter().copied().filter(|b| *b != b'=').collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod part_tests {
+    use super::*;
+
+    #[test]
+    fn base64_stream_matches_whole_decoding() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+        let wrapped: String = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+            .collect();
+        let mut d = Base64Stream::default();
+        let mut out = Vec::new();
+        for chunk in wrapped.as_bytes().chunks(333) {
+            out.extend(d.push(chunk));
+        }
+        out.extend(d.finish());
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn part_headers_and_decoding() {
+        let mime = b"Content-Type: text/plain; name=a.txt\r\nContent-Disposition: attachment; filename=a.txt\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n";
+        let (ct, name, enc) = part_header(mime);
+        assert_eq!(
+            (ct.as_str(), name.as_deref(), enc.as_str()),
+            ("text/plain", Some("a.txt"), "quoted-printable")
+        );
+        assert_eq!(decode_part(mime, b"caf=C3=A9"), "café".as_bytes());
     }
 }

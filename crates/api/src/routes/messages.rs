@@ -494,6 +494,33 @@ pub async fn source(
         .into_response())
 }
 
+/// The section path a FETCH response names for a body part (`2.1`) or its MIME header.
+fn section_path(numbers: &[u32], mime: bool) -> imap_proto::SectionPath {
+    imap_proto::SectionPath::Part(
+        numbers.to_vec(),
+        mime.then_some(imap_proto::MessageSection::Mime),
+    )
+}
+
+/// One body section of a message; `None` when the server returned no such message or part.
+async fn fetch_section(
+    s: &mut PooledSession,
+    uid: u32,
+    item: &str,
+    path: imap_proto::SectionPath,
+) -> ApiResult<Option<Vec<u8>>> {
+    let query = format!("(UID {item})");
+    let result: Result<Vec<_>, _> = match s.in_folder().uid_fetch(uid.to_string(), &query).await {
+        Ok(stream) => stream.try_collect().await,
+        Err(e) => Err(e),
+    };
+    let fetched = result.map_err(imap_failed(s))?;
+    Ok(fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .and_then(|f| f.section(&path).map(<[u8]>::to_vec)))
+}
+
 /// One chunk of a message source; `None` when the server returned no such message.
 async fn fetch_chunk(s: &mut PooledSession, uid: u32, offset: u64) -> ApiResult<Option<Vec<u8>>> {
     let query = format!("(UID BODY.PEEK[]<{offset}.{SOURCE_CHUNK}>)");
@@ -527,10 +554,86 @@ pub async fn attachment(
     let (id, part) = decode_attachment_id(&attachment_id).ok_or_else(not_found)?;
     let at = locate(&state, &account, &id.encode()).await?;
     let mut s = open(&state, &account, &at, false).await?;
-    let (_, source) = fetch_full(&mut s, at.id.uid).await?;
-    let (bytes, content_type, filename) =
-        message::attachment(&source, &part).ok_or_else(not_found)?;
-    let mut response = ([(header::CONTENT_TYPE, content_type)], Body::from(bytes)).into_response();
+    let uid = at.id.uid;
+    let numbers: Vec<u32> = part.split('.').filter_map(|n| n.parse().ok()).collect();
+    // Only this part is read from the server: its MIME header first, then its body.
+    let mime = fetch_section(
+        &mut s,
+        uid,
+        &format!("BODY.PEEK[{part}.MIME]"),
+        section_path(&numbers, true),
+    )
+    .await?
+    .filter(|m| !m.is_empty())
+    .ok_or_else(not_found)?;
+    let (content_type, filename, encoding) = message::part_header(&mime);
+    let body = if encoding == "base64" {
+        // Base64 bodies are decoded as they stream in, chunk by chunk.
+        let first = fetch_section(
+            &mut s,
+            uid,
+            &format!("BODY.PEEK[{part}]<0.{SOURCE_CHUNK}>"),
+            section_path(&numbers, false),
+        )
+        .await?
+        .ok_or_else(not_found)?;
+        let mut decoder = message::Base64Stream::default();
+        let mut head = decoder.push(&first);
+        let done = (first.len() as u64) < SOURCE_CHUNK;
+        if done {
+            head.extend(decoder.finish());
+        }
+        let part_for_rest = part.clone();
+        let rest = futures_util::stream::unfold(
+            (s, first.len() as u64, done, decoder),
+            move |(mut s, offset, done, mut decoder)| {
+                let (part, numbers) = (part_for_rest.clone(), numbers.clone());
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let query = format!("BODY.PEEK[{part}]<{offset}.{SOURCE_CHUNK}>");
+                    match fetch_section(&mut s, uid, &query, section_path(&numbers, false)).await {
+                        Ok(Some(bytes)) if !bytes.is_empty() => {
+                            let last = (bytes.len() as u64) < SOURCE_CHUNK;
+                            let mut out = decoder.push(&bytes);
+                            if last {
+                                out.extend(decoder.finish());
+                            }
+                            let next = offset + bytes.len() as u64;
+                            Some((
+                                Ok::<_, std::io::Error>(axum::body::Bytes::from(out)),
+                                (s, next, last, decoder),
+                            ))
+                        }
+                        Ok(_) => Some((
+                            Ok(axum::body::Bytes::from(decoder.finish())),
+                            (s, offset, true, decoder),
+                        )),
+                        Err(e) => Some((
+                            Err(std::io::Error::other(e.status().to_string())),
+                            (s, offset, true, decoder),
+                        )),
+                    }
+                }
+            },
+        );
+        Body::from_stream(
+            futures_util::stream::once(async move { Ok(axum::body::Bytes::from(head)) })
+                .chain(rest),
+        )
+    } else {
+        let raw = fetch_section(
+            &mut s,
+            uid,
+            &format!("BODY.PEEK[{part}]"),
+            section_path(&numbers, false),
+        )
+        .await?
+        .ok_or_else(not_found)?;
+        Body::from(message::decode_part(&mime, &raw))
+    };
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     if let Some(name) = filename {
         let safe: String = name
             .chars()
