@@ -177,6 +177,15 @@ impl QueryParams {
         Some(raw.to_string())
     }
 
+    /// A string that must be present; an empty string (with the error recorded) when absent.
+    pub fn required_string(&mut self, key: &str, max: usize) -> String {
+        let value = self.string(key, max);
+        if value.is_none() && !self.errors.iter().any(|e| e.key == key) {
+            self.reject(key, "is required");
+        }
+        value.unwrap_or_default()
+    }
+
     pub fn reject(&mut self, key: &str, rest: &str) {
         self.errors.push(FieldError::about(key, rest));
     }

@@ -890,6 +890,48 @@ impl PooledSession {
         Ok(sel)
     }
 
+    /// UID FETCH in the open folder, collected.
+    pub async fn uid_fetch_all(
+        &mut self,
+        set: impl AsRef<str>,
+        query: impl AsRef<str>,
+    ) -> async_imap::error::Result<Vec<async_imap::types::Fetch>> {
+        use futures_util::TryStreamExt;
+        self.in_folder()
+            .uid_fetch(set.as_ref(), query.as_ref())
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// UID STORE in the open folder, responses drained.
+    pub async fn uid_store_all(
+        &mut self,
+        set: impl AsRef<str>,
+        query: impl AsRef<str>,
+    ) -> async_imap::error::Result<()> {
+        use futures_util::TryStreamExt;
+        let _: Vec<_> = self
+            .in_folder()
+            .uid_store(set.as_ref(), query.as_ref())
+            .await?
+            .try_collect()
+            .await?;
+        Ok(())
+    }
+
+    /// UID EXPUNGE in the open folder (the cached message count is dropped).
+    pub async fn uid_expunge_all(&mut self, set: impl AsRef<str>) -> async_imap::error::Result<()> {
+        use futures_util::TryStreamExt;
+        let _: Vec<_> = self
+            .get()
+            .uid_expunge(set.as_ref())
+            .await?
+            .try_collect()
+            .await?;
+        Ok(())
+    }
+
     /// The session, keeping the open folder (for FETCH/STORE/SEARCH on it).
     pub fn in_folder(&mut self) -> &mut Session {
         self.session

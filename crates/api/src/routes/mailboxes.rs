@@ -199,12 +199,8 @@ pub async fn delete(
     Path(account): Path<String>,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let path = query.string("path", 1024);
-    if path.is_none() {
-        query.reject("path", "is required");
-    }
+    let path = query.required_string("path", 1024);
     query.finish()?;
-    let path = path.unwrap_or_default();
     load(&state, &account).await?;
     let mut s = state.engine.session(&account).await.map_err(op_error)?;
     s.get()

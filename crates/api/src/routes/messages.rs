@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
 use emailengine_core::ids::{MessageId, decode_attachment_id, decode_text_id};
@@ -70,17 +70,12 @@ pub(crate) async fn open(
 
 /// Fetches one message with its whole source.
 pub(crate) async fn fetch_full(s: &mut PooledSession, uid: u32) -> ApiResult<(Fetched, Vec<u8>)> {
-    let result: Result<Vec<_>, _> = match s
-        .in_folder()
-        .uid_fetch(
+    let result = s
+        .uid_fetch_all(
             uid.to_string(),
             "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])",
         )
-        .await
-    {
-        Ok(stream) => stream.try_collect().await,
-        Err(e) => Err(e),
-    };
+        .await;
     let fetched = result.map_err(imap_failed(s))?;
     let f = fetched
         .iter()
@@ -137,10 +132,7 @@ pub async fn list(
     Path(account): Path<String>,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let path = query.string("path", 1024);
-    if path.is_none() {
-        query.reject("path", "is required");
-    }
+    let path = query.required_string("path", 1024);
     let mut page = query.int("page", 0, 1_048_576, 0) as usize;
     let page_size = query.int("pageSize", 1, 1000, 20) as usize;
     let cursor = query.string("cursor", 1024);
@@ -148,7 +140,6 @@ pub async fn list(
     if let Some(c) = cursor {
         page = parse_cursor(&c)?;
     }
-    let path = path.unwrap_or_default();
     load(&state, &account).await?;
     let mut s = state.engine.session(&account).await.map_err(op_error)?;
     let mailbox = s.open_folder(&path, false).await.map_err(|e| match e {
@@ -326,14 +317,10 @@ pub async fn search(
     mut query: QueryParams,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let path = query.string("path", 1024);
-    if path.is_none() {
-        query.reject("path", "is required");
-    }
+    let path = query.required_string("path", 1024);
     let page = query.int("page", 0, 1_048_576, 0) as usize;
     let page_size = query.int("pageSize", 1, 1000, 20) as usize;
     query.finish()?;
-    let path = path.unwrap_or_default();
     let criteria = match body.get("search") {
         Some(Value::Object(m)) => search_query(m)?,
         None => "ALL".into(),
@@ -412,14 +399,9 @@ pub async fn get_one(
     let mut s = open(&state, &account, &at, mark_seen).await?;
     let (fetched, source) = fetch_full(&mut s, at.id.uid).await?;
     if mark_seen && !fetched.flags.iter().any(|f| f == "\\Seen") {
-        let r: Result<Vec<_>, _> = match s
-            .in_folder()
-            .uid_store(at.id.uid.to_string(), "+FLAGS.SILENT (\\Seen)")
-            .await
-        {
-            Ok(stream) => stream.try_collect().await,
-            Err(e) => Err(e),
-        };
+        let r = s
+            .uid_store_all(at.id.uid.to_string(), "+FLAGS.SILENT (\\Seen)")
+            .await;
         r.map_err(imap_failed(&mut s))?;
     }
     Ok(Json(message::details(
@@ -458,11 +440,7 @@ pub async fn source(
                 return None;
             }
             let query = format!("(UID BODY.PEEK[]<{offset}.{SOURCE_CHUNK}>)");
-            let result: Result<Vec<_>, _> =
-                match s.in_folder().uid_fetch(uid.to_string(), &query).await {
-                    Ok(stream) => stream.try_collect().await,
-                    Err(e) => Err(e),
-                };
+            let result = s.uid_fetch_all(uid.to_string(), &query).await;
             match result {
                 Ok(fetched) => {
                     let bytes = fetched
@@ -510,10 +488,7 @@ async fn fetch_section(
     path: imap_proto::SectionPath,
 ) -> ApiResult<Option<Vec<u8>>> {
     let query = format!("(UID {item})");
-    let result: Result<Vec<_>, _> = match s.in_folder().uid_fetch(uid.to_string(), &query).await {
-        Ok(stream) => stream.try_collect().await,
-        Err(e) => Err(e),
-    };
+    let result = s.uid_fetch_all(uid.to_string(), &query).await;
     let fetched = result.map_err(imap_failed(s))?;
     Ok(fetched
         .iter()
@@ -524,10 +499,7 @@ async fn fetch_section(
 /// One chunk of a message source; `None` when the server returned no such message.
 async fn fetch_chunk(s: &mut PooledSession, uid: u32, offset: u64) -> ApiResult<Option<Vec<u8>>> {
     let query = format!("(UID BODY.PEEK[]<{offset}.{SOURCE_CHUNK}>)");
-    let result: Result<Vec<_>, _> = match s.in_folder().uid_fetch(uid.to_string(), &query).await {
-        Ok(stream) => stream.try_collect().await,
-        Err(e) => Err(e),
-    };
+    let result = s.uid_fetch_all(uid.to_string(), &query).await;
     let fetched = result.map_err(imap_failed(s))?;
     Ok(fetched
         .iter()
@@ -722,14 +694,7 @@ pub async fn update(
     let mut s = open(&state, &account, &at, true).await?;
     let mut out = Map::new();
     for (key, command) in planned {
-        let r: Result<Vec<_>, _> = match s
-            .in_folder()
-            .uid_store(at.id.uid.to_string(), &command)
-            .await
-        {
-            Ok(stream) => stream.try_collect().await,
-            Err(e) => Err(e),
-        };
+        let r = s.uid_store_all(at.id.uid.to_string(), &command).await;
         r.map_err(imap_failed(&mut s))?;
         out.insert(key.into(), Value::Bool(true));
     }
@@ -798,16 +763,9 @@ pub async fn delete(
             ))
         }
         None => {
-            let r: Result<Vec<_>, _> =
-                match s.get().uid_store(&uid, "+FLAGS.SILENT (\\Deleted)").await {
-                    Ok(stream) => stream.try_collect().await,
-                    Err(e) => Err(e),
-                };
+            let r = s.uid_store_all(&uid, "+FLAGS.SILENT (\\Deleted)").await;
             r.map_err(imap_failed(&mut s))?;
-            let r: Result<Vec<_>, _> = match s.get().uid_expunge(&uid).await {
-                Ok(stream) => stream.try_collect().await,
-                Err(e) => Err(e),
-            };
+            let r = s.uid_expunge_all(&uid).await;
             r.map_err(imap_failed(&mut s))?;
             Ok(Json(json!({"deleted": true})))
         }
@@ -917,16 +875,12 @@ async fn bulk_target(
     query: &mut QueryParams,
     body: &Map<String, Value>,
 ) -> ApiResult<(PooledSession, String, String)> {
-    let path = query.string("path", 1024);
-    if path.is_none() {
-        query.reject("path", "is required");
-    }
+    let path = query.required_string("path", 1024);
     let criteria = match body.get("search") {
         Some(Value::Object(m)) => search_query(m)?,
         None => return Err(ApiError::field("search", "is required")),
         _ => return Err(ApiError::field("search", "must be of type object")),
     };
-    let path = path.unwrap_or_default();
     load(state, account).await?;
     let mut s = state.engine.session(account).await.map_err(op_error)?;
     s.open_folder(&path, true)
@@ -972,10 +926,7 @@ pub async fn bulk_update(
     let mut out = Map::new();
     for (key, command) in planned {
         if !set.is_empty() {
-            let r: Result<Vec<_>, _> = match s.in_folder().uid_store(&set, &command).await {
-                Ok(stream) => stream.try_collect().await,
-                Err(e) => Err(e),
-            };
+            let r = s.uid_store_all(&set, &command).await;
             r.map_err(imap_failed(&mut s))?;
         }
         out.insert(key.into(), Value::Bool(true));
@@ -1051,19 +1002,9 @@ pub async fn bulk_delete(
             ))
         }
         None => {
-            let r: Result<Vec<_>, _> = match s
-                .in_folder()
-                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                .await
-            {
-                Ok(stream) => stream.try_collect().await,
-                Err(e) => Err(e),
-            };
+            let r = s.uid_store_all(&set, "+FLAGS.SILENT (\\Deleted)").await;
             r.map_err(imap_failed(&mut s))?;
-            let r: Result<Vec<_>, _> = match s.get().uid_expunge(&set).await {
-                Ok(stream) => stream.try_collect().await,
-                Err(e) => Err(e),
-            };
+            let r = s.uid_expunge_all(&set).await;
             r.map_err(imap_failed(&mut s))?;
             Ok(Json(json!({"deleted": true})))
         }
