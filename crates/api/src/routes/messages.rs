@@ -752,21 +752,29 @@ pub async fn delete(
         .map(|f| f.path);
     let mut s = open(&state, &account, &at, true).await?;
     let uid = at.id.uid.to_string();
-    match trash.filter(|t| !force && *t != at.path) {
+    let trash = trash.filter(|t| !force && *t != at.path);
+    trash_or_expunge(&mut s, &uid, trash).await
+}
+
+/// Moves messages to Trash, or deletes them for good when `trash` is `None`.
+async fn trash_or_expunge(
+    s: &mut PooledSession,
+    set: &str,
+    trash: Option<String>,
+) -> ApiResult<Json<Value>> {
+    match trash {
         Some(trash) => {
-            s.get()
-                .uid_mv(&uid, encode_path(&trash))
-                .await
-                .map_err(imap_failed(&mut s))?;
+            let r = s.get().uid_mv(set, encode_path(&trash)).await;
+            r.map_err(imap_failed(s))?;
             Ok(Json(
                 json!({"deleted": false, "moved": {"destination": trash}}),
             ))
         }
         None => {
-            let r = s.uid_store_all(&uid, "+FLAGS.SILENT (\\Deleted)").await;
-            r.map_err(imap_failed(&mut s))?;
-            let r = s.uid_expunge_all(&uid).await;
-            r.map_err(imap_failed(&mut s))?;
+            let r = s.uid_store_all(set, "+FLAGS.SILENT (\\Deleted)").await;
+            r.map_err(imap_failed(s))?;
+            let r = s.uid_expunge_all(set).await;
+            r.map_err(imap_failed(s))?;
             Ok(Json(json!({"deleted": true})))
         }
     }
@@ -991,22 +999,6 @@ pub async fn bulk_delete(
     if set.is_empty() {
         return Ok(Json(json!({"deleted": false})));
     }
-    match trash.filter(|t| !force && *t != path) {
-        Some(trash) => {
-            s.get()
-                .uid_mv(&set, encode_path(&trash))
-                .await
-                .map_err(imap_failed(&mut s))?;
-            Ok(Json(
-                json!({"deleted": false, "moved": {"destination": trash}}),
-            ))
-        }
-        None => {
-            let r = s.uid_store_all(&set, "+FLAGS.SILENT (\\Deleted)").await;
-            r.map_err(imap_failed(&mut s))?;
-            let r = s.uid_expunge_all(&set).await;
-            r.map_err(imap_failed(&mut s))?;
-            Ok(Json(json!({"deleted": true})))
-        }
-    }
+    let trash = trash.filter(|t| !force && *t != path);
+    trash_or_expunge(&mut s, &set, trash).await
 }
