@@ -169,12 +169,24 @@ pub async fn list(
             .map(|f| message::list_entry(mailbox_id, &path, f))
             .collect();
     }
-    Ok(Json(json!({
+    Ok(message_page(messages, total, page, pages))
+}
+
+/// A page of messages with EmailEngine's paging fields and cursors.
+fn message_page(messages: Vec<Value>, total: usize, page: usize, pages: usize) -> Json<Value> {
+    let cursor = |p: usize, exists: bool| {
+        if exists {
+            Value::from(page_cursor(p))
+        } else {
+            Value::Null
+        }
+    };
+    Json(json!({
         "total": total, "page": page, "pages": pages,
-        "nextPageCursor": if page + 1 < pages { Value::from(page_cursor(page + 1)) } else { Value::Null },
-        "prevPageCursor": if page > 0 { Value::from(page_cursor(page - 1)) } else { Value::Null },
+        "nextPageCursor": cursor(page + 1, page + 1 < pages),
+        "prevPageCursor": cursor(page.saturating_sub(1), page > 0),
         "messages": messages,
-    })))
+    }))
 }
 
 /// Builds an IMAP SEARCH query from EmailEngine's search object.
@@ -370,12 +382,7 @@ pub async fn search(
             .map(|f| message::list_entry(mailbox_id, &path, f))
             .collect();
     }
-    Ok(Json(json!({
-        "total": total, "page": page, "pages": pages,
-        "nextPageCursor": if page + 1 < pages { Value::from(page_cursor(page + 1)) } else { Value::Null },
-        "prevPageCursor": if page > 0 { Value::from(page_cursor(page - 1)) } else { Value::Null },
-        "messages": messages,
-    })))
+    Ok(message_page(messages, total, page, pages))
 }
 
 /// Get message information
