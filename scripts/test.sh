@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_cargo
 apt_install redis-server redis-server
+apt_install openssl openssl
 
 dir=$(mktemp -d /tmp/emailengine-test.XXXXXX)
 chmod 755 "$dir"
