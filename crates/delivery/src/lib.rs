@@ -7,4 +7,4 @@ pub mod submit;
 pub mod webhooks;
 
 pub use submit::{OutboxEntry, Submitter};
-pub use webhooks::{WebhookConfig, Webhooks};
+pub use webhooks::{EgressPolicy, WebhookConfig, Webhooks};

@@ -7,6 +7,7 @@
 //! again: delivery is at-least-once.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +34,95 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// This instance's consumer name in the group.
     pub consumer: String,
+    /// Which target addresses are refused (`EENGINE_WEBHOOK_EGRESS_POLICY`).
+    pub egress: EgressPolicy,
+}
+
+/// Addresses webhooks may not be posted to. The default keeps link-local addresses (cloud
+/// metadata services) out of reach; `Private` also refuses loopback and private networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EgressPolicy {
+    #[default]
+    LinkLocal,
+    Private,
+    Off,
+}
+
+impl EgressPolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "link-local" => Some(Self::LinkLocal),
+            "private" => Some(Self::Private),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    pub fn allows(self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        let private = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_private() || v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
+            }
+        };
+        match self {
+            Self::Off => true,
+            Self::LinkLocal => !link_local,
+            Self::Private => !link_local && !private,
+        }
+    }
+}
+
+/// Resolves webhook hosts and drops the addresses the policy refuses, so a name that resolves
+/// to a forbidden address cannot be used to reach it (the check and the connection use the
+/// same answer).
+struct PolicyResolver(EgressPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| policy.allows(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err("EGRESSPOLICY: no allowed address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A failed attempt: retried unless permanent.
+struct Failure {
+    reason: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn retry(reason: String) -> Self {
+        Self {
+            reason,
+            permanent: false,
+        }
+    }
+    fn permanent(reason: String) -> Self {
+        Self {
+            reason,
+            permanent: true,
+        }
+    }
 }
 
 impl Default for WebhookConfig {
@@ -44,6 +134,7 @@ impl Default for WebhookConfig {
             max_delay: Duration::from_secs(3600),
             timeout: Duration::from_secs(30),
             consumer: "emailengine".into(),
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -74,6 +165,7 @@ enum Route {
 impl Webhooks {
     pub fn new(store: Arc<dyn Store>, settings: Settings, config: WebhookConfig) -> Self {
         let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(PolicyResolver(config.egress)))
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(format!(
@@ -221,15 +313,16 @@ impl Webhooks {
                     self.post(event, &url, &headers, &secret, attempt, queued_at)
                         .await
                 }
-                Err(e) => Err(format!("settings unavailable: {e}")),
+                Err(e) => Err(Failure::retry(format!("settings unavailable: {e}"))),
             };
             match result {
                 Ok(()) => break,
-                Err(reason) => {
+                Err(Failure { reason, permanent }) => {
                     let now = chrono::Utc::now().timestamp_millis();
                     let delay = retry_delay(&self.config, attempt);
-                    if now + delay.as_millis() as i64 - queued_at
-                        > self.config.retry_window.as_millis() as i64
+                    if permanent
+                        || now + delay.as_millis() as i64 - queued_at
+                            > self.config.retry_window.as_millis() as i64
                     {
                         tracing::error!(eventId = %event.id, account = %event.account, event = %event.event, attempts = attempt, err = %reason, "Webhook delivery given up");
                         if let Err(e) = self.store.put_dead_event(event, &reason).await {
@@ -316,8 +409,22 @@ impl Webhooks {
         secret: &str,
         attempt: u32,
         queued_at: i64,
-    ) -> Result<(), String> {
-        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+    ) -> Result<(), Failure> {
+        if let Some(ip) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+            .and_then(|h| h.parse::<IpAddr>().ok())
+            && !self.config.egress.allows(ip)
+        {
+            return Err(Failure::permanent(format!(
+                "EGRESSPOLICY: {ip} is not an allowed webhook target"
+            )));
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| Failure::retry(e.to_string()))?;
         let body = event.payload.as_bytes();
         let now = chrono::Utc::now();
         let mut req = self
@@ -356,12 +463,16 @@ impl Webhooks {
                 let _ = resp.bytes().await;
                 Ok(())
             }
-            Ok(resp) => Err(format!("HTTP {}", resp.status().as_u16())),
-            Err(e) => Err(if e.is_timeout() {
-                "ETIMEDOUT".to_string()
-            } else {
-                e.to_string()
-            }),
+            Ok(resp) if resp.status().is_redirection() => Err(Failure::permanent(format!(
+                "EREDIRECTNOTFOLLOWED: HTTP {}",
+                resp.status().as_u16()
+            ))),
+            Ok(resp) => Err(Failure::retry(format!("HTTP {}", resp.status().as_u16()))),
+            Err(e) if e.is_timeout() => Err(Failure::retry("ETIMEDOUT".to_string())),
+            Err(e) if format!("{e:?}").contains("EGRESSPOLICY") => Err(Failure::permanent(
+                "EGRESSPOLICY: the webhook host resolves only to addresses the egress policy blocks".into(),
+            )),
+            Err(e) => Err(Failure::retry(e.to_string())),
         };
         let status = if outcome.is_ok() { "success" } else { "fail" };
         metrics::counter!("webhooks", "status" => status, "event" => event.event.clone())
@@ -461,6 +572,20 @@ mod tests {
             (Some("u@x".into()), Some("p:w".into()))
         );
         assert_eq!(userinfo("https://h/"), (None, None));
+    }
+
+    #[test]
+    fn egress_policies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!EgressPolicy::LinkLocal.allows(ip("169.254.169.254")));
+        assert!(!EgressPolicy::LinkLocal.allows(ip("fe80::1")));
+        assert!(!EgressPolicy::LinkLocal.allows(ip("::ffff:169.254.1.1")));
+        assert!(EgressPolicy::LinkLocal.allows(ip("127.0.0.1")));
+        assert!(!EgressPolicy::Private.allows(ip("127.0.0.1")));
+        assert!(!EgressPolicy::Private.allows(ip("10.1.2.3")));
+        assert!(!EgressPolicy::Private.allows(ip("fd00::1")));
+        assert!(EgressPolicy::Private.allows(ip("93.184.216.34")));
+        assert!(EgressPolicy::Off.allows(ip("169.254.169.254")));
     }
 
     #[test]

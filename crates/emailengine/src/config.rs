@@ -77,6 +77,8 @@ pub struct Config {
     pub webhook_retry_window_ms: u64,
     /// First delay before a failed SMTP delivery is retried (doubles per attempt).
     pub submit_retry_delay_ms: u64,
+    /// `EENGINE_WEBHOOK_EGRESS_POLICY`: `link-local` (default), `private` or `off`.
+    pub webhook_egress: emailengine_delivery::EgressPolicy,
 }
 
 /// Reads the process environment.
@@ -175,6 +177,13 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         "webhooks.retryWindow",
         "24h",
     )?;
+    let egress_text = read("EENGINE_WEBHOOK_EGRESS_POLICY")?
+        .or_else(|| text("webhooks.egressPolicy"))
+        .unwrap_or_else(|| "link-local".into());
+    let webhook_egress =
+        emailengine_delivery::EgressPolicy::parse(&egress_text).ok_or_else(|| {
+            format!("Invalid webhook egress policy \"{egress_text}\" (link-local, private or off)")
+        })?;
     let submit_retry_delay_ms = duration("EENGINE_SUBMIT_RETRY_DELAY", "submit.retryDelay", "5s")?;
     let qc_text = read("EENGINE_NOTIFY_QC")?
         .or_else(|| text("queues.notify"))
@@ -204,6 +213,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         webhook_retry_delay_ms,
         webhook_retry_window_ms,
         submit_retry_delay_ms,
+        webhook_egress,
     })
 }
 

@@ -155,6 +155,7 @@ pub async fn run(config: Config) -> ExitCode {
             max_delay: Duration::from_secs(3600)
                 .min(Duration::from_millis(config.webhook_retry_window_ms)),
             consumer: crate::logging::hostname(),
+            egress: config.webhook_egress,
         },
     )
     .spawn();

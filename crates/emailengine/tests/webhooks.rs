@@ -227,3 +227,49 @@ async fn a_killed_server_delivers_pending_events_after_restart() {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn the_egress_policy_refuses_forbidden_targets_without_retrying() {
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .to_string();
+    let env = Env::new("wh-egress").var("EENGINE_WEBHOOK_EGRESS_POLICY", "private");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    configure(&server, &token, &url).await;
+    // One target by address (checked before connecting), one by name (checked at resolution).
+    for (name, host) in [("by-ip", "127.0.0.1"), ("by-name", "localhost")] {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (status, _) = server.send(Method::POST, "/v1/account", Some(&token), Some(json!({
+            "account": name, "name": name, "webhooks": format!("http://{host}:{port}/hook"),
+            "imap": {"host": "127.0.0.1", "port": closed, "secure": false, "auth": {"user": "u", "pass": "p"}}
+        }))).await;
+        assert_eq!(status, 200);
+    }
+    let failed = wait_for("refused deliveries", 15, || async {
+        let (_, list) = server
+            .get("/v1/webhooks/failed?pageSize=100", Some(&token))
+            .await;
+        (list["total"].as_u64().unwrap_or(0) >= 4).then_some(list)
+    })
+    .await;
+    for entry in failed["events"].as_array().unwrap() {
+        assert!(
+            entry["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("EGRESSPOLICY"),
+            "{entry}"
+        );
+    }
+    assert!(receiver.events().is_empty(), "nothing reached the receiver");
+}
