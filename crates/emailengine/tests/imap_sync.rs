@@ -698,3 +698,52 @@ async fn large_sources_stream_in_chunks() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn notify_from_limits_what_is_reported() {
+    let env = Env::new("imap-notifyfrom");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let mut payload = account_payload("ann", &user, "pass");
+    payload["notifyFrom"] = json!("2100-01-01T00:00:00Z");
+    server
+        .send(Method::POST, "/v1/account", Some(&token), Some(payload))
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+    send_mail(
+        "bob@example.com",
+        &user,
+        "Subject: before notifyFrom\r\n\r\nx\r\n",
+    );
+    wait_for("the message indexed", 10, || async {
+        let (_, list) = server
+            .get("/v1/account/ann/messages?path=INBOX", Some(&token))
+            .await;
+        (list["total"] == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(
+        env.events_of("ann", "messageNew").await.is_empty(),
+        "not reported before notifyFrom"
+    );
+    // Moving notifyFrom back reports later mail again.
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann",
+            Some(&token),
+            Some(json!({"notifyFrom": null})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    send_mail("bob@example.com", &user, "Subject: after\r\n\r\nx\r\n");
+    wait_for("messageNew after notifyFrom cleared", 10, || async {
+        env.events_of("ann", "messageNew")
+            .await
+            .into_iter()
+            .find(|e| e.payload["data"]["subject"] == "after")
+    })
+    .await;
+}

@@ -76,16 +76,26 @@ pub async fn fetch_summaries(
         .collect())
 }
 
-/// What `messageNew` payloads include beyond the list entry: the settings `notifyText`,
-/// `notifyTextSize` (default 64 KiB) and `notifyHeaders`.
+/// What `messageNew` reports: the settings `notifyText`, `notifyTextSize` (default 64 KiB) and
+/// `notifyHeaders`, and the account's `notifyFrom`.
 struct NotifyOptions {
     text: bool,
     text_size: usize,
     headers: Vec<String>,
+    /// The account's `notifyFrom` (ms).
+    from: Option<i64>,
 }
 
 impl NotifyOptions {
-    async fn load(sink: &EventSink) -> Self {
+    async fn load(sink: &EventSink, account: &str) -> Self {
+        let from = sink
+            .store
+            .account(account)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|f| f.get("notifyFrom").cloned())
+            .and_then(|v| emailengine_core::units::parse_iso_time(&v));
         let values = sink
             .settings
             .get(&["notifyText", "notifyTextSize", "notifyHeaders"])
@@ -105,6 +115,7 @@ impl NotifyOptions {
                         .collect()
                 })
                 .unwrap_or_default(),
+            from,
         }
     }
 
@@ -273,7 +284,7 @@ pub async fn sync_folder(
 
     let special = folder.special_use.as_deref();
     if !silent && !new_uids.is_empty() {
-        let notify = NotifyOptions::load(sink).await;
+        let notify = NotifyOptions::load(sink, account).await;
         for chunk in new_uids.chunks(500) {
             let set = uid_set(chunk);
             let mut summaries = fetch_summaries(session, &set, true).await?;
@@ -284,6 +295,13 @@ pub async fn sync_folder(
                 HashMap::new()
             };
             for f in summaries {
+                // Messages older than the account's `notifyFrom` are indexed but not reported.
+                if notify
+                    .from
+                    .is_some_and(|from| f.internal_date.is_some_and(|d| d < from))
+                {
+                    continue;
+                }
                 let mut data = list_entry(mailbox_id, &folder.path, &f);
                 if let Some(source) = sources.get(&f.uid) {
                     if notify.text {

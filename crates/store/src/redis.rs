@@ -758,6 +758,9 @@ impl EventLog for RedisStore {
         count: usize,
     ) -> Result<(u64, Vec<(LoggedEvent, String)>)> {
         let total: u64 = self.conn().zcard(self.keys.dead_events_index()).await?;
+        if count == 0 {
+            return Ok((total, Vec::new()));
+        }
         let ids: Vec<String> = self
             .conn()
             .zrevrange(
@@ -1011,6 +1014,9 @@ impl Outbox for RedisStore {
 
     async fn list_outbox(&self, offset: usize, count: usize) -> Result<(u64, Vec<OutboxItem>)> {
         let total: u64 = self.conn().zcard(self.keys.outbox_due()).await?;
+        if count == 0 {
+            return Ok((total, Vec::new()));
+        }
         let ids: Vec<String> = self
             .conn()
             .zrange(
