@@ -747,3 +747,86 @@ async fn notify_from_limits_what_is_reported() {
     })
     .await;
 }
+
+/// Runs IMAP commands on a fresh connection to the test Dovecot (outside the server).
+fn imap_commands(user: &str, commands: &[&str]) {
+    use std::io::{BufRead, BufReader, Write};
+    let (imap, _) = mail_ports();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", imap)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let all: Vec<String> = std::iter::once(format!("LOGIN {user} pass"))
+        .chain(commands.iter().map(|c| c.to_string()))
+        .chain(std::iter::once("LOGOUT".to_string()))
+        .collect();
+    for (i, command) in all.iter().enumerate() {
+        let tag = format!("t{i}");
+        writer
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .unwrap();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with(&tag) {
+                assert!(line.starts_with(&format!("{tag} OK")), "{command}: {line}");
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_folder_is_reset_and_changes_are_reported() {
+    let env = Env::new("imap-reset");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    wait_state(&server, &token, "ann", "connected").await;
+    imap_commands(&user, &["CREATE Projects"]);
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
+    let created = wait_for("mailboxNew", 10, || async {
+        env.events_of("ann", "mailboxNew").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(created.payload["path"], "Projects");
+    // Deleted and created again between two syncs: same path, new UIDVALIDITY.
+    imap_commands(&user, &["DELETE Projects", "CREATE Projects"]);
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
+    let reset = wait_for("mailboxReset", 10, || async {
+        env.events_of("ann", "mailboxReset")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(reset.payload["path"], "Projects");
+    assert_ne!(
+        reset.payload["data"]["uidValidity"],
+        reset.payload["data"]["prevUidValidity"]
+    );
+    imap_commands(&user, &["DELETE Projects"]);
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
+    wait_for("mailboxDeleted", 10, || async {
+        env.events_of("ann", "mailboxDeleted")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+}
