@@ -25,8 +25,6 @@ pub struct ApiConfig {
     pub max_body_size: usize,
     /// Honour `X-Forwarded-For` for the client address (`api.proxy` / `EENGINE_API_PROXY`).
     pub trust_proxy: bool,
-    /// Encrypted-field secret configured (`EENGINE_SECRET`), shown in stats.
-    pub encryption: bool,
 }
 
 impl Default for ApiConfig {
@@ -34,7 +32,6 @@ impl Default for ApiConfig {
         Self {
             max_body_size: 50 * 1024 * 1024,
             trust_proxy: false,
-            encryption: false,
         }
     }
 }

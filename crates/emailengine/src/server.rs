@@ -139,7 +139,6 @@ pub async fn run(config: Config) -> ExitCode {
         ApiConfig {
             max_body_size: config.api_max_body_size,
             trust_proxy: config.api_proxy,
-            encryption: cipher.is_some(),
         },
         Some(handle),
     );

@@ -31,7 +31,8 @@ pub struct ProvisionedToken {
     pub id: String,
 }
 
-/// The request body of `POST /v1/tokens`, documented for OpenAPI.
+/// The request body of `POST /v1/tokens`, for the OpenAPI document only: the handler validates
+/// the JSON field by field to report every problem in EmailEngine's shape.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ProvisionRequest {
