@@ -4,6 +4,7 @@
 //! errors are retried with backoff), `messageFailed` when a 5xx answer or the attempt limit ends
 //! it. A copy goes to the account's Sent folder unless the submission said `copy: false`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,7 @@ pub struct Submitter {
     base_delay: Duration,
     /// Names this instance's leases; a restarted instance takes back what its last run held.
     owner: String,
+    pool: Arc<SmtpPool>,
 }
 
 impl Submitter {
@@ -173,6 +175,7 @@ impl Submitter {
             cipher,
             base_delay,
             owner,
+            pool: Arc::new(SmtpPool::default()),
         }
     }
 
@@ -243,7 +246,7 @@ impl Submitter {
         };
         entry.attempts_made += 1;
         let result = match self.smtp_settings(&item.account).await {
-            Ok(settings) => send(&settings, &entry).await,
+            Ok(settings) => self.pool.send(&item.account, &settings, &entry).await,
             Err(f) => Err(f),
         };
         let sink = self.engine.events();
@@ -373,44 +376,154 @@ fn smtp_builder(
     Ok(builder)
 }
 
-/// One SMTP transaction; returns the server's final reply.
-async fn send(settings: &ServerSettings, entry: &OutboxEntry) -> Result<String, Failure> {
-    let builder = smtp_builder(settings)?;
-    let message = mail_send::smtp::message::Message::new(
-        entry.envelope_from.as_str(),
-        entry.envelope_to.iter().map(String::as_str),
-        entry.raw.as_slice(),
-    );
-    let reply = if settings.secure || settings.starttls == Some(true) {
-        builder
-            .connect()
-            .await
-            .map_err(failure)?
-            .send(message)
-            .await
-    } else if settings.starttls == Some(false) {
-        builder
-            .connect_plain()
-            .await
-            .map_err(failure)?
-            .send(message)
-            .await
-    } else {
-        match builder.connect().await {
-            Ok(mut c) => c.send(message).await,
-            Err(mail_send::Error::MissingStartTls) => {
-                builder
-                    .connect_plain()
-                    .await
-                    .map_err(failure)?
-                    .send(message)
-                    .await
-            }
-            Err(e) => return Err(failure(e)),
+/// An open SMTP session, over TLS or not.
+enum Connection {
+    Tls(Box<mail_send::SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+    Plain(mail_send::SmtpClient<tokio::net::TcpStream>),
+}
+
+impl Connection {
+    /// Opens a session. `plain_known` skips the STARTTLS attempt for a server already seen
+    /// without it (each attempt costs a connection).
+    async fn open(settings: &ServerSettings, plain_known: bool) -> Result<Self, Failure> {
+        let builder = smtp_builder(settings)?;
+        if plain_known && settings.starttls.is_none() && !settings.secure {
+            return builder
+                .connect_plain()
+                .await
+                .map(Connection::Plain)
+                .map_err(failure);
         }
-    };
-    let r = reply.map_err(failure)?;
-    Ok(reply_text(r.code, r.esc, &r.message))
+        if settings.secure || settings.starttls == Some(true) {
+            return builder
+                .connect()
+                .await
+                .map(|c| Connection::Tls(Box::new(c)))
+                .map_err(failure);
+        }
+        if settings.starttls == Some(false) {
+            return builder
+                .connect_plain()
+                .await
+                .map(Connection::Plain)
+                .map_err(failure);
+        }
+        match builder.connect().await {
+            Ok(c) => Ok(Connection::Tls(Box::new(c))),
+            Err(mail_send::Error::MissingStartTls) => builder
+                .connect_plain()
+                .await
+                .map(Connection::Plain)
+                .map_err(failure),
+            Err(e) => Err(failure(e)),
+        }
+    }
+
+    async fn send(&mut self, entry: &OutboxEntry) -> mail_send::Result<String> {
+        let message = mail_send::smtp::message::Message::new(
+            entry.envelope_from.as_str(),
+            entry.envelope_to.iter().map(String::as_str),
+            entry.raw.as_slice(),
+        );
+        let r = match self {
+            Connection::Tls(c) => c.send(message).await?,
+            Connection::Plain(c) => c.send(message).await?,
+        };
+        Ok(reply_text(r.code, r.esc, &r.message))
+    }
+
+    async fn rset(&mut self) -> bool {
+        match self {
+            Connection::Tls(c) => c.rset().await.is_ok(),
+            Connection::Plain(c) => c.rset().await.is_ok(),
+        }
+    }
+}
+
+/// Idle SMTP sessions kept for reuse, per account and server settings: opening a session
+/// (TCP, greeting, EHLO, STARTTLS, AUTH) costs several round trips per message otherwise.
+#[derive(Default)]
+pub struct SmtpPool {
+    idle: std::sync::Mutex<HashMap<String, Vec<(std::time::Instant, Connection)>>>,
+    /// Servers (by pool key) that answered without STARTTLS.
+    plain: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Sessions idle longer than this are not reused (servers drop them).
+const POOL_IDLE: Duration = Duration::from_secs(30);
+const POOL_PER_KEY: usize = 4;
+
+impl SmtpPool {
+    fn take(&self, key: &str) -> Option<Connection> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        while let Some((at, conn)) = list.pop() {
+            if at.elapsed() < POOL_IDLE {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: String, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(key).or_default();
+            list.retain(|(at, _)| at.elapsed() < POOL_IDLE);
+            if list.len() < POOL_PER_KEY {
+                list.push((std::time::Instant::now(), conn));
+            }
+        }
+    }
+
+    /// One SMTP transaction on a pooled session (or a new one); returns the server's reply.
+    async fn send(
+        &self,
+        account: &str,
+        settings: &ServerSettings,
+        entry: &OutboxEntry,
+    ) -> Result<String, Failure> {
+        let key = format!(
+            "{account}\0{}:{}:{}:{}",
+            settings.host, settings.port, settings.user, settings.secure
+        );
+        if let Some(mut conn) = self.take(&key) {
+            match conn.send(entry).await {
+                Ok(reply) => {
+                    self.put(key, conn);
+                    return Ok(reply);
+                }
+                // The server answered: that answer stands, and the session may serve again.
+                Err(e @ mail_send::Error::UnexpectedReply(_)) => {
+                    if conn.rset().await {
+                        self.put(key, conn);
+                    }
+                    return Err(failure(e));
+                }
+                // The pooled session had gone stale: try once more on a new one.
+                Err(_) => {}
+            }
+        }
+        let plain_known = self.plain.lock().is_ok_and(|p| p.contains(&key));
+        let mut conn = Connection::open(settings, plain_known).await?;
+        if matches!(conn, Connection::Plain(_))
+            && settings.starttls.is_none()
+            && let Ok(mut p) = self.plain.lock()
+        {
+            p.insert(key.clone());
+        }
+        match conn.send(entry).await {
+            Ok(reply) => {
+                self.put(key, conn);
+                Ok(reply)
+            }
+            Err(e) => {
+                if matches!(e, mail_send::Error::UnexpectedReply(_)) && conn.rset().await {
+                    self.put(key, conn);
+                }
+                Err(failure(e))
+            }
+        }
+    }
 }
 
 /// The server's reply as it was sent: code, enhanced status code when there is one, text.

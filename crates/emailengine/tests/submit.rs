@@ -194,6 +194,7 @@ async fn send_from_a_to_b_through_postfix() {
 #[derive(Clone, Default)]
 struct FakeSmtp {
     accepted: Arc<Mutex<Vec<String>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     rcpt_replies: Arc<Mutex<Vec<&'static str>>>,
 }
 
@@ -204,6 +205,8 @@ impl FakeSmtp {
                 return;
             };
             let this = self.clone();
+            this.connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut lines = BufReader::new(r).lines();
@@ -330,6 +333,11 @@ async fn permanent_refusal_fails_at_once_and_temporary_ones_retry() {
     assert_eq!(errors.len(), 2);
     assert_eq!(errors[1].payload["data"]["job"]["attemptsMade"], 2);
     assert_eq!(fake.accepted.lock().unwrap().len(), 1);
+    assert_eq!(
+        fake.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one STARTTLS probe, then four transactions on one pooled session (RSET after each refusal)"
+    );
 }
 
 #[tokio::test]
