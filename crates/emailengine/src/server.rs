@@ -198,8 +198,8 @@ pub async fn run(config: Config) -> ExitCode {
     }
 }
 
-/// Start-up writes, in EmailEngine's order: run counter, prepared settings, generated service
-/// secret, token switch, prepared password, prepared token.
+/// Start-up writes, in EmailEngine's order: prepared settings, generated service secret, token
+/// switch, prepared password, prepared token. (The run counter is taken next, by `run`.)
 async fn prepare_storage(
     config: &Config,
     store: &RedisStore,
