@@ -689,20 +689,36 @@ pub async fn update(
         None => Map::new(),
         Some(_) => return Err(ApiError::field("flags", "must be of type object")),
     };
-    let ops = [("set", "FLAGS"), ("add", "+FLAGS"), ("delete", "-FLAGS")];
+    let planned = flag_plan(&flags)?;
+    load(&state, &account).await?;
+    let at = locate(&state, &account, &message_id).await?;
+    let mut s = open(&state, &account, &at, true).await?;
+    apply_flags(&mut s, &at.id.uid.to_string(), planned).await
+}
+
+/// STORE commands for a `{set, add, delete}` flags object, validated.
+fn flag_plan(flags: &Map<String, Value>) -> ApiResult<Vec<(&'static str, String)>> {
     let mut planned = Vec::new();
-    for (key, item) in ops {
+    for (key, item) in [("set", "FLAGS"), ("add", "+FLAGS"), ("delete", "-FLAGS")] {
         if let Some(list) = flag_list(flags.get(key), key)? {
             planned.push((key, format!("{item}.SILENT ({list})")));
         }
     }
-    load(&state, &account).await?;
-    let at = locate(&state, &account, &message_id).await?;
-    let mut s = open(&state, &account, &at, true).await?;
+    Ok(planned)
+}
+
+/// Runs planned flag changes on a UID set (nothing to run on an empty set) and reports them.
+async fn apply_flags(
+    s: &mut PooledSession,
+    set: &str,
+    planned: Vec<(&'static str, String)>,
+) -> ApiResult<Json<Value>> {
     let mut out = Map::new();
     for (key, command) in planned {
-        let r = s.uid_store_all(at.id.uid.to_string(), &command).await;
-        r.map_err(imap_failed(&mut s))?;
+        if !set.is_empty() {
+            let r = s.uid_store_all(set, &command).await;
+            r.map_err(imap_failed(s))?;
+        }
         out.insert(key.into(), Value::Bool(true));
     }
     Ok(Json(json!({"flags": out})))
@@ -930,23 +946,10 @@ pub async fn bulk_update(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let mut planned = Vec::new();
-    for (key, item) in [("set", "FLAGS"), ("add", "+FLAGS"), ("delete", "-FLAGS")] {
-        if let Some(list) = flag_list(flags.get(key), key)? {
-            planned.push((key, format!("{item}.SILENT ({list})")));
-        }
-    }
+    let planned = flag_plan(&flags)?;
     let (mut s, _, set) = bulk_target(&state, &account, &mut query, &body).await?;
     query.finish()?;
-    let mut out = Map::new();
-    for (key, command) in planned {
-        if !set.is_empty() {
-            let r = s.uid_store_all(&set, &command).await;
-            r.map_err(imap_failed(&mut s))?;
-        }
-        out.insert(key.into(), Value::Bool(true));
-    }
-    Ok(Json(json!({"flags": out})))
+    apply_flags(&mut s, &set, planned).await
 }
 
 /// Move many messages
