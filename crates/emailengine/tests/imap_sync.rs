@@ -801,6 +801,16 @@ async fn a_recreated_folder_is_reset_and_changes_are_reported() {
     })
     .await;
     assert_eq!(created.payload["path"], "Projects");
+    // Wait until the folder itself has been synced (its status stored), not just listed.
+    wait_for("Projects synced", 10, || async {
+        let (_, boxes) = server.get("/v1/account/ann/mailboxes", Some(&token)).await;
+        boxes["mailboxes"]
+            .as_array()?
+            .iter()
+            .any(|m| m["path"] == "Projects" && m["uidNext"].is_u64())
+            .then_some(())
+    })
+    .await;
     // Deleted and created again between two syncs: same path, new UIDVALIDITY.
     imap_commands(&user, &["DELETE Projects", "CREATE Projects"]);
     server
