@@ -88,13 +88,41 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::health))
         .split_for_parts();
     let limit = state.config.max_body_size;
-    app.merge(SwaggerUi::new("/docs").url("/swagger.json", api))
+    let cors = cors_layer(&state.config);
+    let app = app
+        .merge(SwaggerUi::new("/docs").url("/swagger.json", api))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for browser clients, when origins are configured. Preflight requests are answered here,
+/// before authentication.
+fn cors_layer(config: &ApiConfig) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origin = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.cors_origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(Any)
+            .allow_headers(Any)
+            .expose_headers(Any)
+            .max_age(std::time::Duration::from_secs(config.cors_max_age)),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -25,6 +25,11 @@ pub struct ApiConfig {
     pub max_body_size: usize,
     /// Honour `X-Forwarded-For` for the client address (`api.proxy` / `EENGINE_API_PROXY`).
     pub trust_proxy: bool,
+    /// Browser origins allowed to call the API (`cors.origin` / `EENGINE_CORS_ORIGIN`); `*` for
+    /// any. Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// How long browsers may cache a preflight answer, in seconds.
+    pub cors_max_age: u64,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +37,8 @@ impl Default for ApiConfig {
         Self {
             max_body_size: 50 * 1024 * 1024,
             trust_proxy: false,
+            cors_origins: Vec::new(),
+            cors_max_age: 60,
         }
     }
 }

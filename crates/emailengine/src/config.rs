@@ -79,6 +79,10 @@ pub struct Config {
     pub submit_retry_delay_ms: u64,
     /// `EENGINE_WEBHOOK_EGRESS_POLICY`: `link-local` (default), `private` or `off`.
     pub webhook_egress: emailengine_delivery::EgressPolicy,
+    /// `EENGINE_CORS_ORIGIN` / `cors.origin`: allowed browser origins (comma- or space-separated).
+    pub cors_origins: Vec<String>,
+    /// `EENGINE_CORS_MAX_AGE` / `cors.maxAge`, in seconds.
+    pub cors_max_age: u64,
 }
 
 /// Reads the process environment.
@@ -184,6 +188,26 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         emailengine_delivery::EgressPolicy::parse(&egress_text).ok_or_else(|| {
             format!("Invalid webhook egress policy \"{egress_text}\" (link-local, private or off)")
         })?;
+    let cors_origins: Vec<String> = read("EENGINE_CORS_ORIGIN")?
+        .or_else(|| text("cors.origin"))
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
+    // A bare number is seconds here, as EmailEngine reads it.
+    let max_age_text = read("EENGINE_CORS_MAX_AGE")?
+        .or_else(|| text("cors.maxAge"))
+        .unwrap_or_else(|| "60".into());
+    let cors_max_age = match max_age_text.trim().parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            emailengine_core::units::parse_duration_ms(&max_age_text)
+                .map_err(|e| format!("cors.maxAge: {e}"))?
+                / 1000
+        }
+    };
     let submit_retry_delay_ms = duration("EENGINE_SUBMIT_RETRY_DELAY", "submit.retryDelay", "5s")?;
     let qc_text = read("EENGINE_NOTIFY_QC")?
         .or_else(|| text("queues.notify"))
@@ -214,6 +238,8 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         webhook_retry_window_ms,
         submit_retry_delay_ms,
         webhook_egress,
+        cors_origins,
+        cors_max_age,
     })
 }
 

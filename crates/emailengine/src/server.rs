@@ -139,6 +139,8 @@ pub async fn run(config: Config) -> ExitCode {
         ApiConfig {
             max_body_size: config.api_max_body_size,
             trust_proxy: config.api_proxy,
+            cors_origins: config.cors_origins.clone(),
+            cors_max_age: config.cors_max_age,
         },
         Some(handle),
     );

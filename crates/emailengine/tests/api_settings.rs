@@ -189,3 +189,49 @@ async fn openapi_and_docs() {
         )
     );
 }
+
+#[tokio::test]
+async fn cors_for_configured_origins() {
+    let env = Env::new("cors").var("EENGINE_CORS_ORIGIN", "https://app.example.com");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let preflight = server
+        .http
+        .request(Method::OPTIONS, server.url("/v1/stats"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(preflight.headers()["access-control-max-age"], "60");
+    let r = server
+        .http
+        .get(server.url("/v1/stats"))
+        .bearer_auth(&token)
+        .header("Origin", "https://other.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "other origins get no CORS headers"
+    );
+    // Without configuration there are no CORS headers at all.
+    let plain = Env::new("cors-off");
+    let server = plain.start(&[]).await;
+    let r = server
+        .http
+        .get(server.url("/health"))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
