@@ -358,9 +358,8 @@ impl Webhooks {
         }
         let account_url = self
             .store
-            .account(&event.account)
+            .account_field(&event.account, "webhooks")
             .await?
-            .and_then(|f| f.get("webhooks").cloned())
             .filter(|u| !u.is_empty());
         let Some(url) = account_url
             .or_else(|| get(1).as_str().map(str::to_string))

@@ -433,9 +433,8 @@ impl Engine {
             .0
             .sink
             .store
-            .account(account)
+            .account_field(account, "state:count:connected")
             .await?
-            .and_then(|f| f.get("state:count:connected").cloned())
             .is_none();
         self.set_state(account, "connected", None).await;
         if first_time {
@@ -562,11 +561,10 @@ impl Engine {
             .0
             .sink
             .store
-            .account(account)
+            .account_field(account, "subconnections")
             .await
             .ok()
             .flatten()
-            .and_then(|f| f.get("subconnections").cloned())
             .and_then(|raw| serde_json::from_str::<Vec<String>>(&raw).ok())
             .unwrap_or_default();
         let mut tasks = Vec::new();

@@ -80,6 +80,11 @@ fn header_fields(msg: &Message<'_>, out: &mut Map<String, Value>) {
 
 /// A message list entry (`GET /v1/account/{account}/messages`) and the `messageNew` payload.
 pub fn list_entry(mailbox: u32, path: &str, f: &Fetched) -> Value {
+    entry(mailbox, path, f, &f.header)
+}
+
+/// A list entry whose header fields come from `header` (a header block or a whole source).
+fn entry(mailbox: u32, path: &str, f: &Fetched, header: &[u8]) -> Value {
     let id = MessageId {
         mailbox,
         uid: f.uid,
@@ -88,7 +93,7 @@ pub fn list_entry(mailbox: u32, path: &str, f: &Fetched) -> Value {
     out.insert("id".into(), Value::from(id.encode()));
     out.insert("uid".into(), Value::from(f.uid));
     out.insert("path".into(), Value::from(path));
-    let parsed = MessageParser::new().parse_headers(&f.header);
+    let parsed = MessageParser::new().parse_headers(header);
     let date = parsed
         .as_ref()
         .and_then(|m| m.date())
@@ -142,14 +147,7 @@ pub fn details(mailbox: u32, path: &str, f: &Fetched, source: &[u8], max_bytes: 
         mailbox,
         uid: f.uid,
     };
-    let Value::Object(mut out) = list_entry(
-        mailbox,
-        path,
-        &Fetched {
-            header: source.to_vec(),
-            ..f.clone()
-        },
-    ) else {
+    let Value::Object(mut out) = entry(mailbox, path, f, source) else {
         return Value::Null;
     };
     let Some(msg) = MessageParser::new().parse(source) else {

@@ -90,11 +90,10 @@ impl NotifyOptions {
     async fn load(sink: &EventSink, account: &str) -> Self {
         let from = sink
             .store
-            .account(account)
+            .account_field(account, "notifyFrom")
             .await
             .ok()
             .flatten()
-            .and_then(|f| f.get("notifyFrom").cloned())
             .and_then(|v| emailengine_core::units::parse_iso_time(&v));
         let values = sink
             .settings

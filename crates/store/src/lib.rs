@@ -123,6 +123,8 @@ pub trait AccountStore: Send + Sync {
     async fn update_account(&self, account: &str, fields: &AccountFields) -> Result<bool>;
     /// All stored fields, or `None` for an unknown account.
     async fn account(&self, account: &str) -> Result<Option<AccountFields>>;
+    /// One stored field of an account.
+    async fn account_field(&self, account: &str, field: &str) -> Result<Option<String>>;
     /// Chosen fields of many accounts at once, in order.
     async fn account_summaries(
         &self,

@@ -450,6 +450,10 @@ impl AccountStore for RedisStore {
         Ok((!fields.is_empty()).then_some(fields))
     }
 
+    async fn account_field(&self, account: &str, field: &str) -> Result<Option<String>> {
+        Ok(self.conn().hget(self.keys.account(account), field).await?)
+    }
+
     async fn account_summaries(
         &self,
         ids: &[String],
