@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: installs Redis, Dovecot and Postfix if they are missing
 # (Debian), starts private instances on free loopback ports, runs formatting and lint checks and
-# the whole test suite against them, then stops them.
+# the whole test suite against them (the end-to-end suites once on the embedded store and once
+# on Redis), then stops them.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,9 @@ export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
 
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets --quiet -- -D warnings; fi
+# Private temporary files (embedded stores of the tests) go away with the run.
+export TMPDIR="$dir/tmp"
+mkdir -p "$TMPDIR"
+# Every suite on the embedded store (the default), then the end-to-end suites again on Redis.
 cargo test --workspace "$@"
+EE_TEST_STORE=redis cargo test -p emailengine --tests "$@"

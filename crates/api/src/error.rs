@@ -94,7 +94,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(err = %e, "Storage request failed");
         match e {
-            StoreError::Backend(_) => Self::new(
+            StoreError::Backend(_) | StoreError::Open(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Storage backend unavailable",
             )

@@ -15,7 +15,8 @@ use emailengine_core::account::{ServerSettings, decrypt_secrets};
 use emailengine_core::msgpack;
 use emailengine_core::secret::FieldCipher;
 use emailengine_imap::Engine;
-use emailengine_store::{OutboxItem, Store};
+use emailengine_imap::events::EventBatch;
+use emailengine_store::{Change, OutboxItem, Store};
 
 /// How long a claimed entry is reserved for one attempt before another worker may retry it.
 const LEASE_MS: i64 = 2 * 60 * 1000;
@@ -159,6 +160,8 @@ pub struct Submitter {
     /// Names this instance's leases; a restarted instance takes back what its last run held.
     owner: String,
     pool: Arc<SmtpPool>,
+    /// Queue ids whose outcome is known but not yet stored.
+    unrecorded: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Submitter {
@@ -176,6 +179,7 @@ impl Submitter {
             base_delay,
             owner,
             pool: Arc::new(SmtpPool::default()),
+            unrecorded: Default::default(),
         }
     }
 
@@ -196,7 +200,10 @@ impl Submitter {
                 match self.store.claim_due(&self.owner, now, LEASE_MS, 50).await {
                     Ok(items) if !items.is_empty() => {
                         let mut tasks = Vec::new();
-                        for item in items {
+                        for item in items
+                            .into_iter()
+                            .filter(|i| !self.is_unrecorded(&i.queue_id))
+                        {
                             let this = self.clone();
                             tasks.push(tokio::spawn(async move { this.attempt(item).await }));
                         }
@@ -252,55 +259,102 @@ impl Submitter {
         let sink = self.engine.events();
         let envelope = json!({"from": entry.envelope_from, "to": entry.envelope_to});
         let now = chrono::Utc::now().timestamp_millis();
+        let mut batch = sink.batch().await;
+        let sent = result.is_ok();
         match result {
             Ok(response) => {
-                let _ = self.store.remove_outbox(&entry.queue_id).await;
                 tracing::info!(account = %item.account, queueId = %entry.queue_id, response = %response, "Message sent");
-                let _ = self
-                    .store
-                    .add_counters(&[("submit:success".into(), 1)], now)
-                    .await;
-                sink.emit(&item.account, "messageSent", None, None, json!({
+                batch.event(&item.account, "messageSent", None, None, json!({
                     "messageId": entry.message_id, "response": response, "queueId": entry.queue_id, "envelope": envelope,
-                })).await;
-                if entry.copy {
-                    self.copy_to_sent(&item.account, &entry).await;
-                }
+                }));
+                batch.change(Change::RemoveOutbox {
+                    queue_id: entry.queue_id.clone(),
+                });
             }
             Err(failure) => {
                 let last = failure.permanent || entry.attempts_made >= entry.max_attempts;
-                let _ = self
-                    .store
-                    .add_counters(&[("submit:fail".into(), 1)], now)
-                    .await;
                 if last {
-                    let _ = self.store.remove_outbox(&entry.queue_id).await;
                     tracing::warn!(account = %item.account, queueId = %entry.queue_id, err = %failure.message, "Message delivery failed");
-                    sink.emit(&item.account, "messageFailed", None, None, json!({
+                    batch.event(&item.account, "messageFailed", None, None, json!({
                         "messageId": entry.message_id, "queueId": entry.queue_id, "error": failure.message,
                         "networkRouting": null,
-                    })).await;
+                    }));
+                    batch.change(Change::RemoveOutbox {
+                        queue_id: entry.queue_id.clone(),
+                    });
                 } else {
                     let delay = self.base_delay.as_millis() as i64
                         * (1i64 << (entry.attempts_made - 1).min(16));
                     let next = now + delay.min(3_600_000);
                     entry.last_error = Some(failure.message.clone());
-                    if let Err(e) = self
-                        .store
-                        .put_outbox(&item.account, &entry.queue_id, &entry.encode(), next)
-                        .await
-                    {
-                        tracing::error!(err = %e, "Failed to reschedule a message");
-                    }
-                    sink.emit(&item.account, "messageDeliveryError", None, None, json!({
+                    batch.event(&item.account, "messageDeliveryError", None, None, json!({
                         "queueId": entry.queue_id, "envelope": envelope, "messageId": entry.message_id,
                         "error": failure.message, "smtpResponseCode": failure.code,
                         "job": {"attemptsMade": entry.attempts_made, "attempts": entry.max_attempts,
                                 "nextAttempt": emailengine_core::units::iso_time(next)},
-                    })).await;
+                    }));
+                    batch.change(Change::PutOutbox {
+                        account: item.account.clone(),
+                        queue_id: entry.queue_id.clone(),
+                        entry: entry.encode(),
+                        due: next,
+                    });
                 }
             }
         }
+        self.record(&entry.queue_id, batch).await;
+        let counter = if sent {
+            "submit:success"
+        } else {
+            "submit:fail"
+        };
+        if let Err(e) = self.store.add_counters(&[(counter.into(), 1)], now).await {
+            tracing::warn!(err = %e, "Failed to count a delivery");
+        }
+        if sent && entry.copy {
+            self.copy_to_sent(&item.account, &entry).await;
+        }
+    }
+
+    /// Records an attempt's outcome: its event and the outbox change, together. The SMTP
+    /// server has answered, so the outcome must not be lost: a store that refuses is retried
+    /// until it takes it, and meanwhile the entry is not claimed again (a sent message is
+    /// never handed to SMTP a second time by this process).
+    async fn record(&self, queue_id: &str, batch: EventBatch) {
+        let sink = self.engine.events();
+        let mut attempt = 0u32;
+        loop {
+            match sink.commit(batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if attempt == 0 {
+                        self.unrecorded_insert(queue_id);
+                    }
+                    attempt += 1;
+                    tracing::error!(queueId = %queue_id, attempt, err = %e, "Failed to record a delivery; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt.min(10))))
+                        .await;
+                }
+            }
+        }
+        if attempt > 0
+            && let Ok(mut set) = self.unrecorded.lock()
+        {
+            set.remove(queue_id);
+        }
+    }
+
+    fn unrecorded_insert(&self, queue_id: &str) {
+        if let Ok(mut set) = self.unrecorded.lock() {
+            set.insert(queue_id.to_string());
+        }
+    }
+
+    /// True for entries whose last attempt is still being recorded.
+    fn is_unrecorded(&self, queue_id: &str) -> bool {
+        self.unrecorded
+            .lock()
+            .is_ok_and(|set| set.contains(queue_id))
     }
 
     async fn copy_to_sent(&self, account: &str, entry: &OutboxEntry) {

@@ -1,4 +1,4 @@
-//! Webhook delivery from the durable event log. Events are read through a Redis consumer group;
+//! Webhook delivery from the durable event log. Events are read through a consumer group;
 //! each account's events go through their own queue, one at a time and in order, so a dead
 //! endpoint holds back only the accounts that post to it. Failed posts are retried with
 //! exponential backoff and jitter for a configurable window (24 h by default); an event is
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
-use emailengine_store::{LoggedEvent, Settings, Store};
+use emailengine_store::{Change, DeadEvent, LoggedEvent, Settings, Store};
 
 use crate::signature;
 
@@ -193,6 +193,7 @@ impl Webhooks {
     async fn run(self) {
         let mut queues: HashMap<String, mpsc::UnboundedSender<LoggedEvent>> = HashMap::new();
         let mut ready = false;
+        let mut resumed = false;
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
         loop {
             if !ready {
@@ -200,11 +201,14 @@ impl Webhooks {
                     Ok(()) => ready = true,
                     Err(e) => {
                         tracing::warn!(err = %e, "Webhook consumer group is not ready");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                 }
-                // Events this consumer read before a restart and never settled.
+            }
+            if !resumed {
+                // Events this consumer read before a restart and never settled. Read once: later
+                // on, pending events are the ones this process is still working on.
                 match self
                     .store
                     .pending_events(GROUP, &self.config.consumer, 100_000)
@@ -220,9 +224,12 @@ impl Webhooks {
                         for e in events {
                             self.enqueue(&mut queues, e);
                         }
+                        resumed = true;
                     }
                     Err(e) => {
-                        tracing::warn!(err = %e, "Failed to read unsettled webhook deliveries")
+                        tracing::warn!(err = %e, "Failed to read unsettled webhook deliveries");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
                 }
             }
@@ -296,7 +303,7 @@ impl Webhooks {
 
     /// Delivers one event, retrying until it succeeds, is skipped, or the window closes.
     async fn settle(&self, event: &LoggedEvent) {
-        let queued_at = event_time_ms(&event.id);
+        let queued_at = event.queued_at;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -325,7 +332,12 @@ impl Webhooks {
                             > self.config.retry_window.as_millis() as i64
                     {
                         tracing::error!(eventId = %event.id, account = %event.account, event = %event.event, attempts = attempt, err = %reason, "Webhook delivery given up");
-                        if let Err(e) = self.store.put_dead_event(event, &reason).await {
+                        let dead = DeadEvent {
+                            event: event.clone(),
+                            reason: reason.clone(),
+                            at: now,
+                        };
+                        if let Err(e) = self.store.put_dead_event(&dead).await {
                             tracing::error!(err = %e, "Failed to keep a given-up webhook");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             continue;
@@ -337,8 +349,11 @@ impl Webhooks {
                 }
             }
         }
-        if let Err(e) = self.store.ack_event(GROUP, &event.id).await {
-            tracing::warn!(eventId = %event.id, err = %e, "Failed to acknowledge a webhook");
+        // Until the store takes the acknowledgement, the event stays pending and would be
+        // delivered again after a restart; keep trying (this account's later events wait).
+        while let Err(e) = self.store.ack_event(GROUP, &event.id).await {
+            tracing::warn!(eventId = %event.id, err = %e, "Failed to acknowledge a webhook; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -486,18 +501,26 @@ impl Webhooks {
         outcome
     }
 
-    /// Re-queues a given-up event as a new event with the same payload.
+    /// Re-queues a given-up event as a new event with the same payload (taken from the dead
+    /// list and appended in one commit, so it is neither lost nor doubled).
     pub async fn resend_dead(
         store: &dyn Store,
         id: &str,
     ) -> Result<Option<String>, emailengine_store::StoreError> {
-        let Some(event) = store.take_dead_event(id).await? else {
+        let Some(event) = store.dead_event(id).await? else {
             return Ok(None);
         };
-        store
-            .append_event(&event.account, &event.event, &event.payload)
-            .await
-            .map(Some)
+        let ids = store
+            .commit(vec![
+                Change::Event {
+                    account: event.account,
+                    event: event.event,
+                    payload: event.payload,
+                },
+                Change::RemoveDeadEvent { id: id.to_string() },
+            ])
+            .await?;
+        Ok(ids.into_iter().next())
     }
 }
 
@@ -532,14 +555,6 @@ fn userinfo(url: &str) -> (Option<String>, Option<String>) {
         Some(decode(parsed.username())),
         parsed.password().map(decode),
     )
-}
-
-/// The millisecond time inside a stream entry id (`<ms>-<seq>`).
-fn event_time_ms(id: &str) -> i64 {
-    id.split('-')
-        .next()
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
 }
 
 /// Exponential backoff with ±20 % jitter.
@@ -585,10 +600,5 @@ mod tests {
         assert!(!EgressPolicy::Private.allows(ip("fd00::1")));
         assert!(EgressPolicy::Private.allows(ip("93.184.216.34")));
         assert!(EgressPolicy::Off.allows(ip("169.254.169.254")));
-    }
-
-    #[test]
-    fn stream_id_time() {
-        assert_eq!(event_time_ms("1700000000000-3"), 1_700_000_000_000);
     }
 }

@@ -1,5 +1,6 @@
 //! The command-line tools (spec §1): `tokens issue|export|import|list|delete`, `password`,
-//! `version`, `help`. Each prints its result on stdout and any failure as one line on stderr,
+//! `encrypt`, `migrate`, `version`, `help`. They open the same store the server uses (the
+//! embedded store can be open in both at once). Each prints its result on stdout and any failure as one line on stderr,
 //! exiting 1.
 
 use std::io::Write;
@@ -12,8 +13,7 @@ use emailengine_core::token::{
     Scope, TokenRecord, TokenValue, decode_export, export_token, is_hex64,
 };
 use emailengine_core::units::iso_time;
-use emailengine_store::redis::{RedisStore, redact_url};
-use emailengine_store::{AccountStore, Settings, SettingsStore, TokenStore};
+use emailengine_store::{Role, Settings, Store, StoreConfig, migrate as copy};
 
 use crate::cli::Args;
 use crate::config::Config;
@@ -49,7 +49,7 @@ pub fn version() -> ExitCode {
 const HELP: &[(&str, &str)] = &[
     (
         "",
-        "Start the server.\n  Options: --config=FILE --dbs.redis=URL --api.host=HOST --api.port=PORT\n           --log.level=trace|debug|info|warn|error|fatal|silent --service.secret=SECRET\n           --settings=JSON --preparedToken=EXPORT --preparedPassword=HASH",
+        "Start the server.\n  Options: --config=FILE --dbs.path=DIR --dbs.redis=URL --api.host=HOST --api.port=PORT\n           --log.level=trace|debug|info|warn|error|fatal|silent --service.secret=SECRET\n           --settings=JSON --preparedToken=EXPORT --preparedPassword=HASH",
     ),
     (
         "tokens",
@@ -62,6 +62,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "encrypt",
         "emailengine encrypt [--decrypt=OLD_SECRET]... [--service.secret=NEW_SECRET]\n  Re-encrypt stored account passwords and secret settings with the new secret\n  (or store them in cleartext when no new secret is given).",
+    ),
+    (
+        "migrate",
+        "emailengine migrate --from <redis://URL|DIR> --to <redis://URL|DIR> [--force]\n  Copy tokens, settings, accounts, mailbox indexes, the outbox and undelivered events\n  between stores (the embedded store in DIR, or a Redis). Stop the servers first.\n  Refuses a target that is not empty unless --force; Redis ends use EENGINE_REDIS_PREFIX,\n  or --from-prefix / --to-prefix.",
     ),
     ("version", "emailengine version   Print the version"),
     ("help", "emailengine help [COMMAND]   Show help"),
@@ -93,15 +97,10 @@ pub fn help(command: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn connect(config: &Config) -> Result<RedisStore, String> {
-    RedisStore::connect(&config.redis_url, &config.redis_prefix)
+async fn connect(config: &Config) -> Result<Arc<dyn Store>, String> {
+    emailengine_store::open(&config.store, Role::Tool)
         .await
-        .map_err(|e| {
-            format!(
-                "Failed to establish connection to Redis using {}: {e}",
-                redact_url(&config.redis_url)
-            )
-        })
+        .map_err(|e| e.to_string())
 }
 
 pub async fn run(command: &str, args: &Args, config: &Config) -> ExitCode {
@@ -109,6 +108,7 @@ pub async fn run(command: &str, args: &Args, config: &Config) -> ExitCode {
         "tokens" => tokens(args, config).await,
         "password" => set_password(args, config).await,
         "encrypt" => encrypt(args, config).await,
+        "migrate" => migrate(args, config).await,
         _ => Err(format!("Unknown command: {command}")),
     };
     match result {
@@ -188,7 +188,7 @@ fn token_arg(args: &Args) -> Result<String, String> {
 
 /// Finds a stored token by id, or by value when no token has that id.
 async fn find_token(
-    store: &RedisStore,
+    store: &dyn Store,
     given: &str,
 ) -> Result<Option<(String, TokenRecord)>, String> {
     let lookup = |id: String| async move {
@@ -210,7 +210,7 @@ async fn find_token(
 async fn export(args: &Args, config: &Config) -> Result<ExitCode, String> {
     let given = token_arg(args)?;
     let store = connect(config).await?;
-    let (id, record) = find_token(&store, &given)
+    let (id, record) = find_token(store.as_ref(), &given)
         .await?
         .ok_or("Token was not found")?;
     Ok(print_raw(&export_token(&id, &record)))
@@ -276,7 +276,7 @@ async fn list(config: &Config) -> Result<ExitCode, String> {
 async fn delete(args: &Args, config: &Config) -> Result<ExitCode, String> {
     let given = token_arg(args)?;
     let store = connect(config).await?;
-    let (id, _) = find_token(&store, &given)
+    let (id, _) = find_token(store.as_ref(), &given)
         .await?
         .ok_or("Token was not found")?;
     store
@@ -306,7 +306,7 @@ async fn set_password(args: &Args, config: &Config) -> Result<ExitCode, String> 
     let store = connect(config).await?;
     let hash = password::hash_password(&plain);
     let settings = Settings::new(
-        Arc::new(store),
+        store,
         config
             .service_secret
             .clone()
@@ -402,5 +402,62 @@ async fn encrypt(args: &Args, config: &Config) -> Result<ExitCode, String> {
         .await
         .map_err(|e| failed(&e))?;
     eprintln!("Updated {} settings", rotated.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate --from <redis-url|dir> --to <redis-url|dir> [--force]`: copies a whole store
+/// between backends (see [`emailengine_store::migrate`]).
+async fn migrate(args: &Args, config: &Config) -> Result<ExitCode, String> {
+    let end = |name: &str| -> Result<StoreConfig, String> {
+        let raw = args
+            .get(name)
+            .filter(|v| !v.is_empty() && *v != "true")
+            .ok_or_else(|| {
+                format!("Missing --{name}: a Redis URL (redis://...) or a data directory")
+            })?;
+        if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+            let prefix = args
+                .get(&format!("{name}-prefix"))
+                .map(str::to_string)
+                .unwrap_or_else(|| config.redis_prefix.clone());
+            return Ok(StoreConfig::Redis {
+                url: raw.to_string(),
+                prefix,
+            });
+        }
+        let dir = std::path::PathBuf::from(raw);
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir()
+                .map_err(|e| format!("Cannot resolve {raw}: {e}"))?
+                .join(dir)
+        };
+        Ok(StoreConfig::Embedded { dir })
+    };
+    let (from, to) = (end("from")?, end("to")?);
+    if from == to {
+        return Err("--from and --to name the same store".into());
+    }
+    // Neither side may have a server running on it: an embedded store is locked for the copy.
+    let source = emailengine_store::open(&from, Role::ExclusiveTool)
+        .await
+        .map_err(|e| format!("Cannot open the source {}: {e}", from.location()))?;
+    let target = emailengine_store::open(&to, Role::ExclusiveTool)
+        .await
+        .map_err(|e| format!("Cannot open the target {}: {e}", to.location()))?;
+    let failed = |e: emailengine_store::StoreError| format!("Migration failed: {e}");
+    let present = copy::inventory(target.as_ref()).await.map_err(failed)?;
+    if !present.is_empty() && !args.flag("force") {
+        return Err(format!(
+            "The target {} is not empty ({present}); pass --force to copy into it",
+            to.location()
+        ));
+    }
+    let copied = copy::copy(source.as_ref(), target.as_ref())
+        .await
+        .map_err(failed)?;
+    println!("Copied from {} to {}:", from.location(), to.location());
+    println!("  {copied}");
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,13 @@
 
 use toml::{Table, Value};
 
+use std::path::PathBuf;
+
+use emailengine_store::StoreConfig;
+
 use crate::cli::Args;
 
 const DEFAULTS: &str = r#"
-[dbs]
-redis = "redis://127.0.0.1:6379/8"
 [api]
 host = "127.0.0.1"
 port = 3000
@@ -53,8 +55,10 @@ impl LogLevel {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis_url: String,
-    /// Raw `EENGINE_REDIS_PREFIX`; empty means no prefix.
+    /// Redis when a URL is configured (`dbs.redis` in the file, `--dbs.redis`, `EENGINE_REDIS`,
+    /// `REDIS_URL`), else the embedded store in `dbs.path` / `EENGINE_DB_PATH`.
+    pub store: StoreConfig,
+    /// `EENGINE_REDIS_PREFIX`, also for Redis stores named on the command line (`migrate`).
     pub redis_prefix: String,
     pub api_host: String,
     pub api_port: u16,
@@ -125,7 +129,17 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 
     let redis_url = first(&[read("EENGINE_REDIS")?, read("REDIS_URL")?])
         .or_else(|| text("dbs.redis"))
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/8".into());
+        .filter(|u| !u.trim().is_empty());
+    let redis_prefix = read("EENGINE_REDIS_PREFIX")?.unwrap_or_default();
+    let store = match redis_url {
+        Some(url) => StoreConfig::Redis {
+            url,
+            prefix: redis_prefix.clone(),
+        },
+        None => StoreConfig::Embedded {
+            dir: data_dir(read("EENGINE_DB_PATH")?.or_else(|| text("dbs.path")), env)?,
+        },
+    };
     let api_host = read("EENGINE_HOST")?
         .or_else(|| text("api.host"))
         .unwrap_or_else(|| "127.0.0.1".into());
@@ -220,8 +234,8 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .ok_or_else(|| format!("Invalid webhook concurrency \"{qc_text}\""))?;
 
     Ok(Config {
-        redis_url,
-        redis_prefix: read("EENGINE_REDIS_PREFIX")?.unwrap_or_default(),
+        store,
+        redis_prefix,
         api_host,
         api_port,
         api_max_body_size,
@@ -241,6 +255,35 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         cors_origins,
         cors_max_age,
     })
+}
+
+/// The embedded store's directory: the configured one (made absolute, so every process finds
+/// the same store whatever its working directory), else `$XDG_DATA_HOME/emailengine`, else
+/// `~/.local/share/emailengine`.
+fn data_dir(
+    configured: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, String> {
+    if let Some(dir) = configured.filter(|d| !d.trim().is_empty()) {
+        let path = PathBuf::from(dir.trim());
+        if path.is_absolute() {
+            return Ok(path);
+        }
+        return std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .map_err(|e| format!("Cannot resolve the data directory {dir}: {e}"));
+    }
+    let absolute = |v: Option<String>| v.filter(|p| p.starts_with('/')).map(PathBuf::from);
+    if let Some(xdg) = absolute(env("XDG_DATA_HOME")) {
+        return Ok(xdg.join("emailengine"));
+    }
+    match absolute(env("HOME")) {
+        Some(home) => Ok(home.join(".local/share/emailengine")),
+        None => Err(
+            "No data directory: set EENGINE_DB_PATH (or --dbs.path), HOME, or a Redis URL (EENGINE_REDIS)"
+                .into(),
+        ),
+    }
 }
 
 /// A variable's value, or the trimmed contents of the file named by `<NAME>_FILE`.
@@ -354,10 +397,22 @@ mod tests {
         load(&args, &move |k: &str| map.get(k).cloned())
     }
 
+    fn redis_url(c: &Config) -> &str {
+        match &c.store {
+            StoreConfig::Redis { url, .. } => url,
+            StoreConfig::Embedded { .. } => "",
+        }
+    }
+
     #[test]
     fn defaults() {
-        let c = load_with("", &[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/8");
+        let c = load_with("", &[("HOME", "/home/ann")]).unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Embedded {
+                dir: "/home/ann/.local/share/emailengine".into()
+            }
+        );
         assert_eq!((c.api_host.as_str(), c.api_port), ("127.0.0.1", 3000));
         assert_eq!(c.log_level, LogLevel::Trace);
         assert!(c.service_secret.is_none());
@@ -370,7 +425,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.redis_url, "redis://a/1");
+        assert_eq!(redis_url(&c), "redis://a/1");
         assert_eq!(c.api_port, 4000);
         assert_eq!(c.log_level, LogLevel::Info);
         let c = load_with(
@@ -378,7 +433,7 @@ mod tests {
             &[("REDIS_URL", "redis://b/2"), ("PORT", "5000")],
         )
         .unwrap();
-        assert_eq!(c.redis_url, "redis://b/2");
+        assert_eq!(redis_url(&c), "redis://b/2");
         assert_eq!(c.api_port, 5000);
         let c = load_with(
             "",
@@ -388,7 +443,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.redis_url, "redis://c/3");
+        assert_eq!(redis_url(&c), "redis://c/3");
     }
 
     #[test]
@@ -397,7 +452,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let secret = dir.join("secret");
         std::fs::write(&secret, "s3cret\n").unwrap();
-        let c = load_with("", &[("EENGINE_SECRET_FILE", secret.to_str().unwrap())]).unwrap();
+        let c = load_with(
+            "",
+            &[
+                ("EENGINE_SECRET_FILE", secret.to_str().unwrap()),
+                ("HOME", "/h"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.service_secret.as_deref(), Some("s3cret"));
         assert!(load_with("", &[("EENGINE_SECRET_FILE", "/nonexistent/x")]).is_err());
         let toml = dir.join("c.toml");
@@ -407,14 +469,53 @@ mod tests {
         )
         .unwrap();
         let c = load_with(&format!("--config={} --api.port=3200", toml.display()), &[]).unwrap();
-        assert_eq!(c.redis_url, "redis://f/4");
+        assert_eq!(redis_url(&c), "redis://f/4");
         assert_eq!(c.api_port, 3200);
     }
 
     #[test]
+    fn store_selection() {
+        let embedded = |c: Config| match c.store {
+            StoreConfig::Embedded { dir } => dir,
+            other => panic!("{other:?}"),
+        };
+        let env = [("HOME", "/home/ann"), ("XDG_DATA_HOME", "/data")];
+        assert_eq!(
+            embedded(load_with("", &env).unwrap()),
+            PathBuf::from("/data/emailengine")
+        );
+        assert_eq!(
+            embedded(load_with("--dbs.path=/srv/ee", &env).unwrap()),
+            PathBuf::from("/srv/ee")
+        );
+        assert_eq!(
+            embedded(load_with("", &[("EENGINE_DB_PATH", "/var/lib/ee"), ("HOME", "/h")]).unwrap()),
+            PathBuf::from("/var/lib/ee")
+        );
+        let relative = embedded(load_with("--dbs.path=rel/dir", &env).unwrap());
+        assert!(relative.is_absolute() && relative.ends_with("rel/dir"));
+        assert!(
+            load_with("", &[]).is_err(),
+            "no HOME and no path: an error, not a guess"
+        );
+        let c = load_with(
+            "",
+            &[("REDIS_URL", "redis://r/1"), ("EENGINE_REDIS_PREFIX", "p")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Redis {
+                url: "redis://r/1".into(),
+                prefix: "p".into()
+            }
+        );
+    }
+
+    #[test]
     fn bad_values_are_errors() {
-        assert!(load_with("--api.port=abc", &[]).is_err());
-        assert!(load_with("", &[("EENGINE_PORT", "70000")]).is_err());
-        assert!(load_with("--log.level=loud", &[]).is_err());
+        assert!(load_with("--api.port=abc --dbs.path=/x", &[]).is_err());
+        assert!(load_with("", &[("EENGINE_PORT", "70000"), ("HOME", "/h")]).is_err());
+        assert!(load_with("--log.level=loud --dbs.path=/x", &[]).is_err());
     }
 }

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         None => run_server(&args),
         Some("help") => commands::help(args.positional.get(1).map(String::as_str)),
         Some("version") => commands::version(),
-        Some(cmd @ ("tokens" | "password" | "encrypt")) => {
+        Some(cmd @ ("tokens" | "password" | "encrypt" | "migrate")) => {
             if args.flag("help") {
                 return commands::help(Some(cmd));
             }

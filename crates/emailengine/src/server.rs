@@ -1,4 +1,4 @@
-//! Server start-up and shutdown: validate prepared configuration, connect to Redis, apply
+//! Server start-up and shutdown: validate prepared configuration, open the store, apply
 //! prepared settings, password and token, then serve the API until SIGINT/SIGTERM, flushing
 //! buffered activity on the way out. Any start-up failure is one fatal log line and exit 1.
 
@@ -15,8 +15,7 @@ use emailengine_core::token::{ImportedToken, decode_export};
 use emailengine_core::{password, settings};
 use emailengine_delivery::{Submitter, WebhookConfig, Webhooks};
 use emailengine_imap::{Engine, EngineConfig};
-use emailengine_store::redis::{RedisStore, redact_url};
-use emailengine_store::{Settings, SettingsStore, TokenStore};
+use emailengine_store::{Role, Settings, Store};
 
 use crate::config::Config;
 use crate::logging::FATAL;
@@ -94,16 +93,16 @@ pub async fn run(config: Config) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let store = match RedisStore::connect(&config.redis_url, &config.redis_prefix).await {
-        Ok(s) => Arc::new(s),
+    let store = match emailengine_store::open(&config.store, Role::Server).await {
+        Ok(s) => s,
         Err(e) => {
-            let msg = format!(
-                "Failed to establish connection to Redis using {}",
-                redact_url(&config.redis_url)
-            );
-            return fatal(&msg, &e);
+            // The error names the store and the reason (never a password).
+            tracing::error!(target: FATAL, location = %config.store.location(), "{}", e.detail());
+            return ExitCode::FAILURE;
         }
     };
+    let described = store.describe();
+    tracing::info!(store = described.kind, location = %described.location, "Store opened");
     let cipher = config
         .service_secret
         .clone()
@@ -204,7 +203,7 @@ pub async fn run(config: Config) -> ExitCode {
 /// switch, prepared password, prepared token. (The run counter is taken next, by `run`.)
 async fn prepare_storage(
     config: &Config,
-    store: &RedisStore,
+    store: &Arc<dyn Store>,
     settings: &Settings,
     prepared: Prepared,
 ) -> Result<(), emailengine_store::StoreError> {

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use redis::AsyncCommands;
 use serde_json::json;
 
 #[tokio::test]
@@ -177,10 +176,13 @@ async fn account_bound_tokens_stay_in_their_account() {
 async fn put_record(env: &Env, id: &str, record: rmpv::Value) {
     let mut bytes = Vec::new();
     rmpv::encode::write_value(&mut bytes, &record).unwrap();
-    let mut r = redis().await;
-    let _: () = r.hset(env.key("tokens"), id, bytes).await.unwrap();
-    let _: () = r
-        .hset(env.key("tokens:access"), id, vec![0x80u8])
+    env.store()
+        .await
+        .put_raw_token(&emailengine_store::RawToken {
+            id: id.to_string(),
+            record: bytes,
+            access: Some(vec![0x80]),
+        })
         .await
         .unwrap();
 }
@@ -348,10 +350,10 @@ async fn restrictions_addresses_referrers_rate_limit() {
     // An expired token is refused and removed.
     let (status, body) = server.get("/v1/stats", Some(&ids[3].0)).await;
     assert_eq!((status, body["message"].clone()), (401, json!("Bad token")));
-    let mut r = redis().await;
+    let store = env.store().await;
     let mut gone = false;
     for _ in 0..50 {
-        let exists: bool = r.hexists(env.key("tokens"), &ids[3].1).await.unwrap();
+        let exists = store.token_ids(None).await.unwrap().contains(&ids[3].1);
         if !exists {
             gone = true;
             break;

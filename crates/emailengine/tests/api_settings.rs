@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::json;
 
@@ -24,9 +23,13 @@ async fn settings_round_trip_with_masking() {
     assert_eq!(body["updated"].as_array().unwrap().len(), 6);
 
     // Stored as EmailEngine stores it: one JSON string per field.
-    let mut r = redis().await;
-    let raw: String = r.hget(env.key("settings"), "webhookEvents").await.unwrap();
-    assert_eq!(raw, "[\"messageNew\",\"messageSent\"]");
+    let raw = env
+        .store()
+        .await
+        .raw_settings(&["webhookEvents"])
+        .await
+        .unwrap();
+    assert_eq!(raw, [Some("[\"messageNew\",\"messageSent\"]".to_string())]);
 
     let (status, body) = server.get("/v1/settings?webhooks=true&webhooksEnabled=true&webhookEvents=true&webhooksCustomHeaders=true&notifyTextSize=true&serviceSecret=true&notifyText=true", Some(&token)).await;
     assert_eq!(status, 200);
@@ -103,31 +106,67 @@ async fn settings_input_errors() {
         "Payload content length greater than maximum allowed: 1024"
     );
     // Nothing was written by the rejected requests.
-    let mut r = redis().await;
-    let url: Option<String> = r.hget(env.key("settings"), "serviceUrl").await.unwrap();
-    assert!(url.is_none());
+    let url = env
+        .store()
+        .await
+        .raw_settings(&["serviceUrl"])
+        .await
+        .unwrap();
+    assert_eq!(url, [None]);
 }
 
 #[tokio::test]
 async fn stats_health_and_counters() {
     let env = Env::new("stats");
     let token = env.issue(&[]);
-    let mut r = redis().await;
-    let _: () = r.sadd(env.key("ia:accounts"), &["a", "b"]).await.unwrap();
+    let store = env.store().await;
+    for a in ["a", "b"] {
+        let fields = std::collections::BTreeMap::from([("account".to_string(), a.to_string())]);
+        store.put_account(a, &fields).await.unwrap();
+    }
     let server = env.start(&[]).await;
     let (status, body) = server.get("/health", None).await;
-    assert_eq!((status, body), (200, json!({"success": true})));
+    let kind = match env.backend {
+        Backend::Embedded => "embedded",
+        Backend::Redis => "redis",
+    };
+    assert_eq!(
+        (status, body),
+        (200, json!({"success": true, "store": kind}))
+    );
     let (status, stats) = server.get("/v1/stats", Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(stats["version"], "2.79.2");
     assert_eq!(stats["accounts"], 2);
-    assert!(
-        stats["redis"]
-            .as_str()
-            .unwrap()
-            .starts_with(|c: char| c.is_ascii_digit())
+    let version = stats["store"]["version"].as_str().unwrap();
+    assert!(version.starts_with(|c: char| c.is_ascii_digit()), "{stats}");
+    assert_eq!(stats["store"]["type"], kind);
+    match env.backend {
+        Backend::Redis => {
+            assert_eq!(stats["redis"], version);
+            assert!(
+                stats["store"]["location"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("redis://")
+            );
+        }
+        Backend::Embedded => {
+            assert_eq!(stats["redis"], format!("embedded (SQLite {version})"));
+            assert_eq!(
+                stats["store"]["location"],
+                env.data_dir.display().to_string()
+            );
+        }
+    }
+    // Accounts without IMAP settings: `unset` once their connection looked, else not yet
+    // assigned (`disconnected`).
+    let connections = &stats["connections"];
+    assert_eq!(
+        connections["unset"].as_u64().unwrap() + connections["disconnected"].as_u64().unwrap(),
+        2,
+        "{connections}"
     );
-    assert_eq!(stats["connections"]["disconnected"], 2);
     assert!(stats["counters"]["apiCall:success"].is_u64());
     assert!(stats["redisPing"].is_number());
     let (status, body) = server.get("/v1/stats?seconds=abc", Some(&token)).await;

@@ -3,13 +3,16 @@
 mod common;
 
 use common::*;
-use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::json;
 
 async fn add_account(env: &Env, account: &str) {
-    let mut r = redis().await;
-    let _: () = r.sadd(env.key("ia:accounts"), account).await.unwrap();
+    let fields = std::collections::BTreeMap::from([("account".to_string(), account.to_string())]);
+    env.store()
+        .await
+        .put_account(account, &fields)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -114,8 +117,7 @@ async fn provision_use_list_and_delete() {
         (status, body["message"].clone()),
         (404, json!("Requested access token was not found"))
     );
-    let mut r = redis().await;
-    let bound: Vec<String> = r.smembers(env.key("iat:acme")).await.unwrap();
+    let bound = env.store().await.token_ids(Some("acme")).await.unwrap();
     assert!(bound.is_empty());
     let (status, _) = server.get("/v1/tokens?account=acme", Some(&token)).await;
     assert_eq!(status, 401);

@@ -1,4 +1,5 @@
-//! The command-line tools, run as a user runs them, against a real Redis.
+//! The command-line tools, run as a user runs them, on the store of the test run (and the
+//! token keys checked in EmailEngine's Redis layout).
 
 mod common;
 
@@ -12,18 +13,15 @@ async fn issue_export_import_list_delete() {
     assert_eq!(token.len(), 64, "stdout is the bare token: {token:?}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
 
-    // The record is in the prefixed `tokens` hash, indexed as a root token.
-    let mut r = redis().await;
-    let ids: Vec<String> = r.hkeys(env.key("tokens")).await.unwrap();
+    // One stored token, bound to no account, its access entry an empty msgpack map.
+    let store = env.store().await;
+    let ids = store.token_ids(None).await.unwrap();
     assert_eq!(ids.len(), 1);
-    let root: Vec<String> = r.smembers(env.key("iat")).await.unwrap();
-    assert_eq!(root, ids);
-    let access: Vec<u8> = r.hget(env.key("tokens:access"), &ids[0]).await.unwrap();
-    assert_eq!(
-        access,
-        vec![0x80],
-        "access entry starts as an empty msgpack map"
-    );
+    let raw = store.raw_tokens().await.unwrap();
+    assert_eq!(raw[0].access.as_deref(), Some(&[0x80u8][..]));
+    let stored = store.token(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(stored.account, None);
+    assert_eq!(stored.description.as_deref(), Some("my token"));
 
     let export = env.cli(&["tokens", "export", "-t", &token]);
     assert_eq!(export.code, 0, "{}", export.stderr);
@@ -62,10 +60,8 @@ async fn issue_export_import_list_delete() {
         (deleted.code, deleted.stderr.trim()),
         (0, "Token was deleted")
     );
-    let ids: Vec<String> = r.hkeys(env.key("tokens")).await.unwrap();
-    assert!(ids.is_empty());
-    let root: Vec<String> = r.smembers(env.key("iat")).await.unwrap();
-    assert!(root.is_empty());
+    assert!(store.token_ids(None).await.unwrap().is_empty());
+    assert!(store.raw_tokens().await.unwrap().is_empty());
     let missing = env.cli(&["tokens", "delete", "-t", &token]);
     assert_eq!(
         (missing.code, missing.stderr.trim()),
@@ -78,8 +74,12 @@ async fn emailengine_test_token_imports_to_its_known_id() {
     let env = Env::new("cli-vector");
     let out = env.cli(&["tokens", "import", "-t", TEST_EXPORT]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut r = redis().await;
-    let raw: Vec<u8> = r.hget(env.key("tokens"), TEST_TOKEN_ID).await.unwrap();
+    let tokens = env.store().await.raw_tokens().await.unwrap();
+    let raw = &tokens
+        .iter()
+        .find(|t| t.id == TEST_TOKEN_ID)
+        .unwrap()
+        .record;
     // Stored as a named msgpack map: created (timestamp ext), scopes, description.
     let value = rmpv::decode::read_value(&mut raw.as_slice()).unwrap();
     let map = value.as_map().expect("a msgpack map");
@@ -104,11 +104,44 @@ async fn bound_token_is_indexed_under_its_account() {
         "5-key map: {}",
         export.stdout
     );
-    let mut r = redis().await;
-    let bound: Vec<String> = r.smembers(env.key("iat:example")).await.unwrap();
+    let store = env.store().await;
+    let bound = store.token_ids(Some("example")).await.unwrap();
     assert_eq!(bound.len(), 1);
-    let root: Vec<String> = r.smembers(env.key("iat")).await.unwrap();
-    assert!(root.is_empty());
+    assert_eq!(store.token_ids(None).await.unwrap(), bound);
+    assert_eq!(
+        store.token(&bound[0]).await.unwrap().unwrap().scopes,
+        Some(vec!["api".to_string(), "smtp".to_string()])
+    );
+}
+
+/// The keys EmailEngine reads tokens from: `tokens`, `tokens:access`, `iat`, `iat:<account>`.
+#[tokio::test]
+async fn tokens_in_emailengine_redis_layout() {
+    let env = Env::redis("cli-layout");
+    let root = env.issue(&["-d", "root"]);
+    env.issue(&["-a", "example"]);
+    let mut r = redis().await;
+    let mut ids: Vec<String> = r.hkeys(env.key("tokens")).await.unwrap();
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    let root_ids: Vec<String> = r.smembers(env.key("iat")).await.unwrap();
+    let bound: Vec<String> = r.smembers(env.key("iat:example")).await.unwrap();
+    assert_eq!(root_ids.len(), 1);
+    assert_eq!(bound.len(), 1);
+    let mut both = [root_ids, bound].concat();
+    both.sort();
+    assert_eq!(both, ids);
+    for id in &ids {
+        let access: Vec<u8> = r.hget(env.key("tokens:access"), id).await.unwrap();
+        assert_eq!(
+            access,
+            vec![0x80],
+            "access entry starts as an empty msgpack map"
+        );
+    }
+    // The id is the SHA-256 of the token's bytes.
+    let value = emailengine_core::token::TokenValue::parse(&root).unwrap();
+    assert!(ids.contains(&value.id()));
 }
 
 #[test]
@@ -196,9 +229,8 @@ async fn password_hash_output_is_the_prepared_password_format() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let decoded = base64_url_decode(&out.stdout);
     assert!(decoded.starts_with("$pbkdf2-sha256$i=600000$"), "{decoded}");
-    let mut r = redis().await;
-    let auth: String = r.hget(env.key("settings"), "authData").await.unwrap();
-    let auth: serde_json::Value = serde_json::from_str(&auth).unwrap();
+    let auth = env.store().await.raw_settings(&["authData"]).await.unwrap();
+    let auth: serde_json::Value = serde_json::from_str(auth[0].as_deref().unwrap()).unwrap();
     assert_eq!(auth["user"], "admin");
     assert_eq!(auth["password"], decoded.as_str());
     let generated = env.cli(&["password"]);
@@ -246,22 +278,18 @@ fn version_and_help() {
 #[tokio::test]
 async fn encrypt_rotates_account_passwords_and_secret_settings() {
     let env = Env::new("cli-encrypt").var("EENGINE_SECRET", "old-secret");
-    let mut r = redis().await;
+    let store = env.store().await;
     let cipher = emailengine_core::secret::FieldCipher::new("old-secret");
     let imap = serde_json::json!({"host": "h", "port": 1, "auth": {"user": "u", "pass": cipher.encrypt("pw")}});
-    let _: () = r
-        .hset(env.key("iad:a1"), "imap", imap.to_string())
+    let fields = std::collections::BTreeMap::from([("imap".to_string(), imap.to_string())]);
+    store.put_account("a1", &fields).await.unwrap();
+    store
+        .put_raw_settings(&[("serviceSecret".into(), cipher.encrypt("\"s\""))])
         .await
         .unwrap();
-    let _: () = r.sadd(env.key("ia:accounts"), "a1").await.unwrap();
-    let _: () = r
-        .hset(
-            env.key("settings"),
-            "serviceSecret",
-            cipher.encrypt("\"s\""),
-        )
-        .await
-        .unwrap();
+    let imap_of = |s: std::sync::Arc<dyn emailengine_store::Store>| async move {
+        s.account_field("a1", "imap").await.unwrap().unwrap()
+    };
 
     // A wrong old secret changes nothing.
     let bad = Env {
@@ -270,8 +298,7 @@ async fn encrypt_rotates_account_passwords_and_secret_settings() {
     };
     let out = bad.cli(&["encrypt", "--decrypt=wrong"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let stored: String = r.hget(env.key("iad:a1"), "imap").await.unwrap();
-    assert_eq!(stored, imap.to_string());
+    assert_eq!(imap_of(store.clone()).await, imap.to_string());
 
     let out = bad.cli(&["encrypt", "--decrypt=old-secret"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -280,14 +307,13 @@ async fn encrypt_rotates_account_passwords_and_secret_settings() {
         "{}",
         out.stderr
     );
-    let stored: String = r.hget(env.key("iad:a1"), "imap").await.unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&imap_of(store.clone()).await).unwrap();
     let new = emailengine_core::secret::FieldCipher::new("new-secret");
     assert_eq!(
         new.decrypt(stored["auth"]["pass"].as_str().unwrap())
             .unwrap(),
         "pw"
     );
-    let secret: String = r.hget(env.key("settings"), "serviceSecret").await.unwrap();
-    assert_eq!(new.decrypt(&secret).unwrap(), "\"s\"");
+    let secret = store.raw_settings(&["serviceSecret"]).await.unwrap();
+    assert_eq!(new.decrypt(secret[0].as_deref().unwrap()).unwrap(), "\"s\"");
 }

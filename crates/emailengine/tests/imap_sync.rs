@@ -406,9 +406,12 @@ async fn secrets_are_encrypted_at_rest_and_accounts_listed() {
         )
         .await;
     wait_state(&server, &token, "ann", "connected").await;
-    let mut r = redis().await;
-    let raw: String = redis::AsyncCommands::hget(&mut r, env.key("iad:ann"), "imap")
+    let raw = env
+        .store()
         .await
+        .account_field("ann", "imap")
+        .await
+        .unwrap()
         .unwrap();
     let imap: Value = serde_json::from_str(&raw).unwrap();
     assert!(

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use redis::AsyncCommands;
 
 #[tokio::test]
 async fn prepared_token_is_imported_once_and_logged_without_its_value() {
@@ -101,16 +100,24 @@ async fn prepared_settings_password_and_encrypted_service_secret() {
         body,
         serde_json::json!({"webhooksEnabled": true, "webhooks": "http://127.0.0.1:9/hook", "serviceSecret": true})
     );
-    let mut r = redis().await;
-    let secret: String = r.hget(env.key("settings"), "serviceSecret").await.unwrap();
+    let raw = env
+        .store()
+        .await
+        .raw_settings(&["serviceSecret", "authData", "unknownKey"])
+        .await
+        .unwrap();
+    let secret = raw[0].as_deref().unwrap();
     assert!(
         secret.starts_with("$wd01$aes-256-gcm$"),
         "serviceSecret is encrypted: {secret}"
     );
-    let auth: String = r.hget(env.key("settings"), "authData").await.unwrap();
-    assert!(auth.contains("$pbkdf2-sha256$i=600000$"));
-    let unknown: Option<String> = r.hget(env.key("settings"), "unknownKey").await.unwrap();
-    assert!(unknown.is_none(), "unknown prepared keys are dropped");
+    assert!(
+        raw[1]
+            .as_deref()
+            .unwrap()
+            .contains("$pbkdf2-sha256$i=600000$")
+    );
+    assert!(raw[2].is_none(), "unknown prepared keys are dropped");
     let log = server.log();
     assert!(log.contains("Unknown keys in prepared settings were ignored"));
     assert!(!log.contains("a-long-service-secret"));
@@ -130,7 +137,10 @@ async fn settings_stay_readable_after_restart_with_the_same_secret() {
         (status, body),
         (200, serde_json::json!({"serviceSecret": true}))
     );
-    let mut r = redis().await;
-    let run: i64 = r.hget(env.key("settings"), "run").await.unwrap();
-    assert_eq!(run, 2, "each start increments the run counter");
+    let run = env.store().await.raw_settings(&["run"]).await.unwrap();
+    assert_eq!(
+        run,
+        [Some("2".to_string())],
+        "each start increments the run counter"
+    );
 }

@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 
 use emailengine_core::account::{ServerSettings, decrypt_secrets};
 use emailengine_core::secret::FieldCipher;
-use emailengine_store::{Settings, Store};
+use emailengine_store::{Change, Settings, Store};
 
 use crate::connect::{ConnectError, Session, connect};
 use crate::events::EventSink;
 use crate::folders::{Folder, encode_path, list_folders};
-use crate::sync::sync_folder;
+use crate::sync::{SyncError, sync_folder};
 
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
@@ -417,25 +417,27 @@ impl Engine {
     ) -> Result<Flow, crate::sync::SyncError> {
         self.set_state(account, "syncing", None).await;
         let condstore = session.capabilities().await?.has_str("CONDSTORE");
-        let folders = self.refresh_folders(account, &mut session).await?;
+        // A store outage is waited out on the open IMAP session: the sync is repeated until
+        // the store takes it, instead of dropping a healthy mail connection.
+        let (folders, first_time) = loop {
+            match self.initial_sync(account, &mut session, condstore).await {
+                Ok(done) => break done,
+                Err(SyncError::Store(e)) => {
+                    tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
+                    match wait_command(rx, Some(STORE_RETRY)).await {
+                        Wake::Stop => return Ok(Flow::Stop),
+                        Wake::Reconnect => return Ok(Flow::Reconnect),
+                        Wake::Other => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let main = folders
             .iter()
             .find(|f| f.path == "INBOX")
             .cloned()
             .or_else(|| folders.first().cloned());
-        for folder in folders.iter().filter(|f| !f.no_select) {
-            let report = self
-                .sync_locked(&mut session, account, folder, condstore)
-                .await?;
-            tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
-        }
-        let first_time = self
-            .0
-            .sink
-            .store
-            .account_field(account, "state:count:connected")
-            .await?
-            .is_none();
         self.set_state(account, "connected", None).await;
         if first_time {
             self.0
@@ -468,6 +470,7 @@ impl Engine {
             last_used: Instant::now(),
         };
         let mut last_full = Instant::now();
+        let mut pending: Option<Resync> = None;
         loop {
             session.select(encode_path(&main.path)).await?;
             while session.unsolicited_responses.try_recv().is_ok() {}
@@ -488,6 +491,11 @@ impl Engine {
                 let timeout = until_resync
                     .min(until_renew)
                     .min(SYNC_SESSION_IDLE)
+                    .min(if pending.is_some() {
+                        STORE_RETRY
+                    } else {
+                        Duration::MAX
+                    })
                     .max(Duration::from_secs(1));
                 let (outcome, command) = {
                     let (fut, stop) = idle.wait_with_timeout(timeout);
@@ -506,32 +514,44 @@ impl Engine {
                     (outcome, command)
                 };
                 let outcome = outcome?;
-                match command {
+                let wanted = match command {
                     Some(Command::Stop) => break Flow::Stop,
                     Some(Command::Reconnect) => break Flow::Reconnect,
-                    Some(Command::Sync) => {
-                        self.sync_all(account, worker.session().await?, condstore)
-                            .await?;
-                        last_full = Instant::now();
-                        continue;
+                    Some(Command::Sync) => Some(Resync::All),
+                    None => match outcome {
+                        IdleResponse::NewData(_) => {
+                            tracing::debug!(account, "IDLE notification");
+                            Some(Resync::Main)
+                        }
+                        _ if last_full.elapsed() >= self.0.config.resync_interval => {
+                            Some(Resync::All)
+                        }
+                        _ if pending.is_some() => pending,
+                        _ if idle_started.elapsed() >= self.0.config.idle_renew => {
+                            break Flow::Renew;
+                        }
+                        _ => None,
+                    },
+                };
+                // A sync the store refused is owed: the next one covers it too.
+                if let Some(resync) = wanted.max(pending.take()) {
+                    let session = worker.session().await?;
+                    let result = match resync {
+                        Resync::Main => self
+                            .sync_locked(session, account, &main, condstore)
+                            .await
+                            .map(drop),
+                        Resync::All => self.sync_all(account, session, condstore).await,
+                    };
+                    match result {
+                        Ok(()) if resync == Resync::All => last_full = Instant::now(),
+                        Ok(()) => {}
+                        Err(SyncError::Store(e)) => {
+                            tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
+                            pending = Some(resync);
+                        }
+                        Err(e) => return Err(e),
                     }
-                    None => {}
-                }
-                match outcome {
-                    IdleResponse::NewData(_) => {
-                        tracing::debug!(account, "IDLE notification");
-                        self.sync_locked(worker.session().await?, account, &main, condstore)
-                            .await?;
-                    }
-                    _ if last_full.elapsed() >= self.0.config.resync_interval => {
-                        self.sync_all(account, worker.session().await?, condstore)
-                            .await?;
-                        last_full = Instant::now();
-                    }
-                    _ if idle_started.elapsed() >= self.0.config.idle_renew => {
-                        break Flow::Renew;
-                    }
-                    _ => {}
                 }
                 worker.close_if_quiet().await;
             };
@@ -545,6 +565,31 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The sync after login: folder list, every folder, and whether this is the account's first
+    /// connection ever (then `accountInitialized` is sent).
+    async fn initial_sync(
+        &self,
+        account: &str,
+        session: &mut Session,
+        condstore: bool,
+    ) -> Result<(Vec<Folder>, bool), SyncError> {
+        let folders = self.refresh_folders(account, session).await?;
+        for folder in folders.iter().filter(|f| !f.no_select) {
+            let report = self
+                .sync_locked(session, account, folder, condstore)
+                .await?;
+            tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
+        }
+        let first_time = self
+            .0
+            .sink
+            .store
+            .account_field(account, "state:count:connected")
+            .await?
+            .is_none();
+        Ok((folders, first_time))
     }
 
     /// Extra folders the account asked to watch on their own IDLE connections
@@ -668,58 +713,71 @@ impl Engine {
         session: &mut Session,
     ) -> Result<Vec<Folder>, crate::sync::SyncError> {
         let folders = list_folders(session).await?;
-        let store = &self.0.sink.store;
-        let previous: Vec<Folder> = store
+        let sink = &self.0.sink;
+        let previous: Vec<Folder> = sink
+            .store
             .listing(account)
             .await?
             .iter()
             .filter_map(|(_, b)| Folder::from_listing_entry(b))
             .collect();
+        // The folder events, the dropped indexes and the new listing land together.
+        let mut batch = sink.batch().await;
         if !previous.is_empty() {
             for f in folders
                 .iter()
                 .filter(|f| !previous.iter().any(|p| p.path == f.path))
             {
-                self.0
-                    .sink
-                    .emit(
-                        account,
-                        "mailboxNew",
-                        Some(&f.path),
-                        f.special_use.as_deref(),
-                        json!({"path": f.path, "name": f.name, "specialUse": f.special_use}),
-                    )
-                    .await;
+                batch.event(
+                    account,
+                    "mailboxNew",
+                    Some(&f.path),
+                    f.special_use.as_deref(),
+                    json!({"path": f.path, "name": f.name, "specialUse": f.special_use}),
+                );
             }
             for p in previous
                 .iter()
                 .filter(|p| !folders.iter().any(|f| f.path == p.path))
             {
-                self.0
-                    .sink
-                    .emit(
-                        account,
-                        "mailboxDeleted",
-                        Some(&p.path),
-                        p.special_use.as_deref(),
-                        json!({"path": p.path, "name": p.name, "specialUse": p.special_use}),
-                    )
-                    .await;
-                store.reset_folder(account, &p.path).await?;
+                batch.event(
+                    account,
+                    "mailboxDeleted",
+                    Some(&p.path),
+                    p.special_use.as_deref(),
+                    json!({"path": p.path, "name": p.name, "specialUse": p.special_use}),
+                );
+                batch.change(Change::ResetFolder {
+                    account: account.to_string(),
+                    path: p.path.clone(),
+                });
             }
         }
-        let entries: Vec<(String, Vec<u8>)> = folders
-            .iter()
-            .map(|f| {
-                (
-                    emailengine_core::ids::normalize_path(&f.path),
-                    f.listing_entry(),
-                )
-            })
-            .collect();
-        store.put_listing(account, &entries).await?;
+        batch.change(Change::Listing {
+            account: account.to_string(),
+            entries: folders
+                .iter()
+                .map(|f| {
+                    (
+                        emailengine_core::ids::normalize_path(&f.path),
+                        f.listing_entry(),
+                    )
+                })
+                .collect(),
+        });
+        sink.commit(batch).await?;
         Ok(folders)
     }
+}
+
+/// How long to wait before repeating a sync the store could not take.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// A sync to run from the IDLE loop; `All` covers `Main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Resync {
+    Main,
+    All,
 }
 
 enum Flow {

@@ -1,11 +1,13 @@
 //! Events in EmailEngine's envelope (spec §9.2), appended to the durable event log for webhook
-//! delivery, logged, and counted for `/v1/stats` and `/metrics`.
+//! delivery, logged, and counted for `/v1/stats` and `/metrics`. Events that belong to a store
+//! change (a sync's index update, an outbox removal) are committed with it in one
+//! [`EventBatch`], so a store failure loses neither and repeats neither.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use emailengine_store::{Settings, Store};
+use emailengine_store::{Change, Settings, Store, StoreError};
 
 /// Where events go: the store's event log, with the settings needed for the envelope.
 #[derive(Clone)]
@@ -17,25 +19,27 @@ pub struct EventSink {
 /// Counters that `/v1/stats` reports for these events.
 const COUNTED: &[&str] = &["messageNew", "messageDeleted", "connectError"];
 
-impl EventSink {
-    /// Appends one event. `path`/`special_use` are given for mailbox events.
-    pub async fn emit(
-        &self,
+/// Events and store changes to commit together.
+#[derive(Clone)]
+pub struct EventBatch {
+    service_url: Value,
+    changes: Vec<Change>,
+    /// `(account, event)` of each event, in order, for logs and counters after the commit.
+    events: Vec<(String, String)>,
+}
+
+impl EventBatch {
+    /// Adds an event. `path`/`special_use` are given for mailbox events.
+    pub fn event(
+        &mut self,
         account: &str,
         event: &str,
         path: Option<&str>,
         special_use: Option<&str>,
         data: Value,
     ) {
-        let service_url = self
-            .settings
-            .get_one("serviceUrl")
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(Value::Null);
         let mut envelope = Map::new();
-        envelope.insert("serviceUrl".into(), service_url);
+        envelope.insert("serviceUrl".into(), self.service_url.clone());
         envelope.insert("account".into(), Value::from(account));
         envelope.insert(
             "date".into(),
@@ -52,21 +56,86 @@ impl EventSink {
         }
         envelope.insert("event".into(), Value::from(event));
         envelope.insert("data".into(), data);
-        let payload = Value::Object(envelope).to_string();
-        match self.store.append_event(account, event, &payload).await {
-            Ok(id) => tracing::info!(account, event, eventId = %id, path, "Event queued"),
-            Err(e) => tracing::error!(account, event, err = %e, "Failed to queue event"),
+        self.changes.push(Change::Event {
+            account: account.to_string(),
+            event: event.to_string(),
+            payload: Value::Object(envelope).to_string(),
+        });
+        self.events.push((account.to_string(), event.to_string()));
+    }
+
+    /// Adds a store change.
+    pub fn change(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Events added so far.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+}
+
+impl EventSink {
+    /// An empty batch; the envelope's `serviceUrl` is read once for all its events.
+    pub async fn batch(&self) -> EventBatch {
+        let service_url = self
+            .settings
+            .get_one("serviceUrl")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Null);
+        EventBatch {
+            service_url,
+            changes: Vec::new(),
+            events: Vec::new(),
         }
-        metrics::counter!("events", "event" => event.to_string()).increment(1);
-        if COUNTED.contains(&event) {
-            let now = chrono::Utc::now().timestamp_millis();
-            if let Err(e) = self
-                .store
-                .add_counters(&[(format!("events:{event}"), 1)], now)
-                .await
-            {
-                tracing::warn!(err = %e, "Failed to count event");
+    }
+
+    /// Commits a batch: every change and event lands, or none does.
+    pub async fn commit(&self, batch: EventBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids = self.store.commit(batch.changes).await?;
+        let mut counted: Vec<(String, u64)> = Vec::new();
+        for ((account, event), id) in batch.events.iter().zip(&ids) {
+            tracing::info!(account, event, eventId = %id, "Event queued");
+            metrics::counter!("events", "event" => event.clone()).increment(1);
+            if COUNTED.contains(&event.as_str()) {
+                let name = format!("events:{event}");
+                match counted.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, n)) => *n += 1,
+                    None => counted.push((name, 1)),
+                }
             }
+        }
+        if !counted.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Err(e) = self.store.add_counters(&counted, now).await {
+                tracing::warn!(err = %e, "Failed to count events");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one event that no other store change depends on; a failure is logged.
+    pub async fn emit(
+        &self,
+        account: &str,
+        event: &str,
+        path: Option<&str>,
+        special_use: Option<&str>,
+        data: Value,
+    ) {
+        let mut batch = self.batch().await;
+        batch.event(account, event, path, special_use, data);
+        if let Err(e) = self.commit(batch).await {
+            tracing::error!(account, event, err = %e, "Failed to queue event");
         }
     }
 }

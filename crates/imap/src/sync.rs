@@ -1,8 +1,10 @@
 //! Folder synchronisation (spec §12.3): compare what the server holds (UIDs and flags) with the
 //! stored index and turn the difference into events and index updates. The first sync of a
 //! folder only builds the index; later ones report each new, deleted and changed message once.
-//! Events are queued before the index is updated, so a crash in between repeats an event
-//! rather than losing it (at-least-once).
+//! Index changes and the events they produce are committed together (see [`EventBatch`]), so
+//! a store outage or a crash neither loses an event nor reports a message twice.
+//!
+//! [`EventBatch`]: crate::events::EventBatch
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,6 +14,7 @@ use serde_json::json;
 
 use emailengine_core::ids::MessageId;
 use emailengine_core::index::IndexEntry;
+use emailengine_store::Change;
 
 use crate::connect::Session;
 use crate::events::EventSink;
@@ -191,7 +194,8 @@ pub async fn sync_folder(
         .and_then(|v| v.parse::<u64>().ok())
         && stored != uid_validity
     {
-        sink.emit(
+        let mut batch = sink.batch().await;
+        batch.event(
             account,
             "mailboxReset",
             Some(&folder.path),
@@ -200,9 +204,12 @@ pub async fn sync_folder(
                 "path": folder.path, "name": folder.name, "specialUse": folder.special_use,
                 "uidValidity": uid_validity.to_string(), "prevUidValidity": stored.to_string(),
             }),
-        )
-        .await;
-        store.reset_folder(account, &folder.path).await?;
+        );
+        batch.change(Change::ResetFolder {
+            account: account.to_string(),
+            path: folder.path.clone(),
+        });
+        sink.commit(batch).await?;
         silent = true;
     }
     let mailbox_id = store
@@ -278,11 +285,35 @@ pub async fn sync_folder(
         .copied()
         .collect();
     removed.sort_unstable();
-    let mut upsert: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut report = SyncReport::default();
-
     let special = folder.special_use.as_deref();
-    if !silent && !new_uids.is_empty() {
+    let entries =
+        |account: &str, upsert: Vec<(u32, Vec<u8>)>, remove: Vec<u32>| Change::FolderEntries {
+            account: account.to_string(),
+            path: folder.path.clone(),
+            upsert,
+            remove,
+        };
+    let new_entry = |uid: u32| {
+        IndexEntry {
+            uid,
+            flags: server[&uid].clone(),
+            ..Default::default()
+        }
+        .encode()
+    };
+
+    // New messages, a chunk at a time: each chunk's index entries and `messageNew` events are
+    // committed together, so after a store failure or a crash the next sync finds exactly the
+    // uncommitted ones new again and reports each message once.
+    if silent {
+        for chunk in new_uids.chunks(5_000) {
+            let mut batch = sink.batch().await;
+            let upsert = chunk.iter().map(|uid| (*uid, new_entry(*uid))).collect();
+            batch.change(entries(account, upsert, Vec::new()));
+            sink.commit(batch).await?;
+        }
+    } else if !new_uids.is_empty() {
         let notify = NotifyOptions::load(sink, account).await;
         for chunk in new_uids.chunks(500) {
             let set = uid_set(chunk);
@@ -293,6 +324,7 @@ pub async fn sync_folder(
             } else {
                 HashMap::new()
             };
+            let mut batch = sink.batch().await;
             for f in summaries {
                 // Messages older than the account's `notifyFrom` are indexed but not reported.
                 if notify
@@ -310,20 +342,18 @@ pub async fn sync_folder(
                         data["headers"] = crate::message::header_map(source, &notify.headers);
                     }
                 }
-                sink.emit(account, "messageNew", Some(&folder.path), special, data)
-                    .await;
+                batch.event(account, "messageNew", Some(&folder.path), special, data);
                 report.new += 1;
             }
+            let upsert = chunk.iter().map(|uid| (*uid, new_entry(*uid))).collect();
+            batch.change(entries(account, upsert, Vec::new()));
+            sink.commit(batch).await?;
         }
     }
-    for uid in &new_uids {
-        let entry = IndexEntry {
-            uid: *uid,
-            flags: server[uid].clone(),
-            ..Default::default()
-        };
-        upsert.push((*uid, entry.encode()));
-    }
+
+    // Deletions, flag changes and the folder's new status last, in one commit: the stored
+    // HIGHESTMODSEQ never runs ahead of the index.
+    let mut batch = sink.batch().await;
     for uid in &removed {
         if !silent {
             let id = MessageId {
@@ -331,17 +361,17 @@ pub async fn sync_folder(
                 uid: *uid,
             }
             .encode();
-            sink.emit(
+            batch.event(
                 account,
                 "messageDeleted",
                 Some(&folder.path),
                 special,
                 json!({"id": id, "uid": uid}),
-            )
-            .await;
+            );
             report.deleted += 1;
         }
     }
+    let mut upsert: Vec<(u32, Vec<u8>)> = Vec::new();
     for (uid, flags) in &server {
         let Some(old) = stored.get(uid) else { continue };
         let same = old.flags.len() == flags.len() && flags.iter().all(|f| old.has_flag(f));
@@ -360,7 +390,7 @@ pub async fn sync_folder(
                 uid: *uid,
             }
             .encode();
-            sink.emit(
+            batch.event(
                 account,
                 "messageUpdated",
                 Some(&folder.path),
@@ -369,8 +399,7 @@ pub async fn sync_folder(
                     "id": id, "uid": uid,
                     "changes": {"flags": {"added": added, "deleted": deleted, "value": flags}}
                 }),
-            )
-            .await;
+            );
             report.updated += 1;
         }
         let entry = IndexEntry {
@@ -380,9 +409,9 @@ pub async fn sync_folder(
         };
         upsert.push((*uid, entry.encode()));
     }
-    store
-        .apply_folder_changes(account, &folder.path, &upsert, &removed)
-        .await?;
+    if !upsert.is_empty() || !removed.is_empty() {
+        batch.change(entries(account, upsert, removed));
+    }
     let now = emailengine_core::units::iso_time(chrono::Utc::now().timestamp_millis())
         .unwrap_or_default();
     let mut fields = vec![
@@ -400,9 +429,12 @@ pub async fn sync_folder(
     if let Some(m) = mailbox.highest_modseq {
         fields.push(("highestModseq".into(), m.to_string()));
     }
-    store
-        .put_folder_status(account, &folder.path, &fields)
-        .await?;
+    batch.change(Change::FolderStatus {
+        account: account.to_string(),
+        path: folder.path.clone(),
+        fields,
+    });
+    sink.commit(batch).await?;
     Ok(report)
 }
 

@@ -1,12 +1,19 @@
-//! Persistence for emailengine-rs behind traits named for domain operations. The API and the
-//! CLI only see these traits; [`redis::RedisStore`] is the first backend and keeps EmailEngine's
-//! Redis layout (see [`keys`]) so both servers can share one database.
+//! Persistence for emailengine-rs behind traits named for domain operations. The API, the sync
+//! engine, the workers and the CLI only see these traits ([`Store`]); [`open`] picks the backend
+//! the configuration names: the embedded store ([`sqlite::SqliteStore`], the default, one data
+//! directory shared by the server and the CLI) or Redis ([`redis::RedisStore`], EmailEngine's own
+//! layout, see [`keys`], so both servers can share one database).
 //!
-//! Nothing here decides policy (who may do what); it stores and fetches.
+//! Nothing here decides policy (who may do what); it stores and fetches. Writes that must land
+//! together go through [`Transactions::commit`], which applies a list of [`Change`]s atomically
+//! on either backend.
 
+pub mod factory;
 pub mod keys;
+pub mod migrate;
 pub mod redis;
 pub mod settings;
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use emailengine_core::token::{ImportedToken, TokenAccess, TokenRecord};
 
+pub use factory::{Role, StoreConfig, open};
 pub use settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +32,18 @@ pub enum StoreError {
     /// A stored value could not be read or written as expected.
     #[error("{0}")]
     Data(String),
+    /// The store could not be opened; the text says which and why.
+    #[error("{0}")]
+    Open(String),
+}
+
+impl StoreError {
+    /// The message without the variant's prefix.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Backend(m) | Self::Data(m) | Self::Open(m) => m,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -34,6 +54,15 @@ pub struct StoredToken {
     pub id: String,
     pub record: TokenRecord,
     pub access: TokenAccess,
+}
+
+/// A token exactly as stored (msgpack bytes), for copying between backends without re-encoding
+/// fields this server does not model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawToken {
+    pub id: String,
+    pub record: Vec<u8>,
+    pub access: Option<Vec<u8>>,
 }
 
 /// Access tokens: the `tokens` hash, `tokens:access`, and the `iat`/`iat:<account>` indexes.
@@ -53,6 +82,10 @@ pub trait TokenStore: Send + Sync {
     async fn record_access(&self, entries: &[(String, TokenAccess)]) -> Result<()>;
     /// Counts one request in a fixed rate-limit window and returns the count so far.
     async fn count_request(&self, token_id: &str, window_secs: u64, bucket: i64) -> Result<u64>;
+    /// Every token as stored.
+    async fn raw_tokens(&self) -> Result<Vec<RawToken>>;
+    /// Writes a token as stored elsewhere, with its access entry and index membership.
+    async fn put_raw_token(&self, token: &RawToken) -> Result<()>;
 
     /// Imports an exported token (spec §3.6): skipped when a live token with that id exists
     /// (true when written). `created` becomes `now_ms`, as in EmailEngine.
@@ -78,6 +111,8 @@ pub trait SettingsStore: Send + Sync {
     async fn put_raw_setting_if_missing(&self, key: &str, value: &str) -> Result<bool>;
     /// Increments and returns the server run counter (`settings.run`).
     async fn next_run(&self) -> Result<i64>;
+    /// Every stored setting, raw (including counters such as `run`).
+    async fn all_raw_settings(&self) -> Result<Vec<(String, String)>>;
 }
 
 /// Per-minute counters kept for `/v1/stats` (`stats:keys`, `stats:<key>:<YYYYMMDD>`).
@@ -97,12 +132,22 @@ pub struct BackendInfo {
     pub cluster: bool,
 }
 
+/// Which backend a store is and where its data lives, for logs, `/health` and `/v1/stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreDescription {
+    /// `embedded` or `redis`.
+    pub kind: &'static str,
+    /// The data directory, or the Redis URL without its password.
+    pub location: String,
+}
+
 #[async_trait]
 pub trait ServerStore: Send + Sync {
     /// A write-read-delete round trip, as EmailEngine's `/health` does.
     async fn health_check(&self) -> Result<()>;
     async fn backend_info(&self) -> Result<BackendInfo>;
     async fn ping(&self) -> Result<Duration>;
+    fn describe(&self) -> StoreDescription;
 }
 
 /// An account's stored hash fields (`iad:<account>`), plain and JSON strings as EmailEngine
@@ -145,15 +190,39 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// One generation of a mailbox in the registry that message ids are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxGeneration {
+    pub id: u32,
+    pub uid_validity: u64,
+    pub path: String,
+}
+
 /// The per-account mailbox and message index the sync engine keeps (spec §7.2–§7.3).
 #[async_trait]
-pub trait MailboxIndex: Send + Sync {
-    /// The numeric id of a mailbox generation, assigned on first use (`iah:<account>`).
+pub trait MailboxIndex: Transactions {
+    /// The numeric id of a mailbox generation, assigned on first use (`iah:<account>`); the
+    /// counter is the account's `listRegistry` field.
     async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32>;
     /// The mailbox generation a numeric id stands for: `(uidValidity, path)`.
     async fn mailbox_by_id(&self, account: &str, id: u32) -> Result<Option<(u64, String)>>;
+    /// Every registered mailbox generation of an account.
+    async fn mailbox_registry(&self, account: &str) -> Result<Vec<MailboxGeneration>>;
+    /// Registers mailbox generations with the ids they already have (copying an index).
+    async fn put_mailbox_registry(
+        &self,
+        account: &str,
+        entries: &[MailboxGeneration],
+    ) -> Result<()>;
     /// Stores the folder listing: normalized path → msgpack entry (`ial:<account>`).
-    async fn put_listing(&self, account: &str, entries: &[(String, Vec<u8>)]) -> Result<()>;
+    async fn put_listing(&self, account: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        self.commit(vec![Change::Listing {
+            account: account.to_string(),
+            entries: entries.to_vec(),
+        }])
+        .await
+        .map(drop)
+    }
     async fn listing(&self, account: &str) -> Result<Vec<(String, Vec<u8>)>>;
     /// Sync status of one folder (`iam:<account>:h:<hash>`).
     async fn folder_status(&self, account: &str, path: &str) -> Result<BTreeMap<String, String>>;
@@ -162,9 +231,21 @@ pub trait MailboxIndex: Send + Sync {
         account: &str,
         path: &str,
         status: &[(String, String)],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.commit(vec![Change::FolderStatus {
+            account: account.to_string(),
+            path: path.to_string(),
+            fields: status.to_vec(),
+        }])
+        .await
+        .map(drop)
+    }
+    /// Paths of the folders that have a stored sync status.
+    async fn indexed_folders(&self, account: &str) -> Result<Vec<String>>;
     /// Every index entry of a folder, by UID.
     async fn folder_entries(&self, account: &str, path: &str) -> Result<Vec<Vec<u8>>>;
+    /// Every index entry of a folder with its UID, ordered by UID.
+    async fn folder_index(&self, account: &str, path: &str) -> Result<Vec<(u32, Vec<u8>)>>;
     /// Applies a sync result: entries to add or replace (uid, bytes) and UIDs to remove.
     async fn apply_folder_changes(
         &self,
@@ -172,29 +253,70 @@ pub trait MailboxIndex: Send + Sync {
         path: &str,
         upsert: &[(u32, Vec<u8>)],
         remove: &[u32],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        if upsert.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        self.commit(vec![Change::FolderEntries {
+            account: account.to_string(),
+            path: path.to_string(),
+            upsert: upsert.to_vec(),
+            remove: remove.to_vec(),
+        }])
+        .await
+        .map(drop)
+    }
     /// Drops a folder's index and status (UIDVALIDITY changed or folder deleted).
-    async fn reset_folder(&self, account: &str, path: &str) -> Result<()>;
+    async fn reset_folder(&self, account: &str, path: &str) -> Result<()> {
+        self.commit(vec![Change::ResetFolder {
+            account: account.to_string(),
+            path: path.to_string(),
+        }])
+        .await
+        .map(drop)
+    }
 }
 
 /// One entry of the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedEvent {
-    /// Stable id (the stream entry id), also the webhook event id.
+    /// Stable id, also the webhook event id. Opaque outside the backend that assigned it.
     pub id: String,
     pub account: String,
     pub event: String,
     /// The JSON envelope, exactly as it will be posted.
     pub payload: String,
+    /// When the event was logged (ms).
+    pub queued_at: i64,
+}
+
+/// A webhook delivery that was given up, kept for listing and re-sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    pub event: LoggedEvent,
+    pub reason: String,
+    /// When it was given up (ms).
+    pub at: i64,
 }
 
 /// The durable event log that webhook delivery consumes. Consumers read through a consumer
 /// group and acknowledge each event once it is delivered (or given up); unacknowledged events
 /// are read again after a crash, so delivery is at-least-once.
 #[async_trait]
-pub trait EventLog: Send + Sync {
+pub trait EventLog: Transactions {
     /// Appends an event (its JSON envelope) and returns its stable id.
-    async fn append_event(&self, account: &str, event: &str, payload: &str) -> Result<String>;
+    async fn append_event(&self, account: &str, event: &str, payload: &str) -> Result<String> {
+        let ids = self
+            .commit(vec![Change::Event {
+                account: account.to_string(),
+                event: event.to_string(),
+                payload: payload.to_string(),
+            }])
+            .await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Data("no event id returned".into()))
+    }
     /// Creates the consumer group if needed, starting from the first event ever logged.
     async fn ensure_event_group(&self, group: &str) -> Result<()>;
     /// Events delivered to this consumer before and never acknowledged (after a restart).
@@ -215,16 +337,19 @@ pub trait EventLog: Send + Sync {
     async fn ack_event(&self, group: &str, id: &str) -> Result<()>;
     /// Number of events logged but not yet acknowledged by the group.
     async fn events_pending_count(&self, group: &str) -> Result<u64>;
+    /// Every event the group has not acknowledged (read or not), oldest first; every event
+    /// when the group does not exist.
+    async fn undelivered_events(&self, group: &str) -> Result<Vec<LoggedEvent>>;
+    /// Appends events logged elsewhere, keeping their ids and times where the backend can.
+    async fn import_events(&self, events: &[LoggedEvent]) -> Result<()>;
+    /// The newest events, newest first, optionally of one account.
+    async fn recent_events(&self, account: Option<&str>, count: usize) -> Result<Vec<LoggedEvent>>;
     /// Keeps an event whose delivery was given up, with the reason, for listing and re-sending.
-    async fn put_dead_event(&self, event: &LoggedEvent, reason: &str) -> Result<()>;
-    /// Dead events, newest first: `(event, reason)`.
-    async fn dead_events(
-        &self,
-        offset: usize,
-        count: usize,
-    ) -> Result<(u64, Vec<(LoggedEvent, String)>)>;
-    /// Removes a dead event and returns it.
-    async fn take_dead_event(&self, id: &str) -> Result<Option<LoggedEvent>>;
+    async fn put_dead_event(&self, dead: &DeadEvent) -> Result<()>;
+    /// Dead events, newest first.
+    async fn dead_events(&self, offset: usize, count: usize) -> Result<(u64, Vec<DeadEvent>)>;
+    /// One dead event by id.
+    async fn dead_event(&self, id: &str) -> Result<Option<LoggedEvent>>;
 }
 
 /// One message waiting in the outbox.
@@ -241,9 +366,23 @@ pub struct OutboxItem {
 /// The outbox (`iaq:<account>` entries and a schedule of due times). Claiming an entry leases
 /// it: a worker that dies mid-send leaves it to be retried once the lease runs out.
 #[async_trait]
-pub trait Outbox: Send + Sync {
-    async fn put_outbox(&self, account: &str, queue_id: &str, entry: &[u8], due: i64)
-    -> Result<()>;
+pub trait Outbox: Transactions {
+    async fn put_outbox(
+        &self,
+        account: &str,
+        queue_id: &str,
+        entry: &[u8],
+        due: i64,
+    ) -> Result<()> {
+        self.commit(vec![Change::PutOutbox {
+            account: account.to_string(),
+            queue_id: queue_id.to_string(),
+            entry: entry.to_vec(),
+            due,
+        }])
+        .await
+        .map(drop)
+    }
     /// Entries due by `now`, each leased to `owner` until `now + lease_ms`.
     async fn claim_due(
         &self,
@@ -255,7 +394,17 @@ pub trait Outbox: Send + Sync {
     /// Makes every entry leased to `owner` due now (its previous run died holding them).
     async fn release_leases(&self, owner: &str, now: i64) -> Result<u64>;
     async fn outbox_item(&self, queue_id: &str) -> Result<Option<OutboxItem>>;
-    async fn remove_outbox(&self, queue_id: &str) -> Result<bool>;
+    /// Removes an entry; false when there was none.
+    async fn remove_outbox(&self, queue_id: &str) -> Result<bool> {
+        if self.outbox_item(queue_id).await?.is_none() {
+            return Ok(false);
+        }
+        self.commit(vec![Change::RemoveOutbox {
+            queue_id: queue_id.to_string(),
+        }])
+        .await?;
+        Ok(true)
+    }
     /// Entries by due time: (total, page).
     async fn list_outbox(&self, offset: usize, count: usize) -> Result<(u64, Vec<OutboxItem>)>;
     /// Records `value` under an idempotency key unless one is there; returns the stored value.
@@ -268,6 +417,56 @@ pub trait Outbox: Send + Sync {
     ) -> Result<Option<String>>;
 }
 
+/// One write of a set that must be applied together.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Appends an event to the event log.
+    Event {
+        account: String,
+        event: String,
+        payload: String,
+    },
+    /// Adds or replaces index entries of a folder and removes others.
+    FolderEntries {
+        account: String,
+        path: String,
+        upsert: Vec<(u32, Vec<u8>)>,
+        remove: Vec<u32>,
+    },
+    /// Sets fields of a folder's sync status.
+    FolderStatus {
+        account: String,
+        path: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Drops a folder's index and status.
+    ResetFolder { account: String, path: String },
+    /// Replaces the folder listing of an account.
+    Listing {
+        account: String,
+        entries: Vec<(String, Vec<u8>)>,
+    },
+    /// Queues (or requeues) an outbox entry; clears its lease.
+    PutOutbox {
+        account: String,
+        queue_id: String,
+        entry: Vec<u8>,
+        due: i64,
+    },
+    /// Removes an outbox entry.
+    RemoveOutbox { queue_id: String },
+    /// Removes a given-up webhook delivery from the dead list.
+    RemoveDeadEvent { id: String },
+}
+
+/// Atomic application of several changes: all of them or none.
+#[async_trait]
+pub trait Transactions: Send + Sync {
+    /// Applies every change, or none of them when the backend fails; returns the ids of the
+    /// appended events, in order.
+    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<String>>;
+}
+
 /// Every store the server needs, as one object that backends implement.
 pub trait Store:
     TokenStore
@@ -278,6 +477,7 @@ pub trait Store:
     + MailboxIndex
     + EventLog
     + Outbox
+    + Transactions
 {
 }
 impl<T> Store for T where
@@ -289,5 +489,6 @@ impl<T> Store for T where
         + MailboxIndex
         + EventLog
         + Outbox
+        + Transactions
 {
 }

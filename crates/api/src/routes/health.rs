@@ -11,6 +11,8 @@ use crate::state::AppState;
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub success: bool,
+    /// `embedded` or `redis`.
+    pub store: &'static str,
 }
 
 /// Health check
@@ -21,5 +23,8 @@ pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
         tracing::error!(err = %e, "Health check failed");
         ApiError::internal("Health check failed").with("code", "HealthCheckFailed")
     })?;
-    Ok(Json(Health { success: true }))
+    Ok(Json(Health {
+        success: true,
+        store: state.store.describe().kind,
+    }))
 }

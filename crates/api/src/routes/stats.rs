@@ -19,7 +19,7 @@ pub struct Stats {
     pub license: &'static str,
     /// Registered accounts.
     pub accounts: u64,
-    /// Version of the Redis server.
+    /// Version of the Redis server (with the embedded store: `embedded (SQLite <version>)`).
     pub redis: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_software: Option<String>,
@@ -31,9 +31,21 @@ pub struct Stats {
     pub queues: BTreeMap<&'static str, QueueStats>,
     /// Accounts by connection state.
     pub connections: BTreeMap<&'static str, u64>,
-    /// Round-trip time of a PING to Redis, in milliseconds.
+    /// Round-trip time of a PING to Redis (or a query to the embedded store), in milliseconds.
     pub redis_ping: f64,
+    /// Which store this server uses and where its data lives.
+    pub store: StoreInfo,
     pub build: Build,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoreInfo {
+    /// `embedded` or `redis`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The data directory, or the Redis URL without its password.
+    pub location: String,
+    pub version: String,
 }
 
 #[derive(Serialize, ToSchema, Default)]
@@ -122,12 +134,17 @@ pub async fn stats(
     if let Some(d) = connections.get_mut("disconnected") {
         *d += accounts.saturating_sub(assigned);
     }
+    let described = state.store.describe();
+    let (redis, redis_software) = match described.kind {
+        "redis" => (info.version.clone(), info.software.clone()),
+        _ => (format!("embedded (SQLite {})", info.version), None),
+    };
     Ok(Json(Stats {
         version: emailengine_core::COMPAT_VERSION,
         license: "MIT OR Apache-2.0",
         accounts,
-        redis: info.version,
-        redis_software: info.software,
+        redis,
+        redis_software,
         redis_cluster: info.cluster,
         redis_warnings: Vec::new(),
         arch: std::env::consts::ARCH,
@@ -147,6 +164,11 @@ pub async fn stats(
             .collect(),
         connections,
         redis_ping: (ping?.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        store: StoreInfo {
+            kind: described.kind,
+            location: described.location,
+            version: info.version,
+        },
         build: Build {
             implementation: "emailengine-rs",
             version: emailengine_core::VERSION,

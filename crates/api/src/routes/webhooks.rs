@@ -13,7 +13,7 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/v1/webhooks/failed", tag = "Webhooks",
     params(("page" = Option<u32>, Query, description = "Page number, from 0"),
         ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
-    responses((status = 200, description = "`{total, page, pages, events: [{id, account, event, reason, payload}]}`", body = Object)),
+    responses((status = 200, description = "`{total, page, pages, events: [{id, account, event, reason, queued, failed, payload}]}`", body = Object)),
     security(("bearerAuth" = [])))]
 pub async fn list_failed(
     State(state): State<AppState>,
@@ -25,9 +25,12 @@ pub async fn list_failed(
     let (total, events) = state.store.dead_events(page * page_size, page_size).await?;
     let events: Vec<Value> = events
         .into_iter()
-        .map(|(e, reason)| {
+        .map(|d| {
+            let e = d.event;
             json!({
-                "id": e.id, "account": e.account, "event": e.event, "reason": reason,
+                "id": e.id, "account": e.account, "event": e.event, "reason": d.reason,
+                "queued": emailengine_core::units::iso_time(e.queued_at),
+                "failed": emailengine_core::units::iso_time(d.at),
                 "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
             })
         })

@@ -1,7 +1,9 @@
-//! Test harness: a real Redis (the one named by `EE_TEST_REDIS_URL`, or a private
-//! `redis-server` started on a free loopback port), the real `emailengine` binary, and helpers
-//! to call it over HTTP and the CLI. Every test gets its own key prefix, so tests run in
-//! parallel against one Redis without seeing each other's data.
+//! Test harness: the real `emailengine` binary on a store of its own per test, and helpers to
+//! call it over HTTP and the CLI. The store is the embedded one (a fresh data directory) unless
+//! `EE_TEST_STORE=redis` says Redis (the one named by `EE_TEST_REDIS_URL`, or a private
+//! `redis-server` started on a free loopback port; each test gets its own key prefix). Tests
+//! that check EmailEngine's Redis layout ask for Redis with [`Env::redis`]; everything else
+//! reads what the server stored through the store traits ([`Env::store`]), on either backend.
 
 #![allow(dead_code)]
 
@@ -92,19 +94,74 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
         .expect("redis connection")
 }
 
-/// One isolated environment: a Redis key prefix plus extra environment variables.
+/// Which store the server under test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+impl Backend {
+    /// `EE_TEST_STORE=redis` runs the suites on Redis; the embedded store otherwise.
+    pub fn from_env() -> Self {
+        match std::env::var("EE_TEST_STORE").as_deref() {
+            Ok("redis") => Backend::Redis,
+            _ => Backend::Embedded,
+        }
+    }
+}
+
+/// One isolated environment: its own store (a data directory, or a Redis key prefix) plus
+/// extra environment variables.
 #[derive(Clone)]
 pub struct Env {
     pub prefix: String,
     pub vars: Vec<(String, String)>,
+    pub backend: Backend,
+    /// The embedded store's data directory (unused on Redis).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Env {
+    /// An environment on the backend the test run asks for.
     pub fn new(name: &str) -> Self {
+        Self::on(name, Backend::from_env())
+    }
+
+    /// An environment on Redis, for checks of EmailEngine's key layout.
+    pub fn redis(name: &str) -> Self {
+        Self::on(name, Backend::Redis)
+    }
+
+    pub fn on(name: &str, backend: Backend) -> Self {
+        let prefix = unique_prefix(name);
         Self {
-            prefix: unique_prefix(name),
+            data_dir: std::env::temp_dir().join(format!("ee-{prefix}")),
+            prefix,
             vars: Vec::new(),
+            backend,
         }
+    }
+
+    /// The store configuration the server and the CLI of this environment use.
+    pub fn store_config(&self) -> emailengine_store::StoreConfig {
+        match self.backend {
+            Backend::Redis => emailengine_store::StoreConfig::Redis {
+                url: redis_url(),
+                prefix: self.prefix.clone(),
+            },
+            Backend::Embedded => emailengine_store::StoreConfig::Embedded {
+                dir: self.data_dir.clone(),
+            },
+        }
+    }
+
+    /// The environment's store, opened from the test process (beside a running server), to
+    /// check what the server stored.
+    pub async fn store(&self) -> std::sync::Arc<dyn emailengine_store::Store> {
+        emailengine_store::open(&self.store_config(), emailengine_store::Role::Tool)
+            .await
+            .expect("open the test store")
     }
 
     pub fn var(mut self, k: &str, v: &str) -> Self {
@@ -112,8 +169,13 @@ impl Env {
         self
     }
 
-    /// A key with this environment's prefix.
+    /// A Redis key with this environment's prefix (Redis environments only).
     pub fn key(&self, name: &str) -> String {
+        assert_eq!(
+            self.backend,
+            Backend::Redis,
+            "Redis keys exist on Redis only"
+        );
         format!("{}:{}", self.prefix, name)
     }
 
@@ -121,9 +183,16 @@ impl Env {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("EENGINE_REDIS", redis_url())
-            .env("EENGINE_REDIS_PREFIX", &self.prefix);
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        match self.backend {
+            Backend::Redis => {
+                cmd.env("EENGINE_REDIS", redis_url())
+                    .env("EENGINE_REDIS_PREFIX", &self.prefix);
+            }
+            Backend::Embedded => {
+                cmd.env("EENGINE_DB_PATH", &self.data_dir);
+            }
+        }
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
@@ -402,27 +471,22 @@ pub struct StoredEvent {
 }
 
 impl Env {
-    /// Every event in this environment's stream, oldest first.
+    /// Every event in this environment's event log, oldest first.
     pub async fn events(&self) -> Vec<StoredEvent> {
-        let mut r = redis().await;
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.key("events"))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut r)
+        let mut events = self
+            .store()
             .await
-            .expect("XRANGE");
-        reply
-            .ids
+            .recent_events(None, 1_000_000)
+            .await
+            .expect("read the event log");
+        events.reverse();
+        events
             .into_iter()
-            .map(|entry| {
-                let field = |k: &str| -> String { entry.get(k).unwrap_or_default() };
-                StoredEvent {
-                    id: entry.id.clone(),
-                    account: field("account"),
-                    event: field("event"),
-                    payload: serde_json::from_str(&field("payload")).unwrap_or_default(),
-                }
+            .map(|e| StoredEvent {
+                id: e.id,
+                account: e.account,
+                event: e.event,
+                payload: serde_json::from_str(&e.payload).unwrap_or_default(),
             })
             .collect()
     }
