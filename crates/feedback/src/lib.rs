@@ -39,7 +39,7 @@ pub enum Feedback {
     /// A delivered/delayed DSN in Inbox: becomes the message's `deliveryReport`, not a bounce.
     DeliveryReport(DeliveryReport),
     /// Send `messageComplaint`.
-    Complaint(Complaint),
+    Complaint(Box<Complaint>),
     None,
 }
 
@@ -64,7 +64,7 @@ pub fn detect(raw: &[u8], placement: Placement) -> Feedback {
     if wanted.complaint
         && let Some(complaint) = complaint::complaint_from(&message, &parts)
     {
-        return Feedback::Complaint(complaint);
+        return Feedback::Complaint(Box::new(complaint));
     }
     Feedback::None
 }
