@@ -160,6 +160,7 @@ fn split_diagnostic(code: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn diagnostic_code_splits_at_type() {
@@ -184,6 +185,64 @@ mod tests {
     fn exim_header_only_bounce_needs_message_id() {
         let raw = b"From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\nX-Failed-Recipients: gone@example.org\r\nSubject: Mail delivery failed\r\n\r\nno details\r\n";
         assert_eq!(parse_bounce(raw), None);
+    }
+
+    fn report(delivery_status: &str, text: &str) -> Vec<u8> {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n{text}\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n{delivery_status}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn original_message_id_field_alone_gives_null_headers() {
+        let raw = report(
+            "Reporting-MTA: dns; mx.example.net\r\nX-Original-Message-Id: orig.7@example.org\r\n\r\nOriginal-Recipient: rfc822; <a@example.org>\r\nAction: failed\r\nStatus: 5.0.0\r\n",
+            "failed",
+        );
+        let bounce = parse_bounce(&raw).unwrap();
+        assert_eq!(bounce.message_id, "<orig.7@example.org>");
+        assert_eq!(bounce.recipient, "a@example.org");
+        assert_eq!(bounce.mta.as_deref(), Some("mx.example.net"));
+        assert_eq!(bounce.message_headers, None);
+        assert_eq!(
+            serde_json::to_value(&bounce).unwrap()["messageHeaders"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn wording_about_another_recipient_is_not_used() {
+        let raw = report(
+            "X-Original-Message-Id: <m@example.org>\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\nAction: failed\r\n",
+            "<b@example.org>: host mx.example.org[192.0.2.1] said: 550 5.1.1 nope",
+        );
+        let bounce = parse_bounce(&raw).unwrap();
+        assert_eq!(bounce.recipient, "a@example.org");
+        assert_eq!(bounce.response, BounceResponse::default());
+        assert_eq!(bounce.mta, None);
+    }
+
+    #[test]
+    fn wording_fills_what_the_report_lacks() {
+        let raw = report(
+            "X-Original-Message-Id: <m@example.org>\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\nAction: failed\r\n",
+            "<a@example.org>: host mx.example.org[192.0.2.1] said: 550 5.1.1 nope (in\r\n    reply to RCPT TO command)",
+        );
+        let bounce = parse_bounce(&raw).unwrap();
+        assert_eq!(bounce.response.message.as_deref(), Some("550 5.1.1 nope"));
+        assert_eq!(bounce.response.status.as_deref(), Some("5.1.1"));
+        assert_eq!(bounce.mta.as_deref(), Some("mx.example.org"));
+    }
+
+    #[test]
+    fn failed_recipients_header_makes_a_failed_bounce() {
+        let raw = b"From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\nX-Failed-Recipients: gone@example.org, other@example.org\r\nSubject: Mail delivery failed\r\n\r\nSomething went wrong.\r\n\r\n------ This is a copy of the message's headers. ------\r\n\r\nMessage-ID: <m@example.org>\r\n\r\n";
+        let bounce = parse_bounce(raw).unwrap();
+        assert_eq!(bounce.recipient, "gone@example.org");
+        assert_eq!(bounce.action, "failed");
+        assert_eq!(bounce.response, BounceResponse::default());
+        assert_eq!(bounce.message_id, "<m@example.org>");
     }
 
     #[test]

@@ -191,3 +191,57 @@ fn complained_headers(section: &str) -> ComplainedHeaders {
             .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arf(report: &str) -> Vec<u8> {
+        format!(
+            "From: fbl@isp.example\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nreport\r\n--b\r\nContent-Type: message/feedback-report\r\n\r\n{report}\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: News <news@sender.example>\r\nTo: a@isp.example, B <b@isp.example>\r\nCc: c@isp.example\r\nMessage-ID: <n@sender.example>\r\nDate: Tue, 2 Jan 2024 10:00:00 +0100\r\n\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn every_original_rcpt_to_is_listed() {
+        let raw = arf(
+            "Feedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: <a@isp.example>\r\nOriginal-Rcpt-To: b@isp.example\r\nIncidents: 3\r\nSource: Example ISP\r\nSubscription-Link: https://sender.example/u/1\r\n",
+        );
+        let complaint = parse_complaint(&raw).unwrap();
+        assert_eq!(
+            serde_json::to_value(&complaint).unwrap(),
+            serde_json::json!({
+                "arf": {
+                    "source": "Example ISP",
+                    "feedbackType": "abuse",
+                    "originalRcptTo": ["a@isp.example", "b@isp.example"],
+                    "version": "1",
+                    "subscriptionLink": "https://sender.example/u/1",
+                    "incidents": "3"
+                },
+                "headers": {
+                    "messageId": "<n@sender.example>",
+                    "from": "news@sender.example",
+                    "to": ["a@isp.example", "b@isp.example"],
+                    "cc": ["c@isp.example"],
+                    "date": "2024-01-02T09:00:00.000Z"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn report_without_original_rcpt_to_is_not_a_complaint() {
+        assert_eq!(
+            parse_complaint(&arf("Feedback-Type: abuse\r\nVersion: 1\r\n")),
+            None
+        );
+    }
+
+    #[test]
+    fn hotmail_report_without_recipient_header_is_not_a_complaint() {
+        let raw = b"From: staff@hotmail.com\r\nSubject: complaint about message from 192.0.2.1\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nTo: x@hotmail.com\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n--b--\r\n";
+        assert_eq!(parse_complaint(raw), None);
+    }
+}
