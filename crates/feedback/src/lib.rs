@@ -43,6 +43,18 @@ pub enum Feedback {
     None,
 }
 
+impl Feedback {
+    /// The original's Message-ID this feedback is about (the `relatedMessageId` of the
+    /// feedback message's `messageNew`), when known.
+    pub fn related_message_id(&self) -> Option<&str> {
+        match self {
+            Feedback::Bounce(bounce) => Some(&bounce.message_id),
+            Feedback::Complaint(complaint) => complaint.headers.message_id.as_deref(),
+            Feedback::DeliveryReport(_) | Feedback::None => None,
+        }
+    }
+}
+
 /// Classifies a full raw message found in a folder with the given placement, applying the
 /// candidate rules first (§21.1): a delivery report wins over a bounce, a bounce over a complaint.
 pub fn detect(raw: &[u8], placement: Placement) -> Feedback {

@@ -225,6 +225,25 @@ fn webhook_data_shapes() {
 }
 
 #[test]
+fn related_message_ids() {
+    let related = |name: &str| {
+        detect(&load(name), INBOX)
+            .related_message_id()
+            .map(str::to_string)
+    };
+    assert_eq!(
+        related("exim.eml").as_deref(),
+        Some("<exim.1@sender.example.com>")
+    );
+    assert_eq!(
+        related("hotmail-complaint.eml").as_deref(),
+        Some("<hotmail-complaint.1@sender.example.com>")
+    );
+    assert_eq!(related("rfc3464-delayed.eml"), None);
+    assert_eq!(related("autoreply.eml"), None);
+}
+
+#[test]
 fn every_sample_has_a_source_note() {
     let dir = format!("{}/tests/corpus", env!("CARGO_MANIFEST_DIR"));
     let sources = std::fs::read_to_string(format!("{dir}/SOURCES.md")).unwrap();
