@@ -857,6 +857,12 @@ mod tests {
     }
 
     #[test]
+    fn renderer_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<TemplateRenderer>();
+    }
+
+    #[test]
     fn html_escapes_params_and_text_does_not() {
         let renderer = TemplateRenderer::new();
         let content = TemplateContent {

@@ -43,15 +43,15 @@ static LINK: LazyLock<Regex> = LazyLock::new(|| {
 static BODY_CLOSE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)</body").expect("constant pattern"));
 
-/// Signs tracking links for one message.
-#[derive(Debug, Clone)]
+/// Signs tracking links for one message. Not `Debug`: it holds the secret.
+#[derive(Clone)]
 pub struct Tracker<'a> {
     secret: &'a [u8],
     account: &'a str,
     message_id: &'a str,
     redirect: String,
     open_gif: String,
-    base: Url,
+    origin: url::Origin,
     own_paths: [String; 2],
 }
 
@@ -75,7 +75,7 @@ impl<'a> Tracker<'a> {
             open_gif: join("open.gif")?.to_string(),
             own_paths: [redirect.path().to_string(), unsubscribe.path().to_string()],
             redirect: redirect.to_string(),
-            base: base.clone(),
+            origin: base.origin(),
         })
     }
 
@@ -212,7 +212,7 @@ impl<'a> Tracker<'a> {
 
     fn is_own_link(&self, target: &str) -> bool {
         Url::parse(target).is_ok_and(|u| {
-            u.origin() == self.base.origin() && self.own_paths.iter().any(|p| p == u.path())
+            u.origin() == self.origin && self.own_paths.iter().any(|p| p == u.path())
         })
     }
 }
