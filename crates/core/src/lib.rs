@@ -16,6 +16,7 @@ pub mod password;
 pub mod permissions;
 pub mod secret;
 pub mod settings;
+pub mod signed;
 pub mod token;
 pub mod units;
 pub mod validation;
