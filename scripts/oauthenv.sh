@@ -5,11 +5,11 @@
 #
 # Usage: scripts/oauthenv.sh start|stop DIR
 #   start  installs oidc-provider into DIR/npm (once), starts the server on 127.0.0.1:$OAUTH_PORT,
-#          pid in DIR/oauth.pid, log in DIR/oauth.log; with OAUTH_IMAP_PORT set it also starts
-#          Dovecot on 127.0.0.1:$OAUTH_IMAP_PORT (config in DIR/dovecot, log DIR/dovecot.log).
-#          Prints the variables the Rust tests read.
+#          pid in DIR/oauth.pid, log in DIR/oauth.log, and Dovecot on 127.0.0.1:$OAUTH_IMAP_PORT
+#          (config in DIR/dovecot, log DIR/dovecot.log; needs root, like scripts/mailenv.sh).
+#          Prints the variables the Rust tests read: eval "$(scripts/oauthenv.sh start DIR)".
 #   stop   stops both.
-# Environment (defaults): OAUTH_PORT=9180, OAUTH_IMAP_PORT (unset = no Dovecot),
+# Environment (defaults): OAUTH_PORT=9180, OAUTH_IMAP_PORT=2243 (0 = no Dovecot),
 #   OAUTH_CLIENT_ID=emailengine-test, OAUTH_CLIENT_SECRET=emailengine-test-secret,
 #   OAUTH_INTROSPECT_ID=dovecot, OAUTH_INTROSPECT_SECRET=dovecot-secret,
 #   OAUTH_ACCESS_TTL=3600, OAUTH_SHORT_TTL=3 (tokens that carry the scope "short-lived"),
@@ -41,6 +41,7 @@ cmd=${1:-}; DIR=${2:-}
 [ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OAUTH_PORT=${OAUTH_PORT:-9180}
+OAUTH_IMAP_PORT=${OAUTH_IMAP_PORT:-2243}
 OIDC_PROVIDER_VERSION=9.13.3
 CLIENT_ID=${OAUTH_CLIENT_ID:-emailengine-test}
 CLIENT_SECRET=${OAUTH_CLIENT_SECRET:-emailengine-test-secret}
@@ -87,7 +88,7 @@ done
 (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_PORT") 2>/dev/null || {
   echo "the authorization server did not start (see $DIR/oauth.log)" >&2; exit 1; }
 
-if [ -n "${OAUTH_IMAP_PORT:-}" ]; then
+if [ "$OAUTH_IMAP_PORT" != 0 ]; then
   command -v dovecot >/dev/null || { export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null; apt-get install -y -q dovecot-imapd >/dev/null; }
   id vmail >/dev/null 2>&1 || useradd -r -u 5000 -M -d /nonexistent -s /usr/sbin/nologin vmail
@@ -161,4 +162,4 @@ echo "export EE_TEST_OAUTH_CLIENT_SECRET=$CLIENT_SECRET"
 echo "export EE_TEST_OAUTH_INTROSPECT_ID=$INTROSPECT_ID"
 echo "export EE_TEST_OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET"
 echo "export EE_TEST_OAUTH_DIR=$DIR"
-[ -z "${OAUTH_IMAP_PORT:-}" ] || echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"
+[ "$OAUTH_IMAP_PORT" = 0 ] || echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"

@@ -1,7 +1,7 @@
 //! Tests against the real authorization server (oidc-provider) that `scripts/oauthenv.sh`
 //! starts, and, when it also started one, a Dovecot that checks tokens by introspection.
 //!
-//!   eval "$(OAUTH_IMAP_PORT=2243 scripts/oauthenv.sh start /tmp/oauthenv)"  # exports EE_TEST_OAUTH_*
+//!   eval "$(scripts/oauthenv.sh start /tmp/oauthenv)"  # exports EE_TEST_OAUTH_*
 //!   cargo test -p emailengine-oauth
 //!   scripts/oauthenv.sh stop /tmp/oauthenv
 //!
@@ -483,7 +483,7 @@ fn imap_env(test: &str) -> Option<(TestEnv, String)> {
     let env = env(test)?;
     let Some(imap) = env.imap.clone() else {
         eprintln!(
-            "skipping {test}: EE_TEST_OAUTH_IMAP is unset (start oauthenv.sh with OAUTH_IMAP_PORT)"
+            "skipping {test}: EE_TEST_OAUTH_IMAP is unset (oauthenv.sh started without Dovecot)"
         );
         return None;
     };
