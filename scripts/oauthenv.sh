@@ -82,10 +82,13 @@ stop_pid "$DIR/oauth.pid"
     OAUTH_INTROSPECT_ID=$INTROSPECT_ID OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET
   setsid node oauth-server.mjs </dev/null >"$DIR/oauth.log" 2>&1 &
   echo $! > "$DIR/oauth.pid")
+# Wait for our own server to say it listens (the port alone may belong to another instance).
 for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_PORT") 2>/dev/null && break; sleep 0.1
+  grep -q "listening on" "$DIR/oauth.log" 2>/dev/null && break
+  kill -0 "$(cat "$DIR/oauth.pid")" 2>/dev/null || break
+  sleep 0.1
 done
-(exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_PORT") 2>/dev/null || {
+grep -q "listening on" "$DIR/oauth.log" 2>/dev/null || {
   echo "the authorization server did not start (see $DIR/oauth.log)" >&2; exit 1; }
 
 if [ "$OAUTH_IMAP_PORT" != 0 ]; then
@@ -148,11 +151,13 @@ service auth {
   }
 }
 CONF
-  dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1
+  dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1 || {
+    echo "Dovecot did not start (see $DIR/dovecot.log)" >&2; exit 1; }
   for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null && break; sleep 0.1
   done
-  (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null || {
+  { [ -f "$D/run/master.pid" ] && kill -0 "$(cat "$D/run/master.pid")" 2>/dev/null &&
+    (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null; } || {
     echo "Dovecot did not start (see $DIR/dovecot.log)" >&2; exit 1; }
 fi
 
