@@ -133,7 +133,7 @@ impl TokenClient {
             ("grant_type", grant.grant_type().to_string()),
             ("refresh_token", refresh_token.to_string()),
         ];
-        self.request(app, endpoints, grant, form, self.client_auth(app, grant))
+        self.request(app, endpoints, grant, form, Some(client_auth(app, false)))
             .await
     }
 
@@ -153,7 +153,7 @@ impl TokenClient {
         if app.provider == Provider::Outlook {
             form.push(("scope", provider::scopes(app).join(" ")));
         }
-        self.request(app, endpoints, grant, form, self.client_auth(app, grant))
+        self.request(app, endpoints, grant, form, Some(client_auth(app, true)))
             .await
     }
 
@@ -177,7 +177,7 @@ impl TokenClient {
         if !scope.is_empty() {
             form.push(("scope", scope));
         }
-        self.request(app, endpoints, grant, form, self.client_auth(app, grant))
+        self.request(app, endpoints, grant, form, Some(client_auth(app, false)))
             .await
     }
 
@@ -236,7 +236,7 @@ impl TokenClient {
             })?;
         let form = vec![("token", token.to_string())];
         let response = self
-            .post_form(app, url, form, self.client_auth(app, Grant::RefreshToken))
+            .post_form(app, url, form, Some(client_auth(app, false)))
             .send()
             .await
             .map_err(|e| Error::http(format!("Introspection failed: {}", e.without_url()), true))?;
@@ -279,7 +279,7 @@ impl TokenClient {
             form.push(("token_type_hint", h.to_string()));
         }
         let response = self
-            .post_form(app, url, form, self.client_auth(app, Grant::RefreshToken))
+            .post_form(app, url, form, Some(client_auth(app, false)))
             .send()
             .await
             .map_err(|e| Error::http(format!("Revocation failed: {}", e.without_url()), true))?;
@@ -292,14 +292,6 @@ impl TokenClient {
                 status.is_server_error(),
             ))
         }
-    }
-
-    fn client_auth(&self, app: &OAuthApp, grant: Grant) -> Option<ClientAuth> {
-        Some(match (app.provider, grant) {
-            (Provider::MailRu, Grant::AuthorizationCode) => ClientAuth::Basic,
-            (Provider::Generic, _) if app.client_secret.is_some() => ClientAuth::Basic,
-            _ => ClientAuth::Body,
-        })
     }
 
     fn post_form(
@@ -374,6 +366,15 @@ impl TokenClient {
             context,
             app.client_secret.as_deref(),
         )))
+    }
+}
+
+/// How the app authenticates; `code_exchange` because Mail.ru wants Basic only there.
+fn client_auth(app: &OAuthApp, code_exchange: bool) -> ClientAuth {
+    match app.provider {
+        Provider::MailRu if code_exchange => ClientAuth::Basic,
+        Provider::Generic if app.client_secret.is_some() => ClientAuth::Basic,
+        _ => ClientAuth::Body,
     }
 }
 
