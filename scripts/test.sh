@@ -25,6 +25,7 @@ IMAP_PORT=$(free_port 12143)
 SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
 export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
+export EE_TEST_MAILDIR="$dir/mail/home/example.com"
 
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets --quiet -- -D warnings; fi

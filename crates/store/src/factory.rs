@@ -52,7 +52,7 @@ pub async fn open(config: &StoreConfig, role: Role) -> Result<Arc<dyn Store>> {
             }),
         StoreConfig::Embedded { dir } => {
             let dir = dir.clone();
-            let readers = if role == Role::Server { 2 } else { 1 };
+            let readers = if role == Role::Server { 2 } else { 0 };
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, readers))
                 .await
                 .map_err(|e| {

@@ -68,7 +68,7 @@ fn unique(name: &str) -> String {
 
 async fn embedded(name: &str) -> Arc<dyn Store> {
     let dir = std::env::temp_dir().join(unique(name));
-    open(&StoreConfig::Embedded { dir }, Role::Tool)
+    open(&StoreConfig::Embedded { dir }, Role::Server)
         .await
         .expect("open embedded store")
 }

@@ -120,6 +120,8 @@ pub struct Env {
     pub backend: Backend,
     /// The embedded store's data directory (unused on Redis).
     pub data_dir: std::path::PathBuf,
+    /// A Redis other than the shared test Redis.
+    pub redis: Option<String>,
 }
 
 impl Env {
@@ -140,14 +142,19 @@ impl Env {
             prefix,
             vars: Vec::new(),
             backend,
+            redis: None,
         }
+    }
+
+    fn redis_url(&self) -> String {
+        self.redis.clone().unwrap_or_else(redis_url)
     }
 
     /// The store configuration the server and the CLI of this environment use.
     pub fn store_config(&self) -> emailengine_store::StoreConfig {
         match self.backend {
             Backend::Redis => emailengine_store::StoreConfig::Redis {
-                url: redis_url(),
+                url: self.redis_url(),
                 prefix: self.prefix.clone(),
             },
             Backend::Embedded => emailengine_store::StoreConfig::Embedded {
@@ -186,7 +193,7 @@ impl Env {
             .env("PATH", std::env::var("PATH").unwrap_or_default());
         match self.backend {
             Backend::Redis => {
-                cmd.env("EENGINE_REDIS", redis_url())
+                cmd.env("EENGINE_REDIS", self.redis_url())
                     .env("EENGINE_REDIS_PREFIX", &self.prefix);
             }
             Backend::Embedded => {
@@ -583,5 +590,122 @@ pub fn hmac_b64(secret: &str, parts: &[&[u8]], url_safe: bool) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     } else {
         base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+/// Where the test Dovecot keeps `user@example.com`'s Maildir (`EE_TEST_MAILDIR`, set by
+/// scripts/test.sh), for writing many messages straight into a mailbox.
+pub fn maildir(user: &str) -> std::path::PathBuf {
+    let root = std::env::var("EE_TEST_MAILDIR").unwrap_or_else(|_| {
+        panic!("EE_TEST_MAILDIR is not set: run the tests with scripts/test.sh")
+    });
+    let local = user.split('@').next().unwrap_or(user);
+    std::path::PathBuf::from(root).join(local).join("Maildir")
+}
+
+/// Writes `count` messages into a user's Maildir as Dovecot's delivery would (owned by vmail).
+pub fn fill_maildir(user: &str, count: usize, tag: &str) {
+    let dir = maildir(user);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    for i in 0..count {
+        let body = format!(
+            "From: bulk@example.com\r\nTo: {user}\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@bulk>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nmessage {i}\r\n"
+        );
+        std::fs::write(dir.join("new").join(format!("{tag}.{i}.bulk")), body).unwrap();
+    }
+    let home = dir.parent().unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "vmail:vmail"])
+        .arg(home)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = Command::new("chown")
+        .args(["vmail:vmail"])
+        .arg(home.parent().unwrap())
+        .status();
+}
+
+/// A Redis of one test's own, with an append-only file, that the test may stop and start again
+/// on the same port (the shared test Redis must never be restarted).
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("redis-{}", unique_prefix(name)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// Stops it (SIGTERM: the append-only file is complete).
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    /// An environment on a private Redis (see [`PrivateRedis`]).
+    pub fn on_private_redis(name: &str, redis: &PrivateRedis) -> Self {
+        Self {
+            redis: Some(redis.url()),
+            ..Self::on(name, Backend::Redis)
+        }
     }
 }

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, drop_folder};
 use crate::{AccountFields, AccountStore, MailboxGeneration, MailboxIndex, Result, StoreError};
 
-fn registered(tx: &Transaction<'_>, account: &str) -> Result<bool> {
+fn registered(tx: &Connection, account: &str) -> Result<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM accounts WHERE account = ?1")?
         .query_row([account], |_| Ok(()))
@@ -18,7 +18,7 @@ fn registered(tx: &Transaction<'_>, account: &str) -> Result<bool> {
         .is_some())
 }
 
-fn put_fields(tx: &Transaction<'_>, account: &str, fields: &AccountFields) -> Result<()> {
+fn put_fields(tx: &Connection, account: &str, fields: &AccountFields) -> Result<()> {
     let mut put = tx.prepare_cached(
         "INSERT OR REPLACE INTO account_fields (account, field, value) VALUES (?1, ?2, ?3)",
     )?;
@@ -28,14 +28,14 @@ fn put_fields(tx: &Transaction<'_>, account: &str, fields: &AccountFields) -> Re
     Ok(())
 }
 
-fn field(tx: &Transaction<'_>, account: &str, name: &str) -> Result<Option<String>> {
+fn field(tx: &Connection, account: &str, name: &str) -> Result<Option<String>> {
     Ok(tx
         .prepare_cached("SELECT value FROM account_fields WHERE account = ?1 AND field = ?2")?
         .query_row(params![account, name], |r| r.get(0))
         .optional()?)
 }
 
-fn set_field(tx: &Transaction<'_>, account: &str, name: &str, value: &str) -> Result<()> {
+fn set_field(tx: &Connection, account: &str, name: &str, value: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO account_fields (account, field, value) VALUES (?1, ?2, ?3)",
     )?
@@ -44,7 +44,7 @@ fn set_field(tx: &Transaction<'_>, account: &str, name: &str, value: &str) -> Re
 }
 
 /// `HINCRBY` on an account field.
-fn increment_field(tx: &Transaction<'_>, account: &str, name: &str) -> Result<i64> {
+fn increment_field(tx: &Connection, account: &str, name: &str) -> Result<i64> {
     let next = field(tx, account, name)?
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0)
@@ -55,7 +55,7 @@ fn increment_field(tx: &Transaction<'_>, account: &str, name: &str) -> Result<i6
 
 /// Removes the account's listing and folder indexes (not the mailbox-id registry, so message
 /// ids stay stable across a flush).
-fn drop_index(tx: &Transaction<'_>, account: &str) -> Result<()> {
+fn drop_index(tx: &Connection, account: &str) -> Result<()> {
     tx.prepare_cached("DELETE FROM listings WHERE account = ?1")?
         .execute([account])?;
     let fids: Vec<i64> = tx

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::{DeadEvent, EventLog, LoggedEvent, Result, StoreError};
@@ -14,7 +14,7 @@ use crate::{DeadEvent, EventLog, LoggedEvent, Result, StoreError};
 /// Events kept before the oldest are trimmed (as the Redis stream's MAXLEN).
 const KEEP_EVENTS: i64 = 1_000_000;
 /// How often a waiting reader looks for events appended by other processes.
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(100);
 
 const COLUMNS: &str = "e.id, e.account, e.event, e.payload, e.queued_at";
 
@@ -28,7 +28,7 @@ fn logged(r: &Row<'_>) -> rusqlite::Result<LoggedEvent> {
     })
 }
 
-fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
+fn next_seq(tx: &Connection) -> Result<i64> {
     let last: Option<i64> = tx
         .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
         .query_row([], |r| r.get(0))
@@ -38,7 +38,7 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
 
 /// Appends one event inside a write transaction and returns its id.
 pub(super) fn append(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: &str,
     event: &str,
     payload: &str,
@@ -54,7 +54,7 @@ pub(super) fn append(
 }
 
 /// Drops the oldest events beyond [`KEEP_EVENTS`].
-pub(super) fn trim(tx: &Transaction<'_>) -> Result<()> {
+pub(super) fn trim(tx: &Connection) -> Result<()> {
     let cutoff = next_seq(tx)? - 1 - KEEP_EVENTS;
     if cutoff > 0 {
         tx.execute("DELETE FROM events WHERE seq <= ?1", [cutoff])?;

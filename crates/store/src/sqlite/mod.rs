@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::{
@@ -47,7 +47,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when needed) the store in `dir`, with `readers` reader threads.
+    /// Opens (creating when needed) the store in `dir`, with `readers` reader threads (0 for a
+    /// short-lived tool).
     pub fn open(dir: &Path, readers: usize) -> Result<Self> {
         prepare_dir(dir)?;
         let db = dir.join(DB_FILE);
@@ -62,7 +63,19 @@ impl SqliteStore {
             .map_err(StoreError::from)
             .map_err(unreadable)?;
         schema::prepare(&mut writer).map_err(unreadable)?;
-        let pool = Pool::start(&db, writer, readers).map_err(unreadable)?;
+        // A long-lived process (with reader threads: the server) checkpoints in the
+        // background; a short-lived tool leaves checkpoints to SQLite and to the server, and
+        // skips the one SQLite makes on close (an fsync on its way out).
+        if readers == 0 {
+            writer
+                .set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    true,
+                )
+                .map_err(StoreError::from)
+                .map_err(unreadable)?;
+        }
+        let pool = Pool::start(&db, writer, readers, readers > 0).map_err(unreadable)?;
         Ok(Self {
             pool,
             dir: dir.to_path_buf(),
@@ -179,7 +192,7 @@ fn create_private_file(path: &Path) -> Result<()> {
 }
 
 /// The row id of a folder of an account, created when `create` is set.
-fn folder_id(tx: &Transaction<'_>, account: &str, path: &str, create: bool) -> Result<Option<i64>> {
+fn folder_id(tx: &Connection, account: &str, path: &str, create: bool) -> Result<Option<i64>> {
     let path = emailengine_core::ids::normalize_path(path);
     let found: Option<i64> = tx
         .prepare_cached("SELECT fid FROM folders WHERE account = ?1 AND path = ?2")?
@@ -194,7 +207,7 @@ fn folder_id(tx: &Transaction<'_>, account: &str, path: &str, create: bool) -> R
 }
 
 /// Removes a folder's index, status and row.
-fn drop_folder(tx: &Transaction<'_>, fid: i64) -> Result<()> {
+fn drop_folder(tx: &Connection, fid: i64) -> Result<()> {
     tx.prepare_cached("DELETE FROM messages WHERE fid = ?1")?
         .execute([fid])?;
     tx.prepare_cached("DELETE FROM folder_status WHERE fid = ?1")?
@@ -205,7 +218,7 @@ fn drop_folder(tx: &Transaction<'_>, fid: i64) -> Result<()> {
 }
 
 /// Applies one change inside a transaction; appended event ids are pushed to `ids`.
-fn apply(tx: &Transaction<'_>, change: &Change, now: i64, ids: &mut Vec<String>) -> Result<()> {
+fn apply(tx: &Connection, change: &Change, now: i64, ids: &mut Vec<String>) -> Result<()> {
     match change {
         Change::Event {
             account,

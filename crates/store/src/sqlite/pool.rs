@@ -1,26 +1,50 @@
 //! The threads that own the SQLite connections. SQLite calls block, so they never run on the
-//! async workers: one writer thread (every write is one IMMEDIATE transaction, so a half-done
-//! write never becomes visible) and a few reader threads, fed through channels; each call gets
-//! its answer back on a oneshot channel. WAL mode lets the readers, the writer and other
+//! async workers: one writer thread and a few reader threads, fed through channels; each call
+//! gets its answer back on a oneshot channel. WAL mode lets the readers, the writer and other
 //! processes (the CLI) use the database at the same time.
+//!
+//! Writes are group-committed: the writer takes every write waiting in its queue, runs each in
+//! a savepoint of one transaction (a failing write rolls back alone, so each stays atomic), and
+//! answers them only after the transaction committed. A server also checkpoints the WAL on a
+//! thread of its own, so the fsync that a checkpoint needs never holds up the writer.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{Result, StoreError};
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A write runs inside a savepoint and returns whether it succeeded and how to answer once the
+/// outcome of the whole transaction is known (`None`: committed).
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// How long a write waits for another process holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Writes committed together at most.
+const GROUP_MAX: usize = 256;
+/// How often the checkpointer moves committed pages from the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The WAL is truncated back to this size after a checkpoint that emptied it.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// What the writer thread takes: writes, and reads too when there are no reader threads.
+enum Job {
+    Read(ReadJob),
+    Write(WriteJob),
+}
 
 pub(crate) struct Pool {
     writer: mpsc::Sender<Job>,
-    readers: mpsc::Sender<Job>,
+    /// `None`: reads run on the writer thread.
+    readers: Option<mpsc::Sender<ReadJob>>,
+    /// Dropping it stops the checkpointer.
+    _checkpointer: Option<mpsc::Sender<()>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -58,23 +82,62 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 impl Pool {
-    /// Starts the writer (owning `writer`) and `readers` reader threads on new connections.
-    pub(crate) fn start(path: &Path, writer: Connection, readers: usize) -> Result<Self> {
-        let (wtx, wrx) = mpsc::channel::<Job>();
-        spawn_worker("sqlite-writer", writer, Arc::new(Mutex::new(wrx)))?;
-        let (rtx, rrx) = mpsc::channel::<Job>();
-        let shared = Arc::new(Mutex::new(rrx));
-        for i in 0..readers.max(1) {
+    /// Starts the writer (owning `writer`) and `readers` reader threads on new connections (with
+    /// none, reads share the writer's connection: one connection is all a short-lived tool
+    /// needs); with `checkpointer`, WAL checkpoints run on a thread of their own.
+    pub(crate) fn start(
+        path: &Path,
+        writer: Connection,
+        readers: usize,
+        checkpointer: bool,
+    ) -> Result<Self> {
+        let checkpoints = if checkpointer {
+            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let (tx, rx) = mpsc::channel::<()>();
             let conn = connect(path)?;
-            spawn_worker(&format!("sqlite-reader-{i}"), conn, shared.clone())?;
+            spawn("sqlite-checkpoint", move || checkpoint_loop(conn, rx))?;
+            Some(tx)
+        } else {
+            None
+        };
+        let (wtx, wrx) = mpsc::channel::<Job>();
+        spawn("sqlite-writer", move || write_loop(writer, wrx))?;
+        if readers == 0 {
+            return Ok(Self {
+                writer: wtx,
+                readers: None,
+                _checkpointer: checkpoints,
+            });
+        }
+        let (rtx, rrx) = mpsc::channel::<ReadJob>();
+        let shared = Arc::new(Mutex::new(rrx));
+        for i in 0..readers {
+            let mut conn = connect(path)?;
+            let jobs = shared.clone();
+            spawn(&format!("sqlite-reader-{i}"), move || {
+                loop {
+                    // The lock is held only while waiting, so readers take turns at the queue.
+                    let job = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&mut conn),
+                        Err(_) => return,
+                    }
+                }
+            })?;
         }
         Ok(Self {
             writer: wtx,
-            readers: rtx,
+            readers: Some(rtx),
+            _checkpointer: checkpoints,
         })
     }
 
@@ -84,63 +147,141 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        run(&self.readers, move |conn| f(conn).map_err(StoreError::from)).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn).map_err(StoreError::from));
+        });
+        let sent = match &self.readers {
+            Some(readers) => readers.send(job).is_ok(),
+            None => self.writer.send(Job::Read(job)).is_ok(),
+        };
+        if !sent {
+            return Err(StoreError::Backend("the embedded store is closed".into()));
+        }
+        rx.await
+            .map_err(|_| StoreError::Backend("the embedded store worker stopped".into()))?
     }
 
-    /// Runs a write as one IMMEDIATE transaction: committed when `f` succeeds, rolled back
-    /// when it fails.
+    /// Runs a write atomically: it is committed when `f` succeeds and rolled back when it
+    /// fails; the answer comes once it is durable in the WAL.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        run(&self.writer, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Backend(
+                    "the embedded store could not start a transaction".into(),
+                )),
+            };
+            let ok = outcome.is_ok();
+            let answer: Answer = Box::new(move |failed| {
+                let _ = tx.send(match (outcome, failed) {
+                    (Ok(_), Some(e)) => Err(StoreError::Backend(e.to_string())),
+                    (outcome, _) => outcome,
+                });
+            });
+            (ok, answer)
+        });
+        self.writer
+            .send(Job::Write(job))
+            .map_err(|_| StoreError::Backend("the embedded store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the embedded store worker stopped".into()))?
     }
 }
 
-async fn run<T, F>(queue: &mpsc::Sender<Job>, f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move |conn| {
-        let _ = tx.send(f(conn));
-    });
-    queue
-        .send(job)
-        .map_err(|_| StoreError::Backend("the embedded store is closed".into()))?;
-    rx.await
-        .map_err(|_| StoreError::Backend("the embedded store worker stopped".into()))?
-}
-
-fn spawn_worker(
-    name: &str,
-    mut conn: Connection,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-) -> Result<()> {
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
     std::thread::Builder::new()
         .name(name.to_string())
-        .spawn(move || {
-            loop {
-                // The lock is held only while waiting for the next job, so readers take jobs
-                // from the shared queue one at a time.
-                let job = match jobs.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(&mut conn),
-                    Err(_) => return,
-                }
-            }
-        })
+        .spawn(body)
         .map(drop)
         .map_err(|e| StoreError::Backend(format!("cannot start a store thread: {e}")))
+}
+
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let first = match job {
+            Job::Read(read) => {
+                read(&mut conn);
+                continue;
+            }
+            Job::Write(write) => write,
+        };
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(Job::Write(write)) => group.push(write),
+                Ok(read) => {
+                    // Reads see committed data only: this one waits for the group.
+                    next = Some(read);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, group);
+    }
+}
+
+/// Runs a group of writes in one transaction, each in its own savepoint; every write gets its
+/// answer once the outcome of the transaction is known.
+fn commit_group(conn: &mut Connection, group: Vec<WriteJob>) {
+    let mut answers = Vec::with_capacity(group.len());
+    let mut jobs = group.into_iter();
+    let result = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Err(e) => Err(e),
+        Ok(mut tx) => {
+            let mut failure = None;
+            for job in jobs.by_ref() {
+                match tx.savepoint() {
+                    Ok(sp) => {
+                        let (ok, answer) = job(Some(&*sp));
+                        answers.push(answer);
+                        // A failed write's savepoint is rolled back when it is dropped.
+                        if ok && let Err(e) = sp.commit() {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        answers.push(job(None).1);
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None => tx.commit(),
+            }
+        }
+    };
+    // Writes that never ran (the transaction could not go on) answer with the failure too.
+    for job in jobs {
+        answers.push(job(None).1);
+    }
+    let failed = result.err().map(StoreError::from);
+    for answer in answers {
+        answer(failed.as_ref());
+    }
+}
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(err = %e, "WAL checkpoint failed");
+        }
+    }
 }
