@@ -434,7 +434,7 @@ impl AsyncWrite for WatchedStream {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+enum BodyError {
     #[error(transparent)]
     Transport(#[from] hyper::Error),
     #[error("request body was not received in time")]
