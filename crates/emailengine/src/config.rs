@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use emailengine_store::StoreConfig;
 
 use crate::cli::Args;
+use crate::descriptors::FdReserve;
 
 const DEFAULTS: &str = r#"
 [api]
@@ -65,6 +66,18 @@ pub struct Config {
     pub api_max_body_size: usize,
     /// Trust `X-Forwarded-For` for client addresses.
     pub api_proxy: bool,
+    /// `api.headerTimeout`: time for a request's header, from accept (or, on a kept-alive
+    /// connection, from the request's first byte).
+    pub api_header_timeout_ms: u64,
+    /// `api.maxPayloadTimeout`: time for a request's whole body, from its header.
+    pub api_payload_timeout_ms: u64,
+    /// `api.keepAliveTimeout`: an idle kept-alive connection is closed after this.
+    pub api_keep_alive_timeout_ms: u64,
+    /// `api.maxConnections`: bound on concurrent API connections; `None` leaves it to the
+    /// descriptor limit (everything outside the reserve).
+    pub api_max_connections: Option<usize>,
+    /// `service.fdReserve`: descriptors kept free for mail connections and the store.
+    pub fd_reserve: FdReserve,
     pub log_level: LogLevel,
     /// Secret for `$wd01$` field encryption; `None` stores secrets in cleartext.
     pub service_secret: Option<String>,
@@ -187,6 +200,43 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             .unwrap_or_else(|| default.into());
         emailengine_core::units::parse_duration_ms(&text).map_err(|e| format!("{path}: {e}"))
     };
+    let positive = |env_name: &str, path: &str, default: &str| -> Result<u64, String> {
+        let ms = duration(env_name, path, default)?;
+        if ms == 0 {
+            return Err(format!("{path} must be greater than zero"));
+        }
+        Ok(ms)
+    };
+    // Node's HTTP server, under EmailEngine, allows 60 s for headers; 10 s is ample for any
+    // real client and keeps a half-open connection's cost low.
+    let api_header_timeout_ms = positive("EENGINE_HEADER_TIMEOUT", "api.headerTimeout", "10s")?;
+    let api_payload_timeout_ms = positive(
+        "EENGINE_MAX_PAYLOAD_TIMEOUT",
+        "api.maxPayloadTimeout",
+        "10s",
+    )?;
+    // Node's `keepAliveTimeout` default, which EmailEngine's HTTP server keeps.
+    let api_keep_alive_timeout_ms =
+        duration("EENGINE_KEEPALIVE_TIMEOUT", "api.keepAliveTimeout", "5s")?;
+    let api_max_connections = match read("EENGINE_MAX_CONNECTIONS")?
+        .or_else(|| text("api.maxConnections"))
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("Invalid API connection limit \"{v}\""))?,
+        ),
+    };
+    let reserve_text = read("EENGINE_FD_RESERVE")?
+        .or_else(|| text("service.fdReserve"))
+        .unwrap_or_else(|| "25%".into());
+    let fd_reserve = FdReserve::parse(&reserve_text).ok_or_else(|| {
+        format!("Invalid descriptor reserve \"{reserve_text}\" (a count, or a share like 25%)")
+    })?;
     let webhook_timeout_ms = duration("EENGINE_WEBHOOK_TIMEOUT", "webhooks.timeout", "30s")?;
     let webhook_retry_delay_ms =
         duration("EENGINE_WEBHOOK_RETRY_DELAY", "webhooks.retryDelay", "5s")?;
@@ -240,6 +290,11 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         api_port,
         api_max_body_size,
         api_proxy,
+        api_header_timeout_ms,
+        api_payload_timeout_ms,
+        api_keep_alive_timeout_ms,
+        api_max_connections,
+        fd_reserve,
         log_level,
         service_secret,
         prepared_token,
@@ -509,6 +564,94 @@ mod tests {
                 url: "redis://r/1".into(),
                 prefix: "p".into()
             }
+        );
+    }
+
+    #[test]
+    fn http_limits() {
+        let c = load_with("", &[("HOME", "/h")]).unwrap();
+        assert_eq!(
+            (
+                c.api_header_timeout_ms,
+                c.api_payload_timeout_ms,
+                c.api_keep_alive_timeout_ms
+            ),
+            (10_000, 10_000, 5_000)
+        );
+        assert_eq!(c.api_max_connections, None);
+        assert_eq!(c.fd_reserve, FdReserve::Percent(25));
+
+        let c = load_with(
+            "--api.headerTimeout=3s --api.maxPayloadTimeout=1m --api.keepAliveTimeout=0 \
+             --api.maxConnections=500 --service.fdReserve=2000 --dbs.path=/x",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.api_header_timeout_ms,
+                c.api_payload_timeout_ms,
+                c.api_keep_alive_timeout_ms
+            ),
+            (3_000, 60_000, 0)
+        );
+        assert_eq!(c.api_max_connections, Some(500));
+        assert_eq!(c.fd_reserve, FdReserve::Count(2000));
+
+        // EENGINE_* beat the file and the flags; bare numbers are milliseconds.
+        let c = load_with(
+            "--api.headerTimeout=3s --api.maxConnections=500 --dbs.path=/x",
+            &[
+                ("EENGINE_HEADER_TIMEOUT", "1500"),
+                ("EENGINE_MAX_PAYLOAD_TIMEOUT", "2s"),
+                ("EENGINE_KEEPALIVE_TIMEOUT", "750ms"),
+                ("EENGINE_MAX_CONNECTIONS", "64"),
+                ("EENGINE_FD_RESERVE", "40%"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.api_header_timeout_ms,
+                c.api_payload_timeout_ms,
+                c.api_keep_alive_timeout_ms
+            ),
+            (1_500, 2_000, 750)
+        );
+        assert_eq!(c.api_max_connections, Some(64));
+        assert_eq!(c.fd_reserve, FdReserve::Percent(40));
+
+        let dir = std::env::temp_dir().join(format!("ee-config-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("c.toml");
+        std::fs::write(
+            &toml,
+            "[api]\nmaxConnections = 300\nmaxPayloadTimeout = 2500\n[service]\nfdReserve = \"10%\"\n",
+        )
+        .unwrap();
+        let c = load_with(&format!("--config={} --dbs.path=/x", toml.display()), &[]).unwrap();
+        assert_eq!(c.api_max_connections, Some(300));
+        assert_eq!(c.api_payload_timeout_ms, 2_500);
+        assert_eq!(c.fd_reserve, FdReserve::Percent(10));
+    }
+
+    #[test]
+    fn bad_http_limits_are_errors() {
+        for (name, value) in [
+            ("EENGINE_HEADER_TIMEOUT", "0"),
+            ("EENGINE_MAX_PAYLOAD_TIMEOUT", "0s"),
+            ("EENGINE_KEEPALIVE_TIMEOUT", "soon"),
+            ("EENGINE_MAX_CONNECTIONS", "0"),
+            ("EENGINE_MAX_CONNECTIONS", "-5"),
+            ("EENGINE_FD_RESERVE", "100%"),
+            ("EENGINE_FD_RESERVE", "lots"),
+        ] {
+            let result = load_with("--dbs.path=/x", &[(name, value)]);
+            assert!(result.is_err(), "{name}={value} was accepted");
+        }
+        assert_eq!(
+            load_with("--dbs.path=/x", &[("EENGINE_HEADER_TIMEOUT", "0")]).unwrap_err(),
+            "api.headerTimeout must be greater than zero"
         );
     }
 

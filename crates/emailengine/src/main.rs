@@ -1,12 +1,15 @@
 //! `emailengine`: the server and its command-line tools, compatible with EmailEngine 2.x.
 //!
 //! `main` reads the arguments, picks the command ([`commands`]) or starts the server
-//! ([`server`]). Configuration is loaded once ([`config`]) and passed down; the logger
-//! ([`logging`]) is installed only for the server.
+//! ([`server`], which serves HTTP through [`http`] within the [`descriptors`] budget).
+//! Configuration is loaded once ([`config`]) and passed down; the logger ([`logging`]) is
+//! installed only for the server.
 
 mod cli;
 mod commands;
 mod config;
+mod descriptors;
+mod http;
 mod logging;
 mod server;
 

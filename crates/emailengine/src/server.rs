@@ -1,8 +1,8 @@
-//! Server start-up and shutdown: validate prepared configuration, open the store, apply
-//! prepared settings, password and token, then serve the API until SIGINT/SIGTERM, flushing
-//! buffered activity on the way out. Any start-up failure is one fatal log line and exit 1.
+//! Server start-up and shutdown: raise the descriptor limit, validate prepared configuration,
+//! open the store, apply prepared settings, password and token, then serve the API until
+//! SIGINT/SIGTERM, flushing buffered activity on the way out. Any start-up failure is one fatal
+//! log line and exit 1.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,8 @@ use emailengine_imap::{Engine, EngineConfig};
 use emailengine_store::{Role, Settings, Store};
 
 use crate::config::Config;
+use crate::descriptors::{self, ConnectionBudget};
+use crate::http::Limits;
 use crate::logging::FATAL;
 
 /// How often buffered token access times and API counters are written.
@@ -91,6 +93,10 @@ pub async fn run(config: Config) -> ExitCode {
     );
     let prepared = match decode_prepared(&config) {
         Ok(p) => p,
+        Err(code) => return code,
+    };
+    let limits = match http_limits(&config) {
+        Ok(l) => l,
         Err(code) => return code,
     };
     let store = match emailengine_store::open(&config.store, Role::Server).await {
@@ -179,24 +185,59 @@ pub async fn run(config: Config) -> ExitCode {
         Ok(n) => tracing::info!(accounts = n, "Account connections started"),
         Err(e) => tracing::error!(err = %e, "Failed to start account connections"),
     }
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    crate::http::serve(listener, app, limits, shutdown_signal()).await;
     flusher.abort();
     webhooks.abort();
     submitter.abort();
     engine.shutdown().await;
     state.flush_activity().await;
-    match served {
-        Ok(()) => {
-            tracing::info!("EmailEngine stopped");
-            ExitCode::SUCCESS
+    tracing::info!("EmailEngine stopped");
+    ExitCode::SUCCESS
+}
+
+/// Raises the descriptor limit, sizes the API connection bound so the reserve stays free for
+/// mail connections and the store, and logs the figures.
+fn http_limits(config: &Config) -> Result<Limits, ExitCode> {
+    let fd_limit = match descriptors::raise_to_hard() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(err = %e, "Cannot read the file descriptor limit");
+            None
         }
-        Err(e) => fatal("API server failed", &e),
+    };
+    let ConnectionBudget {
+        api_connections,
+        reserve,
+        lowered,
+    } = descriptors::budget(
+        fd_limit.map(|l| l.soft),
+        config.fd_reserve,
+        config.api_max_connections,
+    )
+    .map_err(|e| fatal("Invalid connection limits", &e))?;
+    if lowered {
+        tracing::warn!(
+            requested = config.api_max_connections,
+            limit = api_connections,
+            "API connection limit lowered to keep the descriptor reserve"
+        );
     }
+    tracing::info!(
+        fdLimit = fd_limit.map(|l| l.soft),
+        fdLimitRaisedFrom = fd_limit.and_then(|l| l.raised_from),
+        fdReserve = reserve,
+        maxConnections = api_connections,
+        headerTimeout = config.api_header_timeout_ms,
+        maxPayloadTimeout = config.api_payload_timeout_ms,
+        keepAliveTimeout = config.api_keep_alive_timeout_ms,
+        "API connection limit"
+    );
+    Ok(Limits {
+        header_timeout: Duration::from_millis(config.api_header_timeout_ms),
+        body_timeout: Duration::from_millis(config.api_payload_timeout_ms),
+        keep_alive_timeout: Duration::from_millis(config.api_keep_alive_timeout_ms),
+        max_connections: api_connections,
+    })
 }
 
 /// Start-up writes, in EmailEngine's order: prepared settings, generated service secret, token

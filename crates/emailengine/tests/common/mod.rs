@@ -367,6 +367,11 @@ impl Server {
         into_json(req.send().await.expect("request")).await
     }
 
+    /// The server's process id (to signal it, or to look at its descriptors in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
