@@ -145,7 +145,7 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
         .unwrap_or_else(|| panic!("no fatal line: {}", second.stdout));
     let msg = fatal["msg"].as_str().unwrap();
     assert!(
-        msg.contains("already using the data directory") && msg.contains(&format!("(pid ")),
+        msg.contains("already using the data directory") && msg.contains("(pid "),
         "{msg}"
     );
     assert!(second.elapsed < Duration::from_secs(5));
