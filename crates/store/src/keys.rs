@@ -124,6 +124,58 @@ impl Keys {
     pub fn stats_day(&self, counter: &str, day: &str) -> String {
         self.k(&format!("stats:{counter}:{day}"))
     }
+    /// Set of the template ids of an account (`""`: public templates).
+    pub fn template_ids(&self, account: Option<&str>) -> String {
+        self.k(&format!("tpl:{}:i", account.unwrap_or("")))
+    }
+    /// Hash: `<id>:meta` / `<id>:content` → msgpack, per account.
+    pub fn templates(&self, account: Option<&str>) -> String {
+        self.k(&format!("tpl:{}:c", account.unwrap_or("")))
+    }
+    /// Hash: list id → number of entries.
+    pub fn blocklists(&self) -> String {
+        self.k("lists:unsub:lists")
+    }
+    /// Hash: lower-cased address → JSON entry, per list.
+    pub fn blocklist(&self, list: &str) -> String {
+        self.k(&format!("lists:unsub:entries:{list}"))
+    }
+    /// Set of gateway ids.
+    pub fn gateways(&self) -> String {
+        self.k("gateways")
+    }
+    /// Hash: one gateway's fields.
+    pub fn gateway(&self, id: &str) -> String {
+        self.k(&format!("gateway:{id}"))
+    }
+    /// Set of OAuth2 app ids.
+    pub fn apps(&self) -> String {
+        self.k("oapp:i")
+    }
+    /// Hash: `<id>:data` / `<id>:meta` → msgpack.
+    pub fn app_records(&self) -> String {
+        self.k("oapp:c")
+    }
+    /// Set of Pub/Sub app ids.
+    pub fn pubsub_apps(&self) -> String {
+        self.k("oapp:sub")
+    }
+    /// Set of the accounts using an app.
+    pub fn app_accounts(&self, app: &str) -> String {
+        self.k(&format!("oapp:a:{app}"))
+    }
+    /// Hash: lower-cased OAuth2 user → account, per app.
+    pub fn app_users(&self, app: &str) -> String {
+        self.k(&format!("oapp:h:{app}"))
+    }
+    /// A short-lived key named by its caller (`account:add:<nonce>`, ...).
+    pub fn transient(&self, name: &str) -> String {
+        self.k(name)
+    }
+    /// A lock held across processes.
+    pub fn lock(&self, name: &str) -> String {
+        self.k(&format!("lock:{name}"))
+    }
     /// Transient key of the `/health` probe.
     pub fn health_probe(&self, ms: i64) -> String {
         self.k(&format!("test:{ms}"))

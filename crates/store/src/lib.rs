@@ -109,8 +109,13 @@ pub trait SettingsStore: Send + Sync {
     async fn put_raw_settings(&self, values: &[(String, String)]) -> Result<()>;
     /// Sets a key only when it is not set yet; true when written.
     async fn put_raw_setting_if_missing(&self, key: &str, value: &str) -> Result<bool>;
+    /// Increments and returns a counter field of the settings (`run`: the server run index;
+    /// `idcount`: the counter inside template and OAuth2 app ids).
+    async fn increment_setting(&self, key: &str) -> Result<i64>;
     /// Increments and returns the server run counter (`settings.run`).
-    async fn next_run(&self) -> Result<i64>;
+    async fn next_run(&self) -> Result<i64> {
+        self.increment_setting("run").await
+    }
     /// Every stored setting, raw (including counters such as `run`).
     async fn all_raw_settings(&self) -> Result<Vec<(String, String)>>;
 }
@@ -467,6 +472,112 @@ pub trait Transactions: Send + Sync {
     async fn commit(&self, changes: Vec<Change>) -> Result<Vec<String>>;
 }
 
+/// Stored message templates (`tpl:<account>:i`, `tpl:<account>:c`, spec §18.2): a meta and a
+/// content record (msgpack) per template id. `None` is the public (account-less) set.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    async fn template_ids(&self, account: Option<&str>) -> Result<Vec<String>>;
+    /// `(meta, content)` of one template.
+    async fn template(&self, account: Option<&str>, id: &str)
+    -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    async fn put_template(
+        &self,
+        account: Option<&str>,
+        id: &str,
+        meta: &[u8],
+        content: &[u8],
+    ) -> Result<()>;
+    async fn delete_template(&self, account: Option<&str>, id: &str) -> Result<bool>;
+    /// Removes every template of an account; returns how many there were.
+    async fn delete_account_templates(&self, account: &str) -> Result<u64>;
+}
+
+/// Suppression lists (`lists:unsub:lists`, `lists:unsub:entries:<listId>`, spec §20.1): per
+/// list, lower-cased address → JSON record, and the number of entries.
+#[async_trait]
+pub trait BlocklistStore: Send + Sync {
+    /// Every list with its entry count, by list id.
+    async fn blocklists(&self) -> Result<Vec<(String, u64)>>;
+    /// Every entry of a list, by address.
+    async fn blocklist_entries(&self, list: &str) -> Result<Vec<(String, String)>>;
+    async fn blocklist_entry(&self, list: &str, address: &str) -> Result<Option<String>>;
+    /// Adds or replaces an entry; true when the address was not listed before.
+    async fn put_blocklist_entry(&self, list: &str, address: &str, record: &str) -> Result<bool>;
+    /// Removes an entry; false when it was not there.
+    async fn remove_blocklist_entry(&self, list: &str, address: &str) -> Result<bool>;
+}
+
+/// SMTP gateways (`gateways`, `gateway:<id>`, spec §22): the hash fields as EmailEngine writes
+/// them (`gateway` and `deliveries` plain, `pass` encrypted, the rest msgpack).
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    async fn gateway_ids(&self) -> Result<Vec<String>>;
+    async fn gateway(&self, id: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>>;
+    /// Sets fields (and registers the gateway); `remove` names fields to delete. True when new.
+    async fn put_gateway(
+        &self,
+        id: &str,
+        fields: &[(String, Vec<u8>)],
+        remove: &[&str],
+    ) -> Result<bool>;
+    async fn delete_gateway(&self, id: &str) -> Result<bool>;
+    /// Counts one delivery through a gateway (`deliveries`).
+    async fn count_gateway_delivery(&self, id: &str) -> Result<()>;
+}
+
+/// OAuth2 applications (`oapp:*`, spec §14.5): the msgpack `data` and `meta` records, the
+/// accounts using each app and their users (duplicate guard).
+#[async_trait]
+pub trait OAuthAppStore: Send + Sync {
+    async fn app_ids(&self) -> Result<Vec<String>>;
+    /// `(data, meta)` of an app.
+    async fn app(&self, id: &str) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>>;
+    /// Writes an app; `pubsub` apps are also listed in `oapp:sub`.
+    async fn put_app(&self, id: &str, data: &[u8], meta: Option<&[u8]>, pubsub: bool)
+    -> Result<()>;
+    async fn put_app_meta(&self, id: &str, meta: &[u8]) -> Result<()>;
+    /// Removes an app; returns the number of accounts that used it.
+    async fn delete_app(&self, id: &str) -> Result<Option<u64>>;
+    async fn app_account_count(&self, id: &str) -> Result<u64>;
+    /// The accounts linked to an app with their (lower-cased) users; an account linked without
+    /// a user has an empty one.
+    async fn app_accounts(&self, id: &str) -> Result<Vec<(String, String)>>;
+    /// Links an account to an app under its OAuth2 user (lower-cased). When another account
+    /// already holds that user, nothing is written and that account is returned.
+    async fn link_app_account(
+        &self,
+        app: &str,
+        account: &str,
+        user: &str,
+    ) -> Result<Option<String>>;
+    async fn unlink_app_account(&self, app: &str, account: &str, user: &str) -> Result<()>;
+}
+
+/// Short-lived keys with an expiry (hosted-form drafts and nonces, probe counters) and locks
+/// that hold across processes (one OAuth2 token refresh per account).
+#[async_trait]
+pub trait TransientStore: Send + Sync {
+    /// Stores a value for `ttl_secs`; with `only_new`, only when the key is not set (true
+    /// when written).
+    async fn put_transient(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_secs: u64,
+        only_new: bool,
+    ) -> Result<bool>;
+    async fn transient(&self, key: &str) -> Result<Option<String>>;
+    /// Reads and removes a value at once.
+    async fn take_transient(&self, key: &str) -> Result<Option<String>>;
+    async fn remove_transient(&self, key: &str) -> Result<()>;
+    /// Counts in a key that lives `ttl_secs` from its first count.
+    async fn count_transient(&self, key: &str, ttl_secs: u64) -> Result<u64>;
+    /// Takes a named lock for `owner` for `ttl_ms` (true when taken).
+    async fn try_lock(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
+    /// Releases a lock this owner holds.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<()>;
+}
+
 /// Every store the server needs, as one object that backends implement.
 pub trait Store:
     TokenStore
@@ -478,6 +589,11 @@ pub trait Store:
     + EventLog
     + Outbox
     + Transactions
+    + TemplateStore
+    + BlocklistStore
+    + GatewayStore
+    + OAuthAppStore
+    + TransientStore
 {
 }
 impl<T> Store for T where
@@ -490,5 +606,10 @@ impl<T> Store for T where
         + EventLog
         + Outbox
         + Transactions
+        + TemplateStore
+        + BlocklistStore
+        + GatewayStore
+        + OAuthAppStore
+        + TransientStore
 {
 }

@@ -1,6 +1,7 @@
 //! Copies everything a server needs from one store to another through the store traits, so it
 //! works between any two backends: settings, tokens, accounts (fields as stored, secrets still
-//! encrypted), mailbox indexes, the outbox, undelivered events and given-up deliveries. Values
+//! encrypted), mailbox indexes, the outbox, undelivered events, given-up deliveries, templates,
+//! suppression lists, SMTP gateways and OAuth2 apps (with the accounts linked to them). Values
 //! are copied as stored (msgpack records, JSON strings, index entries), never re-encoded.
 //! Writes are upserts keyed as in the source, so running it twice gives the same target.
 
@@ -23,6 +24,10 @@ pub struct Inventory {
     pub outbox: usize,
     pub events: usize,
     pub dead_events: usize,
+    pub templates: usize,
+    pub blocklist_entries: usize,
+    pub gateways: usize,
+    pub apps: usize,
 }
 
 impl Inventory {
@@ -35,7 +40,7 @@ impl fmt::Display for Inventory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} settings, {} tokens, {} accounts, {} mailbox ids, {} folder indexes with {} messages, {} queued messages, {} undelivered events, {} given-up webhooks",
+            "{} settings, {} tokens, {} accounts, {} mailbox ids, {} folder indexes with {} messages, {} queued messages, {} undelivered events, {} given-up webhooks, {} templates, {} blocklist entries, {} SMTP gateways, {} OAuth2 apps",
             self.settings,
             self.tokens,
             self.accounts,
@@ -44,7 +49,11 @@ impl fmt::Display for Inventory {
             self.messages,
             self.outbox,
             self.events,
-            self.dead_events
+            self.dead_events,
+            self.templates,
+            self.blocklist_entries,
+            self.gateways,
+            self.apps
         )
     }
 }
@@ -57,10 +66,20 @@ pub async fn inventory(store: &dyn Store) -> Result<Inventory> {
         outbox: store.list_outbox(0, 0).await?.0 as usize,
         events: store.undelivered_events(WEBHOOK_GROUP).await?.len(),
         dead_events: store.dead_events(0, 0).await?.0 as usize,
+        templates: store.template_ids(None).await?.len(),
+        blocklist_entries: store
+            .blocklists()
+            .await?
+            .iter()
+            .map(|(_, n)| *n as usize)
+            .sum(),
+        gateways: store.gateway_ids().await?.len(),
+        apps: store.app_ids().await?.len(),
         ..Default::default()
     };
     for account in store.account_ids().await? {
         inv.accounts += 1;
+        inv.templates += store.template_ids(Some(&account)).await?.len();
         inv.mailboxes += store.mailbox_registry(&account).await?.len();
         for path in store.indexed_folders(&account).await? {
             inv.folders += 1;
@@ -81,6 +100,46 @@ pub async fn copy(from: &dyn Store, to: &dyn Store) -> Result<Inventory> {
     for token in from.raw_tokens().await? {
         to.put_raw_token(&token).await?;
         done.tokens += 1;
+    }
+
+    for owner in std::iter::once(None).chain(from.account_ids().await?.into_iter().map(Some)) {
+        for id in from.template_ids(owner.as_deref()).await? {
+            if let Some((meta, content)) = from.template(owner.as_deref(), &id).await? {
+                to.put_template(owner.as_deref(), &id, &meta, &content)
+                    .await?;
+                done.templates += 1;
+            }
+        }
+    }
+    for (list, _) in from.blocklists().await? {
+        for (address, record) in from.blocklist_entries(&list).await? {
+            to.put_blocklist_entry(&list, &address, &record).await?;
+            done.blocklist_entries += 1;
+        }
+    }
+    for id in from.gateway_ids().await? {
+        if let Some(fields) = from.gateway(&id).await? {
+            let fields: Vec<(String, Vec<u8>)> = fields.into_iter().collect();
+            to.put_gateway(&id, &fields, &[]).await?;
+            done.gateways += 1;
+        }
+    }
+    for id in from.app_ids().await? {
+        if let Some((data, meta)) = from.app(&id).await? {
+            let pubsub = emailengine_core::msgpack::decode(&data)
+                .and_then(|v| {
+                    v.as_map()?
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some("baseScopes"))
+                        .and_then(|(_, v)| v.as_str().map(|s| s == "pubsub"))
+                })
+                .unwrap_or(false);
+            to.put_app(&id, &data, meta.as_deref(), pubsub).await?;
+            for (account, user) in from.app_accounts(&id).await? {
+                to.link_app_account(&id, &account, &user).await?;
+            }
+            done.apps += 1;
+        }
     }
 
     let mut accounts = from.account_ids().await?;

@@ -112,6 +112,11 @@ contract!(
     outbox,
     idempotency,
     commit_is_one_unit,
+    templates,
+    blocklists,
+    gateways,
+    oauth_apps,
+    transient_keys_and_locks,
 );
 
 fn record(account: Option<&str>, description: &str) -> TokenRecord {
@@ -814,6 +819,214 @@ async fn commit_is_one_unit(s: &dyn Store) {
     assert!(s.commit(vec![]).await.unwrap().is_empty());
 }
 
+async fn templates(s: &dyn Store) {
+    s.put_template(None, "p1", b"meta-p1", b"content-p1")
+        .await
+        .unwrap();
+    s.put_template(Some("ann"), "a1", b"meta-a1", b"content-a1")
+        .await
+        .unwrap();
+    s.put_template(Some("ann"), "a2", b"meta-a2", b"content-a2")
+        .await
+        .unwrap();
+    assert_eq!(s.template_ids(None).await.unwrap(), ["p1"]);
+    let mut ids = s.template_ids(Some("ann")).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["a1", "a2"]);
+    assert_eq!(
+        s.template(Some("ann"), "a1").await.unwrap(),
+        Some((b"meta-a1".to_vec(), b"content-a1".to_vec()))
+    );
+    assert_eq!(s.template(None, "a1").await.unwrap(), None, "per account");
+    s.put_template(Some("ann"), "a1", b"meta-2", b"content-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.template(Some("ann"), "a1").await.unwrap().unwrap().0,
+        b"meta-2"
+    );
+    assert!(s.delete_template(Some("ann"), "a1").await.unwrap());
+    assert!(!s.delete_template(Some("ann"), "a1").await.unwrap());
+    assert_eq!(s.delete_account_templates("ann").await.unwrap(), 1);
+    assert!(s.template_ids(Some("ann")).await.unwrap().is_empty());
+    assert_eq!(s.template_ids(None).await.unwrap(), ["p1"]);
+    assert_eq!(s.increment_setting("idcount").await.unwrap(), 1);
+    assert_eq!(s.increment_setting("idcount").await.unwrap(), 2);
+}
+
+async fn blocklists(s: &dyn Store) {
+    assert!(
+        s.put_blocklist_entry("news", "a@x", "{\"n\":1}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_blocklist_entry("news", "a@x", "{\"n\":2}")
+            .await
+            .unwrap(),
+        "replaced"
+    );
+    assert!(s.put_blocklist_entry("news", "b@x", "{}").await.unwrap());
+    assert!(s.put_blocklist_entry("other", "a@x", "{}").await.unwrap());
+    assert_eq!(
+        s.blocklists().await.unwrap(),
+        vec![("news".into(), 2), ("other".into(), 1)]
+    );
+    assert_eq!(
+        s.blocklist_entries("news").await.unwrap(),
+        vec![
+            ("a@x".into(), "{\"n\":2}".into()),
+            ("b@x".into(), "{}".into())
+        ]
+    );
+    assert_eq!(
+        s.blocklist_entry("news", "a@x").await.unwrap().as_deref(),
+        Some("{\"n\":2}")
+    );
+    assert_eq!(s.blocklist_entry("news", "c@x").await.unwrap(), None);
+    assert!(s.remove_blocklist_entry("other", "a@x").await.unwrap());
+    assert!(!s.remove_blocklist_entry("other", "a@x").await.unwrap());
+    assert_eq!(
+        s.blocklists().await.unwrap(),
+        vec![("news".into(), 2)],
+        "an empty list is gone"
+    );
+}
+
+async fn gateways(s: &dyn Store) {
+    let f = |pairs: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    };
+    assert!(
+        s.put_gateway(
+            "g1",
+            &f(&[("gateway", b"g1"), ("name", b"\xa1n"), ("pass", b"pw")]),
+            &[]
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.put_gateway("g1", &f(&[("host", b"\xa1h")]), &["pass"])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.gateway_ids().await.unwrap(), ["g1"]);
+    let g = s.gateway("g1").await.unwrap().unwrap();
+    assert_eq!(g.keys().collect::<Vec<_>>(), ["gateway", "host", "name"]);
+    s.count_gateway_delivery("g1").await.unwrap();
+    s.count_gateway_delivery("g1").await.unwrap();
+    assert_eq!(s.gateway("g1").await.unwrap().unwrap()["deliveries"], b"2");
+    assert_eq!(s.gateway("g2").await.unwrap(), None);
+    assert!(s.delete_gateway("g1").await.unwrap());
+    assert!(!s.delete_gateway("g1").await.unwrap());
+    assert_eq!(s.gateway("g1").await.unwrap(), None);
+}
+
+async fn oauth_apps(s: &dyn Store) {
+    s.put_app("app1", b"data1", None, false).await.unwrap();
+    s.put_app("app2", b"data2", Some(b"meta2"), true)
+        .await
+        .unwrap();
+    let mut ids = s.app_ids().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["app1", "app2"]);
+    assert_eq!(
+        s.app("app1").await.unwrap(),
+        Some((b"data1".to_vec(), None))
+    );
+    s.put_app_meta("app1", b"meta1").await.unwrap();
+    s.put_app("app1", b"data1b", None, false).await.unwrap();
+    assert_eq!(
+        s.app("app1").await.unwrap(),
+        Some((b"data1b".to_vec(), Some(b"meta1".to_vec()))),
+        "meta kept"
+    );
+    assert_eq!(
+        s.link_app_account("app1", "ann", "Ann@X").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.link_app_account("app1", "ann", "ann@x").await.unwrap(),
+        None,
+        "same account again"
+    );
+    assert_eq!(
+        s.link_app_account("app1", "bob", "ANN@x")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ann")
+    );
+    assert_eq!(
+        s.link_app_account("app1", "bob", "bob@x").await.unwrap(),
+        None
+    );
+    assert_eq!(s.app_account_count("app1").await.unwrap(), 2);
+    s.unlink_app_account("app1", "bob", "bob@x").await.unwrap();
+    assert_eq!(s.app_account_count("app1").await.unwrap(), 1);
+    assert_eq!(s.delete_app("app1").await.unwrap(), Some(1));
+    assert_eq!(s.delete_app("app1").await.unwrap(), None);
+    assert_eq!(s.app("app1").await.unwrap(), None);
+    assert_eq!(s.app_account_count("app1").await.unwrap(), 0);
+}
+
+async fn transient_keys_and_locks(s: &dyn Store) {
+    assert!(
+        s.put_transient("account:add:n1", "draft", 60, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.put_transient("account:add:n1", "other", 60, true)
+            .await
+            .unwrap(),
+        "taken"
+    );
+    assert_eq!(
+        s.transient("account:add:n1").await.unwrap().as_deref(),
+        Some("draft")
+    );
+    assert_eq!(
+        s.take_transient("account:add:n1").await.unwrap().as_deref(),
+        Some("draft")
+    );
+    assert_eq!(
+        s.take_transient("account:add:n1").await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert!(s.put_transient("short", "v", 1, false).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(s.transient("short").await.unwrap(), None, "expired");
+    assert!(
+        s.put_transient("short", "v", 60, true).await.unwrap(),
+        "an expired key is free again"
+    );
+    s.remove_transient("short").await.unwrap();
+    assert_eq!(s.transient("short").await.unwrap(), None);
+    assert_eq!(s.count_transient("probe:n", 60).await.unwrap(), 1);
+    assert_eq!(s.count_transient("probe:n", 60).await.unwrap(), 2);
+
+    assert!(s.try_lock("oauth:ann", "me", 10_000).await.unwrap());
+    assert!(!s.try_lock("oauth:ann", "you", 10_000).await.unwrap());
+    s.unlock("oauth:ann", "you").await.unwrap();
+    assert!(
+        !s.try_lock("oauth:ann", "you", 10_000).await.unwrap(),
+        "only the owner unlocks"
+    );
+    s.unlock("oauth:ann", "me").await.unwrap();
+    assert!(s.try_lock("oauth:ann", "you", 200).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.try_lock("oauth:ann", "me", 200).await.unwrap(),
+        "an expired lock is free"
+    );
+}
+
 /// A full store copied embedded → Redis → embedded arrives unchanged.
 #[tokio::test]
 async fn migrate_round_trip() {
@@ -864,6 +1077,27 @@ async fn migrate_round_trip() {
     a.ack_event(migrate::WEBHOOK_GROUP, &delivered)
         .await
         .unwrap();
+    a.put_template(Some("ann"), "t1", b"meta", b"content")
+        .await
+        .unwrap();
+    a.put_template(None, "t2", b"meta2", b"content2")
+        .await
+        .unwrap();
+    a.put_blocklist_entry("news", "a@x", "{}").await.unwrap();
+    a.put_gateway(
+        "g1",
+        &[
+            ("gateway".into(), b"g1".to_vec()),
+            ("deliveries".into(), b"3".to_vec()),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    a.put_app("app1", b"data", Some(b"meta"), false)
+        .await
+        .unwrap();
+    a.link_app_account("app1", "ann", "ann@x").await.unwrap();
     a.put_dead_event(&DeadEvent {
         event: LoggedEvent {
             id: "5-5".into(),
@@ -891,6 +1125,10 @@ async fn migrate_round_trip() {
             outbox: 1,
             events: 1,
             dead_events: 1,
+            templates: 2,
+            blocklist_entries: 1,
+            gateways: 1,
+            apps: 1,
         }
     );
     let r = redis("migrate-r").await;
@@ -945,6 +1183,27 @@ async fn migrate_round_trip() {
         assert_eq!(
             s.dead_events(0, 10).await.unwrap(),
             a.dead_events(0, 10).await.unwrap()
+        );
+        assert_eq!(
+            s.template(Some("ann"), "t1").await.unwrap(),
+            a.template(Some("ann"), "t1").await.unwrap()
+        );
+        assert_eq!(s.template_ids(None).await.unwrap(), ["t2"]);
+        assert_eq!(
+            s.blocklist_entries("news").await.unwrap(),
+            a.blocklist_entries("news").await.unwrap()
+        );
+        assert_eq!(
+            s.gateway("g1").await.unwrap(),
+            a.gateway("g1").await.unwrap()
+        );
+        assert_eq!(s.app("app1").await.unwrap(), a.app("app1").await.unwrap());
+        assert_eq!(
+            s.link_app_account("app1", "bob", "ANN@x")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("ann")
         );
         // The copied registry counter keeps new ids unique.
         assert_eq!(s.mailbox_id("ann", 7, "Sent").await.unwrap(), 2);

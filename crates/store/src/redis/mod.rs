@@ -6,6 +6,7 @@
 
 mod accounts;
 mod events;
+mod extras;
 mod outbox;
 mod tokens;
 
@@ -270,8 +271,8 @@ impl SettingsStore for RedisStore {
             .await?)
     }
 
-    async fn next_run(&self) -> Result<i64> {
-        Ok(self.conn().hincr(self.keys.settings(), "run", 1).await?)
+    async fn increment_setting(&self, key: &str) -> Result<i64> {
+        Ok(self.conn().hincr(self.keys.settings(), key, 1).await?)
     }
 
     async fn all_raw_settings(&self) -> Result<Vec<(String, String)>> {

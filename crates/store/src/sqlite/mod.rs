@@ -6,6 +6,7 @@
 
 mod accounts;
 mod events;
+mod extras;
 mod outbox;
 mod pool;
 mod schema;
@@ -382,19 +383,20 @@ impl SettingsStore for SqliteStore {
             .await
     }
 
-    async fn next_run(&self) -> Result<i64> {
+    async fn increment_setting(&self, key: &str) -> Result<i64> {
+        let key = key.to_string();
         self.pool
-            .write(|tx| {
-                let value: String = tx.query_row(
-                    "INSERT INTO settings (key, value) VALUES ('run', '1')
-                     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
-                     RETURNING value",
-                    [],
-                    |r| r.get(0),
-                )?;
+            .write(move |tx| {
+                let value: String = tx
+                    .prepare_cached(
+                        "INSERT INTO settings (key, value) VALUES (?1, '1')
+                         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)
+                         RETURNING value",
+                    )?
+                    .query_row([&key], |r| r.get(0))?;
                 value
                     .parse()
-                    .map_err(|_| StoreError::Data(format!("settings.run is not a number: {value}")))
+                    .map_err(|_| StoreError::Data(format!("settings.{key} is not a number: {value}")))
             })
             .await
     }

@@ -120,6 +120,51 @@ CREATE TABLE idempotency (
   expires INTEGER NOT NULL,
   PRIMARY KEY (account, key)
 ) WITHOUT ROWID;
+CREATE TABLE templates (
+  account TEXT NOT NULL,
+  id TEXT NOT NULL,
+  meta BLOB NOT NULL,
+  content BLOB NOT NULL,
+  PRIMARY KEY (account, id)
+) WITHOUT ROWID;
+CREATE TABLE blocklist (
+  list TEXT NOT NULL,
+  address TEXT NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (list, address)
+) WITHOUT ROWID;
+CREATE TABLE gateways (
+  id TEXT NOT NULL,
+  field TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (id, field)
+) WITHOUT ROWID;
+CREATE TABLE gateway_ids (
+  id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE apps (
+  id TEXT PRIMARY KEY,
+  data BLOB NOT NULL,
+  meta BLOB,
+  pubsub INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE app_accounts (
+  app TEXT NOT NULL,
+  account TEXT NOT NULL,
+  user TEXT NOT NULL,
+  PRIMARY KEY (app, account)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX app_users ON app_accounts(app, user);
+CREATE TABLE transient (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE locks (
+  name TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE probe (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
