@@ -104,6 +104,20 @@ pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
         ("GET", "/v1/outbox" | "/v1/outbox/{queueId}") => spec("api", Outbox, Read, A::None),
         ("DELETE", "/v1/outbox/{queueId}") => spec("api", Outbox, Destructive, A::None),
         ("GET", "/v1/webhooks/failed") => spec("api", Webhook, Read, A::None),
+        ("GET", "/v1/templates") => spec("api", Template, Read, A::Query),
+        ("POST", "/v1/templates/template") => spec("api", Template, Write, A::None),
+        ("GET", "/v1/templates/template/{template}") => spec("api", Template, Read, A::None),
+        ("PUT", "/v1/templates/template/{template}") => spec("api", Template, Write, A::None),
+        ("DELETE", "/v1/templates/template/{template}" | "/v1/templates/account/{account}") => {
+            spec("api", Template, Destructive, A::None)
+        }
+        ("GET", "/v1/blocklists" | "/v1/blocklist/{listId}") => {
+            spec("api", Blocklist, Read, A::None)
+        }
+        ("POST", "/v1/blocklist/{listId}") => spec("api", Blocklist, Write, A::None),
+        ("DELETE", "/v1/blocklist/{listId}") => spec("api", Blocklist, Destructive, A::None),
+        ("GET", "/v1/gateways" | "/v1/gateway/{gateway}") => spec("api", Gateway, Read, A::None),
+        ("DELETE", "/v1/gateway/{gateway}") => spec("api", Gateway, Destructive, A::None),
         ("POST", "/v1/webhooks/failed/{event}/resend") => spec("api", Webhook, Write, A::None),
         (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),
         _ => spec("api", Admin, Write, A::None),

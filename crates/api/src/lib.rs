@@ -29,7 +29,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, health, mailboxes, messages, metrics, settings, stats, submit, tokens, webhooks,
+    accounts, blocklists, gateways, health, mailboxes, messages, metrics, settings, stats, submit,
+    templates, tokens, webhooks,
 };
 
 /// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
@@ -81,6 +82,24 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::move_message))
         .routes(routes!(messages::attachment))
         .routes(routes!(messages::text))
+        .routes(routes!(templates::create))
+        .routes(routes!(templates::list))
+        .routes(routes!(
+            templates::get_one,
+            templates::update,
+            templates::delete
+        ))
+        .routes(routes!(templates::flush))
+        .routes(routes!(blocklists::list))
+        .routes(routes!(
+            blocklists::addresses,
+            blocklists::add,
+            blocklists::remove
+        ))
+        .routes(routes!(gateways::list))
+        .routes(routes!(gateways::create))
+        .routes(routes!(gateways::get_one, gateways::delete))
+        .routes(routes!(gateways::update))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

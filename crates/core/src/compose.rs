@@ -57,6 +57,14 @@ pub const KEYS: &[&str] = &[
     "messageId",
 ];
 
+/// An address with a local part and a domain, and nothing that would break a header.
+pub fn is_email(address: &str) -> bool {
+    address
+        .split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !address.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c.is_control())
+}
+
 fn mailbox(v: &Value, key: &str) -> Result<Mailbox, FieldError> {
     let (name, address) = match v {
         Value::String(s) => (None, s.clone()),
@@ -72,11 +80,7 @@ fn mailbox(v: &Value, key: &str) -> Result<Mailbox, FieldError> {
         ),
         _ => return Err(FieldError::about(key, "must be an address object")),
     };
-    let valid = address
-        .split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !address.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c.is_control());
-    if !valid {
+    if !is_email(&address) {
         return Err(FieldError::about(
             &format!("{key}.address"),
             "must be a valid email",

@@ -9,6 +9,7 @@ pub mod account;
 pub mod auth;
 pub mod compose;
 pub mod error;
+pub mod gateway;
 pub mod ids;
 pub mod index;
 pub mod msgpack;

@@ -1,6 +1,8 @@
 //! One module per route family; each handler is a small function documented for OpenAPI.
 
 pub mod accounts;
+pub mod blocklists;
+pub mod gateways;
 pub mod health;
 pub mod mailboxes;
 pub mod messages;
@@ -8,5 +10,6 @@ pub mod metrics;
 pub mod settings;
 pub mod stats;
 pub mod submit;
+pub mod templates;
 pub mod tokens;
 pub mod webhooks;
