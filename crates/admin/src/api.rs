@@ -109,7 +109,24 @@ fn failure(message: &str) -> Answer {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment or query value, percent-encoded for a request URI.
 pub fn enc(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn components() {
+        assert_eq!(super::enc("ui-ann_1.x~"), "ui-ann_1.x~");
+        assert_eq!(super::enc("a/b c?&=%"), "a%2Fb%20c%3F%26%3D%25");
+        assert_eq!(super::enc("/admin?x=1"), "%2Fadmin%3Fx%3D1");
+    }
 }

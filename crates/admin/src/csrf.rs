@@ -51,7 +51,7 @@ pub fn same_origin(origin: Option<&str>, referer: Option<&str>, allowed: &[Strin
         (None, Some(r)) => origin_of(r),
         (None, None) => None,
     };
-    claimed.is_some_and(|c| allowed.iter().any(|a| *a == c))
+    claimed.is_some_and(|c| allowed.contains(&c))
 }
 
 #[cfg(test)]

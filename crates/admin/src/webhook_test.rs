@@ -105,9 +105,12 @@ pub async fn send(
         Ok(c) => c,
         Err(e) => return fail(e.to_string(), 0),
     };
-    let mut req = client
-        .post(parsed.clone())
-        .header("Content-Type", "application/json");
+    // Credentials leave the URL (the client would otherwise send them on its own) and become
+    // Basic auth, unless a custom Authorization header is given.
+    let mut bare = parsed.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let mut req = client.post(bare).header("Content-Type", "application/json");
     // A custom Authorization header wins over credentials in the URL.
     let custom_auth = headers
         .iter()

@@ -527,6 +527,9 @@ async fn operator_walks_through_the_admin_pages() {
     // The account's events were given up at the 302 target; re-send one to the receiver.
     ui.open("/admin/webhooks").await;
     ui.reload_until("#failed-table", "accountAdded", 30).await;
+    ui.c.execute("document.getElementById('failed').scrollIntoView()", vec![])
+        .await
+        .unwrap();
     ui.shot("13-webhooks-failed").await;
     ui.fill("#webhooks", &format!("{hooks}/hook")).await;
     ui.submit("#save-webhooks").await;
