@@ -522,6 +522,10 @@ async fn operator_walks_through_the_admin_pages() {
     ui.open("/admin/accounts?query=bob").await;
     assert_eq!(ui.text("#account-count").await, "1 account");
     ui.open("/admin/accounts/ui-bob").await;
+    ui.submit("form[action$='/reconnect'] button").await;
+    assert_eq!(ui.text("[role=status]").await, "Reconnect requested.");
+    ui.submit("form[action$='/sync'] button").await;
+    assert_eq!(ui.text("[role=status]").await, "Sync requested.");
     ui.shot("12-account-failing").await;
 
     // The account's events were given up at the 302 target; re-send one to the receiver.
@@ -546,9 +550,35 @@ async fn operator_walks_through_the_admin_pages() {
     .await;
     assert_eq!(resent["event"], first_row.as_str());
 
-    // Outbox and service settings (the secret goes in, and never comes back out).
+    // Outbox: a message queued for later, then cancelled.
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (status, queued) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/account/ui-ann/submit",
+            Some(&admin_token),
+            Some(
+                json!({"to": ["later@example.org"], "subject": "Held for later", "text": "x",
+                "sendAt": later.to_rfc3339()}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{queued}");
     ui.open("/admin/outbox").await;
+    assert!(ui.text("#outbox").await.contains("Held for later"));
     ui.shot("14-outbox").await;
+    ui.c.find(Locator::Css("#outbox button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    ui.c.accept_alert().await.unwrap();
+    ui.wait_text("[role=status]", "removed from the outbox", 10)
+        .await;
+    assert_eq!(ui.text("#outbox-count").await, "0 queued messages");
+
+    // Service settings (the secret goes in, and never comes back out).
     ui.open("/admin/settings").await;
     ui.fill("#serviceSecret", SERVICE_SECRET).await;
     ui.submit("#save-settings").await;
@@ -588,7 +618,6 @@ async fn operator_walks_through_the_admin_pages() {
         "/admin",
         "/admin/accounts",
         "/admin/accounts/ui-ann",
-        "/admin/accounts/ui-bob",
         "/admin/accounts/new",
         "/admin/tokens",
         "/admin/tokens/new",
@@ -604,6 +633,17 @@ async fn operator_walks_through_the_admin_pages() {
     ui.shot("19-not-found").await;
     ui.open("/admin/account/password").await;
     ui.shot("20-password").await;
+    // Delete an account (after confirming).
+    ui.open("/admin/accounts/ui-bob").await;
+    ui.c.find(Locator::Css("form[action$='/delete'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    ui.c.accept_alert().await.unwrap();
+    ui.wait_text("[role=status]", "Account deleted.", 10).await;
+    assert!(!ui.text("#accounts").await.contains("ui-bob"));
     // The hook URL with its password was saved before the 302 URL replaced it; the header is
     // still stored and shown masked.
     ui.open("/admin/webhooks").await;
