@@ -42,13 +42,13 @@ until curl -sf "$base/health" >/dev/null; do sleep 0.02; done
 # 1,000 accounts in one curl run (one connection, requests back to back).
 cfg="$dir/accounts.curl"
 for i in $(seq -w 1 "$ACCOUNTS"); do
+  [ -s "$cfg" ] && echo next >>"$cfg"
   cat >>"$cfg" <<CFG
 url = "$base/v1/account"
 header = "Authorization: Bearer $TOKEN"
 header = "Content-Type: application/json"
 data = "{\"account\":\"acct-$i\",\"name\":\"Account $i\",\"email\":\"user$i@example.com\",\"imap\":{\"host\":\"127.0.0.1\",\"port\":9,\"secure\":false,\"disabled\":true,\"auth\":{\"user\":\"user$i\",\"pass\":\"secret\"}}}"
 output = "/dev/null"
-next
 CFG
 done
 s=$(date +%s%N)
