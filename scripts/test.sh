@@ -15,7 +15,7 @@ apt_install openssl openssl
 dir=$(mktemp -d /tmp/emailengine-test.XXXXXX)
 chmod 755 "$dir"
 port=$(free_port 16379)
-trap 'bash scripts/mailenv.sh stop "$dir/mail" >/dev/null 2>&1; stop_redis "$dir"; rm -rf "$dir"' EXIT
+trap 'bash scripts/mailenv.sh stop "$dir/mail" >/dev/null 2>&1; stop_redis "$dir"; [ -f "$dir/chromedriver.pid" ] && kill "$(cat "$dir/chromedriver.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
 start_redis "$port" "$dir"
 export EE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 
@@ -26,6 +26,18 @@ SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
 export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
 export EE_TEST_MAILDIR="$dir/mail/home/example.com"
+
+# Headless Chromium driven over WebDriver for the admin UI tests (tests/admin_ui.rs):
+# chromedriver on a free loopback port, its URL exported, stopped on exit. Screenshots of every
+# admin page land in $EE_ARTIFACTS.
+apt_install chromium chromium
+apt_install chromedriver chromium-driver
+DRIVER_PORT=$(free_port 19515)
+chromedriver --port="$DRIVER_PORT" >"$dir/chromedriver.log" 2>&1 &
+echo $! >"$dir/chromedriver.pid"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$DRIVER_PORT") 2>/dev/null && break; sleep 0.05; done
+export EE_WEBDRIVER_URL="http://127.0.0.1:$DRIVER_PORT"
+export EE_ARTIFACTS=${EE_ARTIFACTS:-$PWD/target/screenshots}
 
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets --quiet -- -D warnings; fi

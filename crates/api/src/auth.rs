@@ -134,6 +134,15 @@ pub struct AuthContext {
     pub remote: Option<IpAddr>,
 }
 
+/// Marks a request the admin web interface makes inside this process on behalf of a signed-in
+/// admin; such a request is let through as an unrestricted, non-preauth caller. Only code in
+/// this process can attach a request extension, so no network request can carry it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminSession {
+    /// The admin's address, recorded as the caller's (e.g. on tokens it provisions).
+    pub remote: Option<IpAddr>,
+}
+
 /// The token presented: `Authorization: Bearer …` first, then `?access_token=`.
 /// `Err(())` when an Authorization header is present but is not a bearer credential.
 fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, ()> {
@@ -176,6 +185,13 @@ fn now_ms() -> i64 {
 
 /// Middleware for every authenticated route.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(admin) = req.extensions().get::<AdminSession>().copied() {
+        req.extensions_mut().insert(AuthContext {
+            remote: admin.remote,
+            ..Default::default()
+        });
+        return next.run(req).await;
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()

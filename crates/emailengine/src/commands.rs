@@ -327,17 +327,9 @@ pub async fn store_password(
     settings: &Settings,
     hash: &str,
 ) -> Result<(), emailengine_store::StoreError> {
-    let now = chrono::Utc::now().timestamp_millis();
-    settings
-        .set(&[
-            (
-                "authData".into(),
-                serde_json::json!({"user": "admin", "password": hash, "passwordVersion": now}),
-            ),
-            ("totpEnabled".into(), serde_json::Value::Bool(false)),
-            ("totpSeed".into(), serde_json::Value::Bool(false)),
-        ])
+    emailengine_admin::credentials::store_password(settings, hash, true)
         .await
+        .map(drop)
 }
 
 /// `encrypt`: rotates the secret that account passwords and secret settings are sealed with.

@@ -100,6 +100,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `EENGINE_CORS_MAX_AGE` / `cors.maxAge`, in seconds.
     pub cors_max_age: u64,
+    /// `EENGINE_ADMIN_REMOTE_SETUP` / `admin.remoteSetup`: the first admin password may be set
+    /// from any address (otherwise only from this machine).
+    pub admin_remote_setup: bool,
 }
 
 /// Reads the process environment.
@@ -272,6 +275,9 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
                 / 1000
         }
     };
+    let admin_remote_setup = read("EENGINE_ADMIN_REMOTE_SETUP")?
+        .or_else(|| text("admin.remoteSetup"))
+        .is_some_and(|v| truthy(&v));
     let submit_retry_delay_ms = duration("EENGINE_SUBMIT_RETRY_DELAY", "submit.retryDelay", "5s")?;
     let qc_text = read("EENGINE_NOTIFY_QC")?
         .or_else(|| text("queues.notify"))
@@ -309,6 +315,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         webhook_egress,
         cors_origins,
         cors_max_age,
+        admin_remote_setup,
     })
 }
 

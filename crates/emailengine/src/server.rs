@@ -173,7 +173,16 @@ pub async fn run(config: Config) -> ExitCode {
         crate::logging::hostname(),
     )
     .spawn();
-    let app = emailengine_api::router(state.clone());
+    let admin = emailengine_admin::AdminConfig {
+        trust_proxy: config.api_proxy,
+        remote_setup: config.admin_remote_setup,
+        log_level: format!("{:?}", config.log_level).to_ascii_lowercase(),
+        webhook_egress: config.webhook_egress,
+        webhook_timeout: Duration::from_millis(config.webhook_timeout_ms),
+        ..Default::default()
+    };
+    let app = emailengine_api::router(state.clone())
+        .merge(emailengine_admin::router(state.clone(), admin));
 
     let addr = format!("{}:{}", config.api_host, config.api_port);
     let listener = match tokio::net::TcpListener::bind(&addr).await {

@@ -1,0 +1,76 @@
+// The admin pages' only script, no dependencies. It adds what a plain form cannot do: copy a
+// token to the clipboard, ask before destructive actions, and post a form in the background
+// ("Test connection", "Send test webhook") to show the answer in a live region.
+'use strict';
+
+function describe(result) {
+  // Builds the result text with DOM nodes, never innerHTML: answers may carry remote text.
+  const box = document.createElement('div');
+  const line = (ok, label, detail) => {
+    const p = document.createElement('p');
+    const strong = document.createElement('span');
+    strong.className = ok ? 'ok' : 'fail';
+    strong.textContent = label;
+    p.appendChild(strong);
+    if (detail) p.appendChild(document.createTextNode(' ' + detail));
+    box.appendChild(p);
+  };
+  if (result && 'target' in result) {
+    const when = typeof result.duration === 'number' ? ' in ' + result.duration + ' ms' : '';
+    if (result.success) {
+      line(true, 'Delivered:', 'the receiver answered HTTP ' + result.statusCode + when + '.');
+    } else {
+      line(false, 'Failed:', (result.error || 'no answer') + when + '.');
+    }
+    return box;
+  }
+  for (const [name, r] of Object.entries(result || {})) {
+    const label = name.toUpperCase();
+    if (r && r.success) line(true, label + ' OK', 'login succeeded.');
+    else line(false, label + ' failed:', (r && (r.error || r.message)) || 'unknown error');
+  }
+  if (!box.childNodes.length) line(false, 'Nothing to test', '');
+  return box;
+}
+
+document.addEventListener('click', async (event) => {
+  const copy = event.target.closest('[data-copy]');
+  if (copy) {
+    const input = document.getElementById(copy.dataset.copy);
+    const status = document.getElementById('copy-status');
+    input.select();
+    try {
+      await navigator.clipboard.writeText(input.value);
+      if (status) status.textContent = 'Copied to the clipboard.';
+    } catch (e) {
+      if (status) status.textContent = 'Press Ctrl+C (or ⌘C) to copy the selected token.';
+    }
+    return;
+  }
+  const poster = event.target.closest('[data-json-post]');
+  if (poster) {
+    const form = poster.closest('form');
+    const out = document.getElementById(poster.dataset.result);
+    out.textContent = 'Working…';
+    poster.disabled = true;
+    try {
+      const response = await fetch(poster.dataset.jsonPost, {
+        method: 'POST',
+        body: new URLSearchParams(new FormData(form)),
+        headers: { 'Accept': 'application/json' },
+        credentials: 'same-origin',
+      });
+      const result = await response.json().catch(() => ({ success: false, error: 'HTTP ' + response.status }));
+      out.replaceChildren(describe(result));
+    } catch (e) {
+      out.textContent = 'The request failed: ' + e.message;
+    } finally {
+      poster.disabled = false;
+    }
+  }
+});
+
+document.addEventListener('submit', (event) => {
+  const form = event.target;
+  if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
