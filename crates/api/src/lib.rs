@@ -29,8 +29,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, mailboxes, messages, metrics, settings, stats, submit,
-    templates, tokens, webhooks,
+    accounts, blocklists, gateways, health, mailboxes, messages, metrics, oauth2, settings, stats,
+    submit, templates, tokens, webhooks,
 };
 
 /// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
@@ -100,6 +100,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(gateways::create))
         .routes(routes!(gateways::get_one, gateways::delete))
         .routes(routes!(gateways::update))
+        .routes(routes!(oauth2::list, oauth2::create))
+        .routes(routes!(oauth2::get_one, oauth2::update, oauth2::delete))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod mailboxes;
 pub mod messages;
 pub mod metrics;
+pub mod oauth2;
 pub mod settings;
 pub mod stats;
 pub mod submit;
