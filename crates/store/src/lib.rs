@@ -347,7 +347,8 @@ pub trait EventLog: Transactions {
     async fn undelivered_events(&self, group: &str) -> Result<Vec<LoggedEvent>>;
     /// Appends events logged elsewhere, keeping their ids and times where the backend can.
     async fn import_events(&self, events: &[LoggedEvent]) -> Result<()>;
-    /// The newest events, newest first, optionally of one account.
+    /// The newest events, newest first, optionally of one account (Redis looks back through
+    /// the last 50,000 events only).
     async fn recent_events(&self, account: Option<&str>, count: usize) -> Result<Vec<LoggedEvent>>;
     /// Keeps an event whose delivery was given up, with the reason, for listing and re-sending.
     async fn put_dead_event(&self, dead: &DeadEvent) -> Result<()>;

@@ -9,6 +9,9 @@ use redis::AsyncCommands;
 use redis::streams::StreamId;
 
 use super::{EVENT_STREAM_MAX, RedisStore};
+
+/// How far back `recent_events` looks for one account's events.
+const RECENT_SCAN: usize = 50_000;
 use crate::{DeadEvent, EventLog, LoggedEvent, Result};
 
 #[async_trait]
@@ -146,10 +149,11 @@ impl EventLog for RedisStore {
     }
 
     async fn recent_events(&self, account: Option<&str>, count: usize) -> Result<Vec<LoggedEvent>> {
-        // Without an index per account, scan back through the stream in pages.
+        // Without an index per account, scan back through the stream in pages, and only so far:
+        // "recent" is the last RECENT_SCAN events.
         let mut out = Vec::new();
         let mut end = "+".to_string();
-        loop {
+        for _ in 0..RECENT_SCAN / 1000 {
             let page: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
                 .arg(self.keys.events())
                 .arg(&end)
@@ -174,6 +178,7 @@ impl EventLog for RedisStore {
                 _ => return Ok(out),
             }
         }
+        Ok(out)
     }
 
     async fn put_dead_event(&self, dead: &DeadEvent) -> Result<()> {
