@@ -73,6 +73,14 @@ async fn embedded(name: &str) -> Arc<dyn Store> {
         .expect("open embedded store")
 }
 
+/// The embedded store as a command-line tool opens it: one connection used in place.
+async fn embedded_tool(name: &str) -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(unique(name));
+    open(&StoreConfig::Embedded { dir }, Role::Tool)
+        .await
+        .expect("open embedded store")
+}
+
 async fn redis(name: &str) -> Arc<dyn Store> {
     open(
         &StoreConfig::Redis {
@@ -90,6 +98,9 @@ macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod embedded_store {
             $(#[tokio::test] async fn $name() { super::$name(super::embedded(stringify!($name)).await.as_ref()).await; })*
+        }
+        mod embedded_tool {
+            $(#[tokio::test] async fn $name() { super::$name(super::embedded_tool(stringify!($name)).await.as_ref()).await; })*
         }
         mod redis_store {
             $(#[tokio::test] async fn $name() { super::$name(super::redis(stringify!($name)).await.as_ref()).await; })*

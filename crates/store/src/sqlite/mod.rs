@@ -64,10 +64,15 @@ impl SqliteStore {
             .map_err(StoreError::from)
             .map_err(unreadable)?;
         schema::prepare(&mut writer).map_err(unreadable)?;
-        // A long-lived process (with reader threads: the server) checkpoints in the
-        // background; a short-lived tool leaves checkpoints to SQLite and to the server, and
-        // skips the one SQLite makes on close (an fsync on its way out).
-        if readers == 0 {
+        // A long-lived process (the server, with reader threads) checkpoints in the background;
+        // a short-lived tool uses its one connection in place and skips the checkpoint SQLite
+        // makes on close (an fsync on its way out), but checkpoints once the WAL holds 100
+        // pages, so that the next process to open a database no server holds reads a short WAL.
+        let pool = if readers == 0 {
+            writer
+                .pragma_update(None, "wal_autocheckpoint", 100)
+                .map_err(StoreError::from)
+                .map_err(unreadable)?;
             writer
                 .set_db_config(
                     rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -75,8 +80,10 @@ impl SqliteStore {
                 )
                 .map_err(StoreError::from)
                 .map_err(unreadable)?;
-        }
-        let pool = Pool::start(&db, writer, readers, readers > 0).map_err(unreadable)?;
+            Pool::inline(writer)
+        } else {
+            Pool::start(&db, writer, readers).map_err(unreadable)?
+        };
         Ok(Self {
             pool,
             dir: dir.to_path_buf(),

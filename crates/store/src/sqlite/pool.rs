@@ -33,18 +33,17 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// The WAL is truncated back to this size after a checkpoint that emptied it.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// What the writer thread takes: writes, and reads too when there are no reader threads.
-enum Job {
-    Read(ReadJob),
-    Write(WriteJob),
-}
-
-pub(crate) struct Pool {
-    writer: mpsc::Sender<Job>,
-    /// `None`: reads run on the writer thread.
-    readers: Option<mpsc::Sender<ReadJob>>,
-    /// Dropping it stops the checkpointer.
-    _checkpointer: Option<mpsc::Sender<()>>,
+pub(crate) enum Pool {
+    /// A long-lived process: the connections live on threads of their own.
+    Threads {
+        writer: mpsc::Sender<WriteJob>,
+        readers: mpsc::Sender<ReadJob>,
+        /// Dropping it stops the checkpointer.
+        _checkpointer: Option<mpsc::Sender<()>>,
+    },
+    /// A short-lived tool: one connection, used on the caller's thread (starting threads would
+    /// cost it more than the few calls it makes).
+    Inline(Mutex<Connection>),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -88,36 +87,23 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Pool {
-    /// Starts the writer (owning `writer`) and `readers` reader threads on new connections (with
-    /// none, reads share the writer's connection: one connection is all a short-lived tool
-    /// needs); with `checkpointer`, WAL checkpoints run on a thread of their own.
-    pub(crate) fn start(
-        path: &Path,
-        writer: Connection,
-        readers: usize,
-        checkpointer: bool,
-    ) -> Result<Self> {
-        let checkpoints = if checkpointer {
-            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-            let (tx, rx) = mpsc::channel::<()>();
-            let conn = connect(path)?;
-            spawn("sqlite-checkpoint", move || checkpoint_loop(conn, rx))?;
-            Some(tx)
-        } else {
-            None
-        };
-        let (wtx, wrx) = mpsc::channel::<Job>();
+    /// One connection used in place, for a short-lived tool.
+    pub(crate) fn inline(conn: Connection) -> Self {
+        Self::Inline(Mutex::new(conn))
+    }
+
+    /// Starts the writer (owning `writer`), `readers` reader threads on new connections, and a
+    /// thread that checkpoints the WAL.
+    pub(crate) fn start(path: &Path, writer: Connection, readers: usize) -> Result<Self> {
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (ctx, crx) = mpsc::channel::<()>();
+        let conn = connect(path)?;
+        spawn("sqlite-checkpoint", move || checkpoint_loop(conn, crx))?;
+        let (wtx, wrx) = mpsc::channel::<WriteJob>();
         spawn("sqlite-writer", move || write_loop(writer, wrx))?;
-        if readers == 0 {
-            return Ok(Self {
-                writer: wtx,
-                readers: None,
-                _checkpointer: checkpoints,
-            });
-        }
         let (rtx, rrx) = mpsc::channel::<ReadJob>();
         let shared = Arc::new(Mutex::new(rrx));
-        for i in 0..readers {
+        for i in 0..readers.max(1) {
             let mut conn = connect(path)?;
             let jobs = shared.clone();
             spawn(&format!("sqlite-reader-{i}"), move || {
@@ -134,10 +120,10 @@ impl Pool {
                 }
             })?;
         }
-        Ok(Self {
+        Ok(Self::Threads {
             writer: wtx,
-            readers: Some(rtx),
-            _checkpointer: checkpoints,
+            readers: rtx,
+            _checkpointer: Some(ctx),
         })
     }
 
@@ -147,17 +133,18 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let readers = match self {
+            Self::Inline(conn) => {
+                let conn = conn.lock().map_err(|_| closed())?;
+                return f(&conn).map_err(StoreError::from);
+            }
+            Self::Threads { readers, .. } => readers,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
             let _ = tx.send(f(conn).map_err(StoreError::from));
         });
-        let sent = match &self.readers {
-            Some(readers) => readers.send(job).is_ok(),
-            None => self.writer.send(Job::Read(job)).is_ok(),
-        };
-        if !sent {
-            return Err(StoreError::Backend("the embedded store is closed".into()));
-        }
+        readers.send(job).map_err(|_| closed())?;
         rx.await
             .map_err(|_| StoreError::Backend("the embedded store worker stopped".into()))?
     }
@@ -169,6 +156,16 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let writer = match self {
+            Self::Inline(conn) => {
+                let mut conn = conn.lock().map_err(|_| closed())?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                return Ok(out);
+            }
+            Self::Threads { writer, .. } => writer,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
             let outcome = match conn {
@@ -186,12 +183,14 @@ impl Pool {
             });
             (ok, answer)
         });
-        self.writer
-            .send(Job::Write(job))
-            .map_err(|_| StoreError::Backend("the embedded store is closed".into()))?;
+        writer.send(job).map_err(|_| closed())?;
         rx.await
             .map_err(|_| StoreError::Backend("the embedded store worker stopped".into()))?
     }
+}
+
+fn closed() -> StoreError {
+    StoreError::Backend("the embedded store is closed".into())
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
@@ -202,32 +201,12 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(|e| StoreError::Backend(format!("cannot start a store thread: {e}")))
 }
 
-fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
-    let mut next = None;
-    loop {
-        let job = match next.take() {
-            Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
-        let first = match job {
-            Job::Read(read) => {
-                read(&mut conn);
-                continue;
-            }
-            Job::Write(write) => write,
-        };
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
             match jobs.try_recv() {
-                Ok(Job::Write(write)) => group.push(write),
-                Ok(read) => {
-                    // Reads see committed data only: this one waits for the group.
-                    next = Some(read);
-                    break;
-                }
+                Ok(job) => group.push(job),
                 Err(_) => break,
             }
         }
