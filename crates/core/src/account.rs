@@ -47,6 +47,8 @@ pub struct ServerSettings {
     /// Accept certificates that do not verify (`tls.rejectUnauthorized: false`).
     pub accept_invalid_certs: bool,
     pub disabled: bool,
+    /// Never ENABLE IMAP4rev2, even where the server offers it (`disableIMAP4rev2`).
+    pub disable_imap4rev2: bool,
 }
 
 impl ServerSettings {
@@ -84,6 +86,7 @@ impl ServerSettings {
                 .and_then(Value::as_bool)
                 == Some(false),
             disabled: flag("disabled").unwrap_or(false),
+            disable_imap4rev2: flag("disableIMAP4rev2").unwrap_or(false),
         })
     }
 }

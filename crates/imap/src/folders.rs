@@ -1,12 +1,17 @@
 //! Folder listings: LIST/LSUB results turned into EmailEngine's listing entries (`ial:`), with
-//! special-use detection and modified UTF-7 path decoding.
+//! special-use detection and modified UTF-7 path decoding; [`refresh`] stores a new listing and
+//! reports the folders that appeared or vanished.
 
 use async_imap::types::{Name, NameAttribute};
 use futures_util::TryStreamExt;
 use rmpv::Value;
 use serde_json::json;
 
+use emailengine_mail::events::EventSink;
+use emailengine_store::Change;
+
 use crate::connect::Session;
+use crate::sync::SyncError;
 
 /// One folder of an account.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +29,11 @@ pub struct Folder {
 }
 
 impl Folder {
+    /// Folders that can be opened (neither `\Noselect` nor `\NonExistent`).
+    pub fn selectable(&self) -> bool {
+        !self.no_select
+    }
+
     /// The msgpack listing entry EmailEngine keeps in `ial:<account>`.
     pub fn listing_entry(&self) -> Vec<u8> {
         let s = |v: &Option<String>| v.as_deref().map_or(Value::Nil, Value::from);
@@ -150,6 +160,9 @@ fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
             NameAttribute::Junk => special = Some("\\Junk"),
             NameAttribute::Sent => special = Some("\\Sent"),
             NameAttribute::Trash => special = Some("\\Trash"),
+            NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent") => {
+                no_select = true
+            }
             _ => {}
         }
     }
@@ -196,5 +209,67 @@ pub async fn list_folders(session: &mut Session) -> async_imap::error::Result<Ve
         .map(|n| folder_from_name(n, &subscribed))
         .collect();
     folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
+    Ok(folders)
+}
+
+/// Lists folders, stores the listing, and reports folders that appeared or vanished since the
+/// stored listing: the events, the dropped indexes and the new listing land together.
+pub async fn refresh(
+    session: &mut Session,
+    sink: &EventSink,
+    account: &str,
+) -> Result<Vec<Folder>, SyncError> {
+    let folders = list_folders(session).await?;
+    let previous: Vec<Folder> = sink
+        .store
+        .listing(account)
+        .await?
+        .iter()
+        .filter_map(|(_, b)| Folder::from_listing_entry(b))
+        .collect();
+    let mut batch = sink.batch().await;
+    if !previous.is_empty() {
+        for f in folders
+            .iter()
+            .filter(|f| !previous.iter().any(|p| p.path == f.path))
+        {
+            batch.event(
+                account,
+                "mailboxNew",
+                Some(&f.path),
+                f.special_use.as_deref(),
+                json!({"path": f.path, "name": f.name, "specialUse": f.special_use}),
+            );
+        }
+        for p in previous
+            .iter()
+            .filter(|p| !folders.iter().any(|f| f.path == p.path))
+        {
+            batch.event(
+                account,
+                "mailboxDeleted",
+                Some(&p.path),
+                p.special_use.as_deref(),
+                json!({"path": p.path, "name": p.name, "specialUse": p.special_use}),
+            );
+            batch.change(Change::ResetFolder {
+                account: account.to_string(),
+                path: p.path.clone(),
+            });
+        }
+    }
+    batch.change(Change::Listing {
+        account: account.to_string(),
+        entries: folders
+            .iter()
+            .map(|f| {
+                (
+                    emailengine_core::ids::normalize_path(&f.path),
+                    f.listing_entry(),
+                )
+            })
+            .collect(),
+    });
+    sink.commit(batch).await?;
     Ok(folders)
 }

@@ -1,0 +1,156 @@
+//! IMAP commands whose tagged answer matters beyond OK: MOVE/COPY report where messages landed
+//! (COPYUID) and APPEND the new UID (APPENDUID), which async-imap's own calls discard. Also the
+//! ID and ENABLE exchanges after login. Responses are read here until the command's tag.
+
+use tokio::io::AsyncWriteExt;
+use imap_proto::rfc4315::UidSetMember;
+use imap_proto::{Response, ResponseCode, Status};
+
+use crate::connect::Session;
+use crate::error::{ImapError, split_code};
+
+/// What a command's responses said about the messages it placed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// COPYUID: the target's UIDVALIDITY and, in order, source and target UIDs.
+    pub copied: Option<(u32, Vec<u32>, Vec<u32>)>,
+    /// APPENDUID: the target's UIDVALIDITY and the new UID.
+    pub appended: Option<(u32, u32)>,
+}
+
+fn uids(set: &[UidSetMember]) -> Vec<u32> {
+    set.iter()
+        .flat_map(|m| match m {
+            UidSetMember::Uid(u) => *u..=*u,
+            UidSetMember::UidRange(r) => r.clone(),
+        })
+        .collect()
+}
+
+fn note(code: Option<&ResponseCode<'_>>, placed: &mut Placed) {
+    match code {
+        Some(ResponseCode::CopyUid(validity, from, to)) => {
+            placed.copied = Some((*validity, uids(from), uids(to)));
+        }
+        Some(ResponseCode::AppendUid(validity, set)) => {
+            placed.appended = uids(set).first().map(|uid| (*validity, *uid));
+        }
+        _ => {}
+    }
+}
+
+/// Reads responses up to the tagged answer of `tag`.
+async fn finish(session: &mut Session, tag: &imap_proto::RequestId) -> Result<Placed, ImapError> {
+    let mut placed = Placed::default();
+    loop {
+        let response = session
+            .read_response()
+            .await
+            .map_err(|e| ImapError::Connection(e.to_string()))?
+            .ok_or_else(|| ImapError::Connection("Connection to the mail server was lost".into()))?;
+        match response.parsed() {
+            Response::Done {
+                tag: done,
+                status,
+                outcome,
+            } if done == tag => {
+                note(outcome.code.as_ref(), &mut placed);
+                let text = outcome.information.as_deref().unwrap_or("").to_string();
+                return match status {
+                    Status::Ok => Ok(placed),
+                    Status::No | Status::Bad => {
+                        let (code, text) = split_code(&text);
+                        Err(ImapError::Refused {
+                            status: if *status == Status::No { "NO" } else { "BAD" },
+                            code,
+                            text,
+                        })
+                    }
+                    _ => Err(ImapError::Connection(text)),
+                };
+            }
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => {
+                let text = outcome.information.as_deref().unwrap_or("Server closed the connection");
+                return Err(ImapError::Connection(text.to_string()));
+            }
+            Response::Data { outcome, .. } => note(outcome.code.as_ref(), &mut placed),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a command and reads its answer.
+pub async fn run(session: &mut Session, command: &str) -> Result<Placed, ImapError> {
+    let tag = session.run_command(command).await?;
+    finish(session, &tag).await
+}
+
+/// APPENDs a message; the literal is sent once the server asks for it.
+pub async fn append(
+    session: &mut Session,
+    mailbox: &str,
+    flags: &[String],
+    content: &[u8],
+) -> Result<Placed, ImapError> {
+    let flags = if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", flags.join(" "))
+    };
+    let tag = session
+        .run_command(format!("APPEND {}{flags} {{{}}}", quote(mailbox), content.len()))
+        .await?;
+    let response = session
+        .read_response()
+        .await
+        .map_err(|e| ImapError::Connection(e.to_string()))?
+        .ok_or_else(|| ImapError::Connection("Connection to the mail server was lost".into()))?;
+    match response.parsed() {
+        Response::Continue { .. } => {}
+        Response::Done { status, outcome, .. } => {
+            let (code, text) = split_code(outcome.information.as_deref().unwrap_or(""));
+            return Err(ImapError::Refused {
+                status: if *status == Status::Bad { "BAD" } else { "NO" },
+                code,
+                text,
+            });
+        }
+        _ => return Err(ImapError::Connection("Unexpected answer to APPEND".into())),
+    }
+    let stream = session.get_mut();
+    stream
+        .write_all(content)
+        .await
+        .map_err(|e| ImapError::Connection(e.to_string()))?;
+    stream
+        .write_all(b"\r\n")
+        .await
+        .map_err(|e| ImapError::Connection(e.to_string()))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| ImapError::Connection(e.to_string()))?;
+    finish(session, &tag).await
+}
+
+/// A quoted IMAP string.
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_uid_sets() {
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(
+            uids(&[UidSetMember::Uid(3), UidSetMember::UidRange(5..=7)]),
+            vec![3, 5, 6, 7]
+        );
+    }
+}
