@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use emailengine_core::validation::FieldError;
+use emailengine_mail::MailError;
 use emailengine_store::StoreError;
 
 /// An error response. Boxed so that `Result<T, ApiError>` stays small on the happy path.
@@ -100,6 +101,41 @@ impl From<StoreError> for ApiError {
             )
             .with("code", "StorageUnavailable"),
             StoreError::Data(msg) => Self::internal(msg).with("code", "InternalConfigError"),
+        }
+    }
+}
+
+impl From<MailError> for ApiError {
+    fn from(e: MailError) -> Self {
+        let message = e.to_string();
+        match e {
+            MailError::AccountNotFound => Self::not_found(message).with("code", "AccountNotFound"),
+            MailError::NotConnected(state) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+                .with("code", state.unavailable_code())
+                .with("state", state.as_str()),
+            MailError::Timeout => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, message).with("code", "Timeout")
+            }
+            MailError::MessageNotFound => Self::not_found(message).with("code", "MessageNotFound"),
+            MailError::MailboxNotFound => Self::not_found(message).with("code", "NotFound"),
+            MailError::AttachmentNotFound => {
+                Self::not_found(message).with("code", "AttachmentNotFound")
+            }
+            MailError::Invalid { code, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, message).with("code", code)
+            }
+            // The mail server said no to what the request asked: the request's fault, in the
+            // server's words.
+            MailError::Refused { code, .. } => Self::new(StatusCode::BAD_REQUEST, message)
+                .with("code", code.unwrap_or_else(|| "CommandFailed".into())),
+            MailError::Unsupported(_) => {
+                Self::new(StatusCode::BAD_REQUEST, message).with("code", "UnsupportedOperation")
+            }
+            MailError::Connection(_) => {
+                tracing::warn!(err = %message, "Mail server connection failed during a call");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message).with("code", "ConnectionError")
+            }
+            MailError::Store(e) => e.into(),
         }
     }
 }

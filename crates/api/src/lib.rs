@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod openapi;
+pub mod reference;
 pub mod routes;
 pub mod state;
 
@@ -32,10 +34,9 @@ use crate::routes::{
     accounts, health, mailboxes, messages, metrics, settings, stats, submit, tokens, webhooks,
 };
 
-/// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
-/// `/docs`, and JSON answers for unknown routes.
-pub fn router(state: AppState) -> Router {
-    let (app, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// The authenticated routes, with the OpenAPI document their annotations make.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(stats::stats))
         .routes(routes!(settings::get_settings, settings::set_settings))
         .routes(routes!(tokens::provision, tokens::list))
@@ -81,8 +82,31 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(messages::move_message))
         .routes(routes!(messages::attachment))
         .routes(routes!(messages::text))
+}
+
+/// The whole OpenAPI document, as `/swagger.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api_routes()
+        .routes(routes!(health::health))
+        .split_for_parts();
+    doc
+}
+
+/// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
+/// `/docs`, and JSON answers for unknown routes. Each route's policy is read from its OpenAPI
+/// annotation; a route that declares none is refused to every token.
+pub fn router(state: AppState) -> Router {
+    let routes = api_routes();
+    let policies = match auth::Policies::from_doc(routes.get_openapi()) {
+        Ok(p) => p,
+        Err(missing) => {
+            tracing::error!(routes = ?missing, "Routes without a declared policy are refused");
+            auth::Policies::default()
+        }
+    };
+    let (app, api) = routes
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), std::sync::Arc::new(policies)),
             auth::authenticate,
         ))
         .routes(routes!(health::health))

@@ -123,7 +123,10 @@ impl AccountRecord {
     pub fn from_fields(account: &str, fields: BTreeMap<String, String>) -> Self {
         let text = |k: &str| fields.get(k).filter(|v| *v != "null").cloned();
         let list = |k: &str| -> Vec<String> {
-            match fields.get(k).and_then(|v| serde_json::from_str::<Value>(v).ok()) {
+            match fields
+                .get(k)
+                .and_then(|v| serde_json::from_str::<Value>(v).ok())
+            {
                 Some(Value::Array(items)) => items
                     .iter()
                     .filter_map(|i| i.as_str().map(str::to_string))
@@ -158,16 +161,26 @@ impl AccountRecord {
     }
 
     /// IMAP settings with secrets decrypted; `Ok(None)` when the account has none.
-    pub fn imap(&self, cipher: Option<&FieldCipher>) -> Result<Option<ServerSettings>, crate::Error> {
+    pub fn imap(
+        &self,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
         self.server("imap", cipher)
     }
 
     /// SMTP settings with secrets decrypted; `Ok(None)` when the account has none.
-    pub fn smtp(&self, cipher: Option<&FieldCipher>) -> Result<Option<ServerSettings>, crate::Error> {
+    pub fn smtp(
+        &self,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
         self.server("smtp", cipher)
     }
 
-    fn server(&self, key: &str, cipher: Option<&FieldCipher>) -> Result<Option<ServerSettings>, crate::Error> {
+    fn server(
+        &self,
+        key: &str,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
         let Some(mut v) = self.connection(key) else {
             return Ok(None);
         };
@@ -605,7 +618,10 @@ mod record_tests {
             ("copy", "false"),
             ("webhooks", ""),
             ("state:count:connected", "2"),
-            ("imap", r#"{"host":"h","port":143,"auth":{"user":"u","pass":"p"}}"#),
+            (
+                "imap",
+                r#"{"host":"h","port":143,"auth":{"user":"u","pass":"p"}}"#,
+            ),
         ] {
             f.insert(k.to_string(), v.to_string());
         }

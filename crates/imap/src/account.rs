@@ -100,9 +100,20 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 }
                 Err(e) => {
                     let text = e.to_string();
-                    report(&engine, &account, ConnectionState::ConnectError, &text, "InternalConfigError", &mut last_error).await;
+                    report(
+                        &engine,
+                        &account,
+                        ConnectionState::ConnectError,
+                        &text,
+                        "InternalConfigError",
+                        &mut last_error,
+                    )
+                    .await;
                     attempt += 1;
-                    if matches!(wait_command(&mut rx, Some(backoff(attempt))).await, Wake::Stop) {
+                    if matches!(
+                        wait_command(&mut rx, Some(backoff(attempt))).await,
+                        Wake::Stop
+                    ) {
                         return;
                     }
                     continue;
@@ -111,7 +122,10 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
             Err(e) => {
                 tracing::error!(account, err = %e, "Failed to load account settings");
                 attempt += 1;
-                if matches!(wait_command(&mut rx, Some(backoff(attempt))).await, Wake::Stop) {
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
                     return;
                 }
                 continue;
@@ -132,14 +146,27 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
             Ok(s) => s,
             Err(err) => {
                 let (state, code) = match &err {
-                    ConnectError::Auth(_) => (ConnectionState::AuthenticationError, "AUTHENTICATIONFAILED"),
+                    ConnectError::Auth(_) => {
+                        (ConnectionState::AuthenticationError, "AUTHENTICATIONFAILED")
+                    }
                     ConnectError::Network(_) => (ConnectionState::ConnectError, "ConnectionError"),
                 };
-                report(&engine, &account, state, &err.to_string(), code, &mut last_error).await;
+                report(
+                    &engine,
+                    &account,
+                    state,
+                    &err.to_string(),
+                    code,
+                    &mut last_error,
+                )
+                .await;
                 attempt += 1;
                 tracing::warn!(account, err = %err, attempt, "IMAP connection failed");
                 drop(slot);
-                if matches!(wait_command(&mut rx, Some(backoff(attempt))).await, Wake::Stop) {
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
                     return;
                 }
                 continue;
@@ -148,7 +175,13 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
         if last_error.is_some() || attempt == 0 {
             engine
                 .events()
-                .emit(&account, "authenticationSuccess", None, None, json!({"user": settings.user}))
+                .emit(
+                    &account,
+                    "authenticationSuccess",
+                    None,
+                    None,
+                    json!({"user": settings.user}),
+                )
                 .await;
         }
         let outcome = crate::idle::connected(&engine, &account, &settings, session, &mut rx).await;
@@ -165,15 +198,30 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                     attempt = 0;
                     last_error = None;
                     engine
-                        .set_state(&account, ConnectionState::Disconnected, Some(json!({"response": error.to_string()})))
+                        .set_state(
+                            &account,
+                            ConnectionState::Disconnected,
+                            Some(json!({"response": error.to_string()})),
+                        )
                         .await;
                 } else {
                     // The server took the login but refused what follows (LIST, SELECT …).
                     let code = error.code().unwrap_or("ConnectionError").to_string();
-                    report(&engine, &account, ConnectionState::ConnectError, &error.to_string(), &code, &mut last_error).await;
+                    report(
+                        &engine,
+                        &account,
+                        ConnectionState::ConnectError,
+                        &error.to_string(),
+                        &code,
+                        &mut last_error,
+                    )
+                    .await;
                 }
                 attempt += 1;
-                if matches!(wait_command(&mut rx, Some(backoff(attempt))).await, Wake::Stop) {
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
                     return;
                 }
             }

@@ -2,9 +2,9 @@
 //! (COPYUID) and APPEND the new UID (APPENDUID), which async-imap's own calls discard. Also the
 //! ID and ENABLE exchanges after login. Responses are read here until the command's tag.
 
-use tokio::io::AsyncWriteExt;
 use imap_proto::rfc4315::UidSetMember;
 use imap_proto::{Response, ResponseCode, Status};
+use tokio::io::AsyncWriteExt;
 
 use crate::connect::Session;
 use crate::error::{ImapError, split_code};
@@ -47,7 +47,9 @@ async fn finish(session: &mut Session, tag: &imap_proto::RequestId) -> Result<Pl
             .read_response()
             .await
             .map_err(|e| ImapError::Connection(e.to_string()))?
-            .ok_or_else(|| ImapError::Connection("Connection to the mail server was lost".into()))?;
+            .ok_or_else(|| {
+                ImapError::Connection("Connection to the mail server was lost".into())
+            })?;
         match response.parsed() {
             Response::Done {
                 tag: done,
@@ -73,7 +75,10 @@ async fn finish(session: &mut Session, tag: &imap_proto::RequestId) -> Result<Pl
                 status: Status::Bye,
                 outcome,
             } => {
-                let text = outcome.information.as_deref().unwrap_or("Server closed the connection");
+                let text = outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or("Server closed the connection");
                 return Err(ImapError::Connection(text.to_string()));
             }
             Response::Data { outcome, .. } => note(outcome.code.as_ref(), &mut placed),
@@ -101,7 +106,11 @@ pub async fn append(
         format!(" ({})", flags.join(" "))
     };
     let tag = session
-        .run_command(format!("APPEND {}{flags} {{{}}}", quote(mailbox), content.len()))
+        .run_command(format!(
+            "APPEND {}{flags} {{{}}}",
+            quote(mailbox),
+            content.len()
+        ))
         .await?;
     let response = session
         .read_response()
@@ -110,7 +119,9 @@ pub async fn append(
         .ok_or_else(|| ImapError::Connection("Connection to the mail server was lost".into()))?;
     match response.parsed() {
         Response::Continue { .. } => {}
-        Response::Done { status, outcome, .. } => {
+        Response::Done {
+            status, outcome, ..
+        } => {
             let (code, text) = split_code(outcome.information.as_deref().unwrap_or(""));
             return Err(ImapError::Refused {
                 status: if *status == Status::Bad { "BAD" } else { "NO" },

@@ -307,10 +307,20 @@ mod tests {
     #[test]
     fn enable_follows_offers_and_settings() {
         let a = Abilities::from_names(["IMAP4rev1", "ENABLE", "CONDSTORE", "IMAP4rev2", "ID"]);
-        let mut settings = ServerSettings::from_json(&serde_json::json!({"host": "h", "port": 1})).unwrap();
-        assert_eq!(a.enable_command(&settings).as_deref(), Some("ENABLE CONDSTORE IMAP4rev2"));
+        let mut settings =
+            ServerSettings::from_json(&serde_json::json!({"host": "h", "port": 1})).unwrap();
+        assert_eq!(
+            a.enable_command(&settings).as_deref(),
+            Some("ENABLE CONDSTORE IMAP4rev2")
+        );
         settings.disable_imap4rev2 = true;
-        assert_eq!(a.enable_command(&settings).as_deref(), Some("ENABLE CONDSTORE"));
-        assert_eq!(Abilities::from_names(["CONDSTORE"]).enable_command(&settings), None);
+        assert_eq!(
+            a.enable_command(&settings).as_deref(),
+            Some("ENABLE CONDSTORE")
+        );
+        assert_eq!(
+            Abilities::from_names(["CONDSTORE"]).enable_command(&settings),
+            None
+        );
     }
 }

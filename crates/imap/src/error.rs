@@ -43,7 +43,11 @@ pub fn split_code(text: &str) -> (Option<String>, String) {
     if let Some(rest) = trimmed.strip_prefix('[')
         && let Some((code, tail)) = rest.split_once(']')
     {
-        let name = code.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let name = code
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         return ((!name.is_empty()).then_some(name), tail.trim().to_string());
     }
     (None, trimmed.to_string())
@@ -75,7 +79,10 @@ fn server_text(rendered: &str) -> String {
 /// The known response code async-imap parsed, named as the server wrote it.
 fn rendered_code(rendered: &str) -> Option<String> {
     let code = rendered.strip_prefix("code: Some(")?;
-    let name: String = code.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let name: String = code
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     (!name.is_empty()).then(|| name.to_ascii_uppercase())
 }
 
@@ -153,7 +160,10 @@ mod tests {
         let ImapError::Refused { code, text, .. } = ImapError::from(e) else {
             panic!("refused");
         };
-        assert_eq!((code.as_deref(), text.as_str()), (Some("TRYCREATE"), "Mailbox missing"));
+        assert_eq!(
+            (code.as_deref(), text.as_str()),
+            (Some("TRYCREATE"), "Mailbox missing")
+        );
         assert_eq!(
             split_code("[ALREADYEXISTS] Mailbox exists"),
             (Some("ALREADYEXISTS".into()), "Mailbox exists".into())

@@ -70,7 +70,10 @@ async fn initial_sync(
 ) -> Result<Vec<Folder>, SyncError> {
     let folders = engine.refresh_folders(account, session).await?;
     for folder in folders.iter().filter(|f| f.selectable()) {
-        match engine.sync_locked(session, account, folder, condstore).await {
+        match engine
+            .sync_locked(session, account, folder, condstore)
+            .await
+        {
             Ok(report) => tracing::debug!(account, path = %folder.path, ?report, "Folder synced"),
             Err(SyncError::Imap(e)) if !e.breaks_session() => {
                 tracing::warn!(account, path = %folder.path, err = %e, "Folder skipped: the server refused to open it");
@@ -88,7 +91,9 @@ async fn sync_all(
     session: &mut Session,
     condstore: bool,
 ) -> Result<(), SyncError> {
-    initial_sync(engine, account, session, condstore).await.map(drop)
+    initial_sync(engine, account, session, condstore)
+        .await
+        .map(drop)
 }
 
 pub(crate) async fn connected(
@@ -133,7 +138,13 @@ pub(crate) async fn connected(
     if first_time {
         engine
             .events()
-            .emit(account, "accountInitialized", None, None, json!({"initialized": true}))
+            .emit(
+                account,
+                "accountInitialized",
+                None,
+                None,
+                json!({"initialized": true}),
+            )
             .await;
     }
     let Some(main) = main else {

@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 
 use emailengine_core::ids::{MessageId, decode_attachment_id, decode_text_id};
 use emailengine_mail::{
-    ByteStream, Deleted, DetailsOptions, Download, FolderPath, FolderUpdate,
-    MailBackend, MailError, MessagePage, MessageUpdate, Moved, Page, Search, StoredMessage,
-    Upload, Uploaded,
+    ByteStream, Deleted, DetailsOptions, Download, FolderPath, FolderUpdate, MailBackend,
+    MailError, MessagePage, MessageUpdate, Moved, Page, Search, StoredMessage, Upload, Uploaded,
 };
 
 use crate::command::{self, quote};
@@ -58,7 +57,11 @@ fn checked<T>(s: &mut PooledSession, r: std::result::Result<T, ImapError>) -> Re
 /// Flags as IMAP atoms, refusing anything that would break the command.
 fn flag_atoms(flags: &[String]) -> Result<String> {
     for f in flags {
-        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b)) {
+        if f.is_empty()
+            || !f
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b))
+        {
             return Err(MailError::Invalid {
                 message: format!("Invalid flag: {f}"),
                 code: "InvalidFlag",
@@ -166,7 +169,11 @@ impl ImapMail {
     }
 
     /// A session with a folder open; a folder the server does not have is `MailboxNotFound`.
-    async fn open_path(&self, path: &str, write: bool) -> Result<(PooledSession, crate::pool::Selected)> {
+    async fn open_path(
+        &self,
+        path: &str,
+        write: bool,
+    ) -> Result<(PooledSession, crate::pool::Selected)> {
         let mut s = self.session().await?;
         let r = s.open_folder(path, write).await;
         let sel = checked(&mut s, r).map_err(|e| match e {
@@ -214,12 +221,20 @@ impl ImapMail {
             path,
             special_use: special_use.as_deref(),
         };
-        Ok(fetched.iter().map(|f| message::list_entry(place, f)).collect())
+        Ok(fetched
+            .iter()
+            .map(|f| message::list_entry(place, f))
+            .collect())
     }
 
     /// Fetches one message with its whole source.
     async fn fetch_full(&self, s: &mut PooledSession, uid: u32) -> Result<(Fetched, Vec<u8>)> {
-        let r = fetch_all(s, &uid.to_string(), "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])").await;
+        let r = fetch_all(
+            s,
+            &uid.to_string(),
+            "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])",
+        )
+        .await;
         let fetched = on(s, r)?;
         let f = fetched
             .iter()
@@ -239,7 +254,12 @@ impl ImapMail {
         ))
     }
 
-    async fn store_flags(&self, s: &mut PooledSession, set: &str, update: &MessageUpdate) -> Result<()> {
+    async fn store_flags(
+        &self,
+        s: &mut PooledSession,
+        set: &str,
+        update: &MessageUpdate,
+    ) -> Result<()> {
         if set.is_empty() {
             return Ok(());
         }
@@ -260,26 +280,48 @@ impl ImapMail {
             } else {
                 flag_atoms(list)?
             };
-            let r = command::run(s.in_folder(), &format!("UID STORE {set} {item}.SILENT ({text})")).await;
+            let r = command::run(
+                s.in_folder(),
+                &format!("UID STORE {set} {item}.SILENT ({text})"),
+            )
+            .await;
             checked(s, r)?;
         }
         Ok(())
     }
 
     /// UID MOVE, reporting where the messages landed.
-    async fn move_uids(&self, s: &mut PooledSession, set: &str, target: &str) -> Result<command::Placed> {
-        let r = command::run(s.get(), &format!("UID MOVE {set} {}", quote(&encode_path(target)))).await;
+    async fn move_uids(
+        &self,
+        s: &mut PooledSession,
+        set: &str,
+        target: &str,
+    ) -> Result<command::Placed> {
+        let r = command::run(
+            s.get(),
+            &format!("UID MOVE {set} {}", quote(&encode_path(target))),
+        )
+        .await;
         checked(s, r)
     }
 
-    async fn trash_or_expunge(&self, s: &mut PooledSession, set: &str, trash: Option<String>) -> Result<Deleted> {
+    async fn trash_or_expunge(
+        &self,
+        s: &mut PooledSession,
+        set: &str,
+        trash: Option<String>,
+    ) -> Result<Deleted> {
         match trash {
             Some(trash) => {
                 self.move_uids(s, set, &trash).await?;
                 Ok(Deleted::MovedTo(trash))
             }
             None => {
-                let r = command::run(s.in_folder(), &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)")).await;
+                let r = command::run(
+                    s.in_folder(),
+                    &format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+                )
+                .await;
                 checked(s, r)?;
                 let r = command::run(s.get(), &format!("UID EXPUNGE {set}")).await;
                 checked(s, r)?;
@@ -312,7 +354,11 @@ async fn fetch_all(
     set: &str,
     query: &str,
 ) -> std::result::Result<Vec<async_imap::types::Fetch>, async_imap::error::Error> {
-    s.in_folder().uid_fetch(set, query).await?.try_collect().await
+    s.in_folder()
+        .uid_fetch(set, query)
+        .await?
+        .try_collect()
+        .await
 }
 
 /// One body section of a message (`BODY.PEEK[…]` named by `item`); `None` when the server
@@ -332,7 +378,10 @@ async fn fetch_section(
 }
 
 fn section(numbers: &[u32], mime: bool) -> imap_proto::SectionPath {
-    imap_proto::SectionPath::Part(numbers.to_vec(), mime.then_some(imap_proto::MessageSection::Mime))
+    imap_proto::SectionPath::Part(
+        numbers.to_vec(),
+        mime.then_some(imap_proto::MessageSection::Mime),
+    )
 }
 
 /// The same section path again (imap-proto's type is not `Clone`).
@@ -342,7 +391,9 @@ fn same(path: &imap_proto::SectionPath) -> imap_proto::SectionPath {
             n.clone(),
             m.as_ref().map(|_| imap_proto::MessageSection::Mime),
         ),
-        imap_proto::SectionPath::Full(_) => imap_proto::SectionPath::Full(imap_proto::MessageSection::Text),
+        imap_proto::SectionPath::Full(_) => {
+            imap_proto::SectionPath::Full(imap_proto::MessageSection::Text)
+        }
     }
 }
 
@@ -390,7 +441,10 @@ fn chunks(
                         let tail = decoder.as_mut().map(|d| d.finish()).unwrap_or_default();
                         Some((Ok(Bytes::from(tail)), (s, offset, true, decoder)))
                     }
-                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), (s, offset, true, decoder))),
+                    Err(e) => Some((
+                        Err(std::io::Error::other(e.to_string())),
+                        (s, offset, true, decoder),
+                    )),
                 }
             }
         },
@@ -402,11 +456,19 @@ fn chunks(
 impl MailBackend for ImapMail {
     async fn folders(&self, counters: bool) -> Result<Vec<Value>> {
         let folders = self.listing().await?;
-        let mut session = if counters { Some(self.session().await?) } else { None };
+        let mut session = if counters {
+            Some(self.session().await?)
+        } else {
+            None
+        };
         let mut out = Vec::with_capacity(folders.len());
         for f in &folders {
             let mut v = f.to_json();
-            let status = self.engine.store().folder_status(&self.account, &f.path).await?;
+            let status = self
+                .engine
+                .store()
+                .folder_status(&self.account, &f.path)
+                .await?;
             if let Some(n) = status.get("messages").and_then(|m| m.parse::<u64>().ok()) {
                 v["messages"] = json!(n);
             }
@@ -414,9 +476,15 @@ impl MailBackend for ImapMail {
                 v["uidNext"] = json!(n);
             }
             if let Some(s) = session.as_mut().filter(|_| f.selectable()) {
-                let r = s.get().status(encode_path(&f.path), "(MESSAGES UNSEEN)").await;
+                let r = s
+                    .get()
+                    .status(encode_path(&f.path), "(MESSAGES UNSEEN)")
+                    .await;
                 match on(s, r) {
-                    Ok(mb) => v["status"] = json!({"messages": mb.exists, "unseen": mb.unseen.unwrap_or(0)}),
+                    Ok(mb) => {
+                        v["status"] =
+                            json!({"messages": mb.exists, "unseen": mb.unseen.unwrap_or(0)})
+                    }
                     Err(MailError::Refused { .. } | MailError::MailboxNotFound) => {}
                     Err(e) => return Err(e),
                 }
@@ -452,7 +520,10 @@ impl MailBackend for ImapMail {
         let mut current = path.clone();
         if let Some(new_path) = &update.new_path {
             let new_path = self.resolve(new_path).await?;
-            let r = s.get().rename(encode_path(&path), encode_path(&new_path)).await;
+            let r = s
+                .get()
+                .rename(encode_path(&path), encode_path(&new_path))
+                .await;
             on(&mut s, r)?;
             out["newPath"] = json!(new_path);
             out["renamed"] = json!(true);
@@ -475,7 +546,9 @@ impl MailBackend for ImapMail {
         let mut s = self.session().await?;
         let r = s.get().delete(encode_path(path)).await;
         on(&mut s, r).map_err(|e| match e {
-            MailError::Refused { code: Some(c), .. } if c == "NONEXISTENT" => MailError::MailboxNotFound,
+            MailError::Refused { code: Some(c), .. } if c == "NONEXISTENT" => {
+                MailError::MailboxNotFound
+            }
             e => e,
         })?;
         self.relist(&mut s).await?;
@@ -490,7 +563,13 @@ impl MailBackend for ImapMail {
         if seq_max >= 1 {
             let seq_min = seq_max.saturating_sub(page.size - 1).max(1);
             messages = self
-                .entries(&mut s, path, mailbox.uid_validity, &format!("{seq_min}:{seq_max}"), false)
+                .entries(
+                    &mut s,
+                    path,
+                    mailbox.uid_validity,
+                    &format!("{seq_min}:{seq_max}"),
+                    false,
+                )
                 .await?;
         }
         Ok(MessagePage::new(total, page, messages))
@@ -521,7 +600,11 @@ impl MailBackend for ImapMail {
         let mut s = self.open(&at, options.mark_as_seen).await?;
         let (fetched, source) = self.fetch_full(&mut s, at.id.uid).await?;
         if options.mark_as_seen && !fetched.flags.iter().any(|f| f == "\\Seen") {
-            let r = command::run(s.in_folder(), &format!("UID STORE {} +FLAGS.SILENT (\\Seen)", at.id.uid)).await;
+            let r = command::run(
+                s.in_folder(),
+                &format!("UID STORE {} +FLAGS.SILENT (\\Seen)", at.id.uid),
+            )
+            .await;
             checked(&mut s, r)?;
         }
         drop(s);
@@ -539,32 +622,50 @@ impl MailBackend for ImapMail {
         let mut s = self.open(&at, false).await?;
         let uid = at.id.uid;
         // The first chunk is read before answering, so a missing message is still a 404.
-        let r = fetch_all(&mut s, &uid.to_string(), &format!("(UID BODY.PEEK[]<0.{CHUNK}>)")).await;
+        let r = fetch_all(
+            &mut s,
+            &uid.to_string(),
+            &format!("(UID BODY.PEEK[]<0.{CHUNK}>)"),
+        )
+        .await;
         let first = on(&mut s, r)?
             .iter()
             .find(|f| f.uid == Some(uid))
             .map(|f| f.body().unwrap_or_default().to_vec())
             .ok_or(MailError::MessageNotFound)?;
         let done = (first.len() as u64) < CHUNK;
-        let rest = futures_util::stream::unfold((s, first.len() as u64, done), move |(mut s, offset, done)| async move {
-            if done {
-                return None;
-            }
-            let r = fetch_all(&mut s, &uid.to_string(), &format!("(UID BODY.PEEK[]<{offset}.{CHUNK}>)")).await;
-            match on(&mut s, r) {
-                Ok(fetched) => {
-                    let bytes = fetched.iter().find_map(|f| f.body().map(<[u8]>::to_vec)).unwrap_or_default();
-                    if bytes.is_empty() {
-                        return None;
-                    }
-                    let last = (bytes.len() as u64) < CHUNK;
-                    let next = offset + bytes.len() as u64;
-                    Some((Ok(Bytes::from(bytes)), (s, next, last)))
+        let rest = futures_util::stream::unfold(
+            (s, first.len() as u64, done),
+            move |(mut s, offset, done)| async move {
+                if done {
+                    return None;
                 }
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (s, offset, true))),
-            }
-        });
-        Ok(Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest)))
+                let r = fetch_all(
+                    &mut s,
+                    &uid.to_string(),
+                    &format!("(UID BODY.PEEK[]<{offset}.{CHUNK}>)"),
+                )
+                .await;
+                match on(&mut s, r) {
+                    Ok(fetched) => {
+                        let bytes = fetched
+                            .iter()
+                            .find_map(|f| f.body().map(<[u8]>::to_vec))
+                            .unwrap_or_default();
+                        if bytes.is_empty() {
+                            return None;
+                        }
+                        let last = (bytes.len() as u64) < CHUNK;
+                        let next = offset + bytes.len() as u64;
+                        Some((Ok(Bytes::from(bytes)), (s, next, last)))
+                    }
+                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), (s, offset, true))),
+                }
+            },
+        );
+        Ok(Box::pin(
+            futures_util::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest),
+        ))
     }
 
     async fn text(&self, text_id: &str, options: &DetailsOptions) -> Result<Value> {
@@ -576,8 +677,12 @@ impl MailBackend for ImapMail {
     }
 
     async fn attachment(&self, attachment_id: &str) -> Result<Download> {
-        let (id, part) = decode_attachment_id(attachment_id).ok_or(MailError::AttachmentNotFound)?;
-        let at = self.locate(&id.encode()).await.map_err(|_| MailError::AttachmentNotFound)?;
+        let (id, part) =
+            decode_attachment_id(attachment_id).ok_or(MailError::AttachmentNotFound)?;
+        let at = self
+            .locate(&id.encode())
+            .await
+            .map_err(|_| MailError::AttachmentNotFound)?;
         let mut s = self.open(&at, false).await.map_err(|e| match e {
             MailError::MessageNotFound => MailError::AttachmentNotFound,
             e => e,
@@ -585,10 +690,15 @@ impl MailBackend for ImapMail {
         let uid = at.id.uid;
         let numbers: Vec<u32> = part.split('.').filter_map(|n| n.parse().ok()).collect();
         // Only this part is read from the server: its MIME header first, then its body.
-        let mime = fetch_section(&mut s, uid, &format!("BODY.PEEK[{part}.MIME]"), &section(&numbers, true))
-            .await?
-            .filter(|m| !m.is_empty())
-            .ok_or(MailError::AttachmentNotFound)?;
+        let mime = fetch_section(
+            &mut s,
+            uid,
+            &format!("BODY.PEEK[{part}.MIME]"),
+            &section(&numbers, true),
+        )
+        .await?
+        .filter(|m| !m.is_empty())
+        .ok_or(MailError::AttachmentNotFound)?;
         let (content_type, filename, encoding) = message::part_header(&mime);
         let item = format!("BODY.PEEK[{part}]");
         let path = section(&numbers, false);
@@ -596,13 +706,22 @@ impl MailBackend for ImapMail {
             let first = fetch_section(&mut s, uid, &format!("{item}<0.{CHUNK}>"), &path)
                 .await?
                 .ok_or(MailError::AttachmentNotFound)?;
-            chunks(first, s, uid, item, path, Some(message::Base64Stream::default()))
+            chunks(
+                first,
+                s,
+                uid,
+                item,
+                path,
+                Some(message::Base64Stream::default()),
+            )
         } else {
             let raw = fetch_section(&mut s, uid, &item, &path)
                 .await?
                 .ok_or(MailError::AttachmentNotFound)?;
             let decoded = message::decode_part(&mime, &raw);
-            Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(decoded)) })) as ByteStream
+            Box::pin(futures_util::stream::once(async move {
+                Ok(Bytes::from(decoded))
+            })) as ByteStream
         };
         Ok(Download {
             content_type,
@@ -625,14 +744,17 @@ impl MailBackend for ImapMail {
     async fn update(&self, id: &str, update: &MessageUpdate) -> Result<Value> {
         let at = self.locate(id).await?;
         let mut s = self.open(&at, true).await?;
-        self.store_flags(&mut s, &at.id.uid.to_string(), update).await?;
+        self.store_flags(&mut s, &at.id.uid.to_string(), update)
+            .await?;
         Ok(update.answer())
     }
 
     async fn move_message(&self, id: &str, target: &str) -> Result<Moved> {
         let at = self.locate(id).await?;
         let mut s = self.open(&at, true).await?;
-        let placed = self.move_uids(&mut s, &at.id.uid.to_string(), target).await?;
+        let placed = self
+            .move_uids(&mut s, &at.id.uid.to_string(), target)
+            .await?;
         let mut moved = Moved {
             path: target.to_string(),
             id: None,
@@ -652,10 +774,16 @@ impl MailBackend for ImapMail {
         let at = self.locate(id).await?;
         let trash = self.trash().await?.filter(|t| !force && *t != at.path);
         let mut s = self.open(&at, true).await?;
-        self.trash_or_expunge(&mut s, &at.id.uid.to_string(), trash).await
+        self.trash_or_expunge(&mut s, &at.id.uid.to_string(), trash)
+            .await
     }
 
-    async fn bulk_update(&self, path: &str, search: &Search, update: &MessageUpdate) -> Result<Value> {
+    async fn bulk_update(
+        &self,
+        path: &str,
+        search: &Search,
+        update: &MessageUpdate,
+    ) -> Result<Value> {
         let (mut s, _) = self.open_path(path, true).await?;
         let uids = self.matching(&mut s, search).await?;
         self.store_flags(&mut s, &uid_set(&uids), update).await?;
@@ -685,9 +813,17 @@ impl MailBackend for ImapMail {
     async fn upload(&self, upload: &Upload) -> Result<Uploaded> {
         flag_atoms(&upload.flags)?;
         let mut s = self.session().await?;
-        let r = command::append(s.get(), &encode_path(&upload.path), &upload.flags, &upload.raw).await;
+        let r = command::append(
+            s.get(),
+            &encode_path(&upload.path),
+            &upload.flags,
+            &upload.raw,
+        )
+        .await;
         let placed = checked(&mut s, r).map_err(|e| match e {
-            MailError::Refused { code: Some(c), .. } if c == "TRYCREATE" || c == "NONEXISTENT" => MailError::MailboxNotFound,
+            MailError::Refused { code: Some(c), .. } if c == "TRYCREATE" || c == "NONEXISTENT" => {
+                MailError::MailboxNotFound
+            }
             e => e,
         })?;
         let mut out = Uploaded {
@@ -731,7 +867,10 @@ mod tests {
 
     #[test]
     fn flags_are_atoms() {
-        assert_eq!(flag_atoms(&["\\Seen".into(), "$Work".into()]).unwrap(), "\\Seen $Work");
+        assert_eq!(
+            flag_atoms(&["\\Seen".into(), "$Work".into()]).unwrap(),
+            "\\Seen $Work"
+        );
         assert!(flag_atoms(&["bad flag(".into()]).is_err());
         assert!(flag_atoms(&["".into()]).is_err());
     }

@@ -211,7 +211,11 @@ pub fn details(place: Place<'_>, f: &Fetched, source: &[u8], options: &DetailsOp
     }
     if options.text_type.html() {
         let shown = if options.web_safe_html {
-            let base = if html.is_empty() { text_to_html(&plain) } else { html };
+            let base = if html.is_empty() {
+                text_to_html(&plain)
+            } else {
+                html
+            };
             web_safe_html(&base, &inline_images(&msg))
         } else {
             html
@@ -349,7 +353,11 @@ pub fn texts(source: &[u8], numbers: &[String], options: &DetailsOptions) -> Val
     if options.text_type.html() {
         let joined = html.join("\n");
         let shown = if options.web_safe_html {
-            let base = if joined.is_empty() { text_to_html(&plain.join("\n")) } else { joined };
+            let base = if joined.is_empty() {
+                text_to_html(&plain.join("\n"))
+            } else {
+                joined
+            };
             web_safe_html(&base, &inline_images(&msg))
         } else {
             joined

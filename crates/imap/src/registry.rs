@@ -196,7 +196,12 @@ impl Engine {
     }
 
     /// Records a connection state: in memory for the API, and in the store with the error.
-    pub(crate) async fn set_state(&self, account: &str, state: ConnectionState, error: Option<Value>) {
+    pub(crate) async fn set_state(
+        &self,
+        account: &str,
+        state: ConnectionState,
+        error: Option<Value>,
+    ) {
         if let Ok(mut s) = self.0.states.lock() {
             s.insert(account.to_string(), state);
         }
@@ -234,7 +239,10 @@ impl Engine {
 
     /// The account's IMAP settings, decrypted.
     pub(crate) async fn imap_settings(&self, account: &str) -> Result<ServerSettings, MailError> {
-        let record = self.record(account).await?.ok_or(MailError::AccountNotFound)?;
+        let record = self
+            .record(account)
+            .await?
+            .ok_or(MailError::AccountNotFound)?;
         record
             .imap(self.0.cipher.as_deref())
             .map_err(|e| MailError::Connection(e.to_string()))?
@@ -300,8 +308,16 @@ impl Engine {
 
 #[async_trait]
 impl MailRegistry for Engine {
-    async fn backend(&self, account: &str, wait: Duration) -> Result<Arc<dyn MailBackend>, MailError> {
-        Ok(Arc::new(crate::mail::ImapMail::new(self.clone(), account, wait)))
+    async fn backend(
+        &self,
+        account: &str,
+        wait: Duration,
+    ) -> Result<Arc<dyn MailBackend>, MailError> {
+        Ok(Arc::new(crate::mail::ImapMail::new(
+            self.clone(),
+            account,
+            wait,
+        )))
     }
 
     fn start(&self, account: &str) {
@@ -353,7 +369,12 @@ impl MailRegistry for Engine {
         };
         let listed = if mailboxes {
             match crate::folders::list_folders(&mut session).await {
-                Ok(folders) => Some(folders.iter().map(crate::folders::Folder::to_json).collect()),
+                Ok(folders) => Some(
+                    folders
+                        .iter()
+                        .map(crate::folders::Folder::to_json)
+                        .collect(),
+                ),
                 Err(e) => {
                     return Verified::Failed {
                         error: crate::error::ImapError::from(e).to_string(),

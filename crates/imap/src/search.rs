@@ -84,7 +84,11 @@ pub fn criteria(search: &Search, can: SearchAbilities) -> Result<String, MailErr
 }
 
 fn atom(id: &str) -> Result<String, MailError> {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         Ok(id.to_string())
     } else {
         Err(MailError::MessageNotFound)
@@ -121,7 +125,10 @@ mod tests {
             criteria(&s, SearchAbilities::default()).unwrap(),
             "UNSEEN FLAGGED SUBJECT \"say \\\"hi\\\"\" SINCE 1-Oct-2024 SENTBEFORE 9-Jan-2024 UID 1:5,9 HEADER \"X-Tag\" \"\" LARGER 100"
         );
-        assert_eq!(criteria(&Search::default(), SearchAbilities::default()).unwrap(), "ALL");
+        assert_eq!(
+            criteria(&Search::default(), SearchAbilities::default()).unwrap(),
+            "ALL"
+        );
         let utf = Search {
             terms: vec![SearchTerm::Body("café".into())],
         };
@@ -149,7 +156,10 @@ mod tests {
         );
         assert!(matches!(
             criteria(&s, SearchAbilities::default()),
-            Err(MailError::Invalid { code: "UnsupportedSearch", .. })
+            Err(MailError::Invalid {
+                code: "UnsupportedSearch",
+                ..
+            })
         ));
         let objectid = SearchAbilities {
             gmail: false,

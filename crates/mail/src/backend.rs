@@ -113,7 +113,11 @@ impl FlagChanges {
     /// EmailEngine's answer: `{add: true, delete: true, set: true}` for the parts asked for.
     pub fn answer(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        for (key, part) in [("add", &self.add), ("delete", &self.delete), ("set", &self.set)] {
+        for (key, part) in [
+            ("add", &self.add),
+            ("delete", &self.delete),
+            ("set", &self.set),
+        ] {
             if part.is_some() {
                 out.insert(key.into(), Value::Bool(true));
             }
@@ -246,8 +250,12 @@ pub trait MailBackend: Send + Sync {
     /// Moves to Trash, or deletes for good when in Trash already or `force`.
     async fn delete(&self, id: &str, force: bool) -> Result<Deleted>;
 
-    async fn bulk_update(&self, path: &str, search: &Search, update: &MessageUpdate)
-    -> Result<Value>;
+    async fn bulk_update(
+        &self,
+        path: &str,
+        search: &Search,
+        update: &MessageUpdate,
+    ) -> Result<Value>;
     async fn bulk_move(&self, path: &str, search: &Search, target: &str) -> Result<Value>;
     async fn bulk_delete(&self, path: &str, search: &Search, force: bool) -> Result<Deleted>;
 

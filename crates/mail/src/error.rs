@@ -23,10 +23,7 @@ pub enum MailError {
     AttachmentNotFound,
     /// The request cannot be carried out as asked (400), with EmailEngine's `code`.
     #[error("{message}")]
-    Invalid {
-        message: String,
-        code: &'static str,
-    },
+    Invalid { message: String, code: &'static str },
     /// The mail server refused the command; `response` is its own text.
     #[error("{response}")]
     Refused {

@@ -24,7 +24,10 @@ fn inline_images(html: &str, images: &[InlineImage<'_>]) -> String {
             base64::engine::general_purpose::STANDARD.encode(image.content)
         );
         for quote in ['"', '\''] {
-            out = out.replace(&format!("{quote}cid:{}{quote}", image.content_id), &format!("{quote}{data}{quote}"));
+            out = out.replace(
+                &format!("{quote}cid:{}{quote}", image.content_id),
+                &format!("{quote}{data}{quote}"),
+            );
         }
     }
     out
@@ -48,7 +51,10 @@ pub fn web_safe_html(html: &str, images: &[InlineImage<'_>]) -> String {
 }
 
 fn is_image_data(value: &str) -> bool {
-    value.trim_start().to_ascii_lowercase().starts_with("data:image/")
+    value
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("data:image/")
 }
 
 /// Plain text as HTML: escaped, paragraphs at blank lines, line breaks kept.

@@ -162,10 +162,22 @@ impl Search {
             let day = || date(v).ok_or_else(|| "must be a valid date".to_string());
             let term: Result<SearchTerm, String> = match key.as_str() {
                 "seq" => text(MAX_TEXT)
-                    .and_then(|s| if is_set(&s) { Ok(s) } else { Err("must be a sequence set".into()) })
+                    .and_then(|s| {
+                        if is_set(&s) {
+                            Ok(s)
+                        } else {
+                            Err("must be a sequence set".into())
+                        }
+                    })
                     .map(SearchTerm::Seq),
                 "uid" => text(MAX_TEXT)
-                    .and_then(|s| if is_set(&s) { Ok(s) } else { Err("must be a UID set".into()) })
+                    .and_then(|s| {
+                        if is_set(&s) {
+                            Ok(s)
+                        } else {
+                            Err("must be a UID set".into())
+                        }
+                    })
                     .map(SearchTerm::Uid),
                 "answered" => flag().map(SearchTerm::Answered),
                 "deleted" => flag().map(SearchTerm::Deleted),
@@ -194,7 +206,13 @@ impl Search {
                 "threadId" => text(MAX_TEXT).map(SearchTerm::ThreadId),
                 "gmraw" => text(1024).map(SearchTerm::GmailRaw),
                 "keyword" | "unKeyword" => text(MAX_TEXT)
-                    .and_then(|s| if is_atom(&s) { Ok(s) } else { Err("must be a valid keyword".into()) })
+                    .and_then(|s| {
+                        if is_atom(&s) {
+                            Ok(s)
+                        } else {
+                            Err("must be a valid keyword".into())
+                        }
+                    })
                     .map(|s| {
                         if key == "keyword" {
                             SearchTerm::Keyword(s)
@@ -219,11 +237,10 @@ impl Search {
                             Value::String(s) if s.chars().count() <= MAX_TEXT => {
                                 terms.push(SearchTerm::Header(header.clone(), Some(s.clone())))
                             }
-                            Value::Bool(true) => terms.push(SearchTerm::Header(header.clone(), None)),
-                            _ => errors.push(FieldError::about(
-                                &hname,
-                                "must be a string or true",
-                            )),
+                            Value::Bool(true) => {
+                                terms.push(SearchTerm::Header(header.clone(), None))
+                            }
+                            _ => errors.push(FieldError::about(&hname, "must be a string or true")),
                         }
                     }
                     continue;
@@ -305,8 +322,9 @@ mod tests {
 
     #[test]
     fn wrong_values_are_joi_errors() {
-        let errors = read(json!({"unseen": "maybe", "uid": "1:x", "bogus": 1, "header": {"a:b": "x"}}))
-            .unwrap_err();
+        let errors =
+            read(json!({"unseen": "maybe", "uid": "1:x", "bogus": 1, "header": {"a:b": "x"}}))
+                .unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(
             messages,

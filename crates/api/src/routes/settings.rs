@@ -25,6 +25,7 @@ use crate::state::AppState;
         ("serviceUrl" = Option<bool>, Query, description = "Include the public URL of this server"),
     ),
     responses((status = 200, description = "The requested settings", body = Object)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_settings(
     State(state): State<AppState>,
@@ -82,6 +83,7 @@ pub struct SettingsUpdated {
 #[utoipa::path(post, path = "/v1/settings", tag = "Settings",
     request_body(content = Object, description = "Settings to write, e.g. {\"webhooks\": \"https://example.com/hook\", \"webhooksEnabled\": true}"),
     responses((status = 200, body = SettingsUpdated), (status = 400, description = "Invalid input")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn set_settings(
     State(state): State<AppState>,

@@ -61,6 +61,7 @@ pub struct ProvisionRequest {
     request_body = ProvisionRequest,
     responses((status = 200, body = ProvisionedToken), (status = 400, description = "Invalid input"),
         (status = 404, description = "Account not found")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn provision(
     State(state): State<AppState>,
@@ -98,6 +99,7 @@ pub async fn provision(
 #[utoipa::path(post, path = "/v1/token", tag = "Access Tokens",
     request_body = ProvisionRequest,
     responses((status = 200, body = ProvisionedToken)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn provision_deprecated(
     state: State<AppState>,
@@ -324,6 +326,7 @@ pub struct TokenList {
         ("pageSize" = Option<u32>, Query, description = "Tokens per page (1..1000, default 20)"),
     ),
     responses((status = 200, body = TokenList)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read")), ("x-ee-account" = json!("query"))),
     security(("bearerAuth" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -382,6 +385,7 @@ fn id_param(token: &str) -> ApiResult<()> {
 #[utoipa::path(get, path = "/v1/tokens/{token}", tag = "Access Tokens",
     params(("token" = String, Path, description = "Token id")),
     responses((status = 200, body = TokenInfo), (status = 404, description = "Not found")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -410,6 +414,7 @@ pub struct Deleted {
 #[utoipa::path(delete, path = "/v1/tokens/{token}", tag = "Access Tokens",
     params(("token" = String, Path, description = "Token id or value")),
     responses((status = 200, body = Deleted)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -428,6 +433,7 @@ pub async fn delete(
 #[utoipa::path(delete, path = "/v1/token/{token}", tag = "Access Tokens",
     params(("token" = String, Path, description = "Token id or value")),
     responses((status = 200, body = Deleted)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn delete_deprecated(
     state: State<AppState>,
@@ -445,6 +451,7 @@ pub struct AccountTokens {
 #[utoipa::path(get, path = "/v1/tokens/account/{account}", tag = "Access Tokens",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, body = AccountTokens)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list_for_account(
     State(state): State<AppState>,

@@ -14,6 +14,7 @@ use crate::state::AppState;
     params(("page" = Option<u32>, Query, description = "Page number, from 0"),
         ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, events: [{id, account, event, reason, queued, failed, payload}]}`", body = Object)),
+    extensions(("x-ee-group" = json!("webhook")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list_failed(
     State(state): State<AppState>,
@@ -46,6 +47,7 @@ pub async fn list_failed(
 #[utoipa::path(post, path = "/v1/webhooks/failed/{event}/resend", tag = "Webhooks",
     params(("event" = String, Path, description = "Event id from the list")),
     responses((status = 200, description = "`{queued: true, id}`", body = Object), (status = 404, description = "Not in the list")),
+    extensions(("x-ee-group" = json!("webhook")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn resend_failed(
     State(state): State<AppState>,
