@@ -39,8 +39,64 @@ fn note(code: Option<&ResponseCode<'_>>, placed: &mut Placed) {
     }
 }
 
+/// One folder of a LIST or LSUB answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// As sent (modified UTF-7).
+    pub name: String,
+    pub delimiter: Option<String>,
+    /// Attributes in lower case: `\\noselect`, `\\sent`, `\\nonexistent`, …
+    pub attributes: Vec<String>,
+}
+
+fn attribute(a: &imap_proto::NameAttribute<'_>) -> String {
+    use imap_proto::NameAttribute as A;
+    match a {
+        A::NoInferiors => "\\noinferiors".into(),
+        A::NoSelect => "\\noselect".into(),
+        A::Marked => "\\marked".into(),
+        A::Unmarked => "\\unmarked".into(),
+        A::All => "\\all".into(),
+        A::Archive => "\\archive".into(),
+        A::Drafts => "\\drafts".into(),
+        A::Flagged => "\\flagged".into(),
+        A::Junk => "\\junk".into(),
+        A::Sent => "\\sent".into(),
+        A::Trash => "\\trash".into(),
+        A::Extension(e) => e.to_ascii_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// Runs LIST or LSUB; a NO or BAD answer is an error (async-imap's own calls end the listing
+/// quietly on one, which would make a refused listing look like an empty account).
+pub async fn list(session: &mut Session, command: &str) -> Result<Vec<Listed>, ImapError> {
+    let tag = session.run_command(command).await?;
+    let mut listed = Vec::new();
+    finish_with(session, &tag, &mut |response| {
+        if let Response::MailboxData(imap_proto::MailboxDatum::List(data)) = response {
+            listed.push(Listed {
+                name: data.name.to_string(),
+                delimiter: data.delimiter.as_deref().map(str::to_string),
+                attributes: data.name_attributes.iter().map(attribute).collect(),
+            });
+        }
+    })
+    .await?;
+    Ok(listed)
+}
+
 /// Reads responses up to the tagged answer of `tag`.
 async fn finish(session: &mut Session, tag: &imap_proto::RequestId) -> Result<Placed, ImapError> {
+    finish_with(session, tag, &mut |_| {}).await
+}
+
+/// Reads responses up to the tagged answer of `tag`, showing each untagged one to `seen`.
+async fn finish_with(
+    session: &mut Session,
+    tag: &imap_proto::RequestId,
+    seen: &mut (dyn FnMut(&Response<'_>) + Send),
+) -> Result<Placed, ImapError> {
     let mut placed = Placed::default();
     loop {
         let response = session
@@ -82,7 +138,7 @@ async fn finish(session: &mut Session, tag: &imap_proto::RequestId) -> Result<Pl
                 return Err(ImapError::Connection(text.to_string()));
             }
             Response::Data { outcome, .. } => note(outcome.code.as_ref(), &mut placed),
-            _ => {}
+            other => seen(other),
         }
     }
 }

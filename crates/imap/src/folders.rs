@@ -2,14 +2,13 @@
 //! special-use detection and modified UTF-7 path decoding; [`refresh`] stores a new listing and
 //! reports the folders that appeared or vanished.
 
-use async_imap::types::{Name, NameAttribute};
-use futures_util::TryStreamExt;
 use rmpv::Value;
 use serde_json::json;
 
 use emailengine_mail::events::EventSink;
 use emailengine_store::Change;
 
+use crate::command::{self, Listed};
 use crate::connect::Session;
 use crate::sync::SyncError;
 
@@ -138,34 +137,30 @@ fn special_use_by_name(name: &str) -> Option<&'static str> {
     })
 }
 
-fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
-    let path = decode_path(n.name());
-    let delimiter = n.delimiter().map(str::to_string);
+fn folder_from_listed(n: &Listed, subscribed: &[String]) -> Folder {
+    let path = decode_path(&n.name);
+    let delimiter = n.delimiter.clone();
     let name = delimiter
         .as_deref()
         .and_then(|d| path.rsplit(d).next())
         .unwrap_or(&path)
         .to_string();
-    let mut special = None;
-    let mut no_select = false;
-    let mut no_inferiors = false;
-    for attr in n.attributes() {
-        match attr {
-            NameAttribute::NoSelect => no_select = true,
-            NameAttribute::NoInferiors => no_inferiors = true,
-            NameAttribute::All => special = Some("\\All"),
-            NameAttribute::Archive => special = Some("\\Archive"),
-            NameAttribute::Drafts => special = Some("\\Drafts"),
-            NameAttribute::Flagged => special = Some("\\Flagged"),
-            NameAttribute::Junk => special = Some("\\Junk"),
-            NameAttribute::Sent => special = Some("\\Sent"),
-            NameAttribute::Trash => special = Some("\\Trash"),
-            NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent") => {
-                no_select = true
-            }
-            _ => {}
-        }
-    }
+    let has = |a: &str| n.attributes.iter().any(|x| x == a);
+    let no_select = has("\\noselect") || has("\\nonexistent");
+    let no_inferiors = has("\\noinferiors");
+    let special = [
+        ("\\all", "\\All"),
+        ("\\archive", "\\Archive"),
+        ("\\drafts", "\\Drafts"),
+        ("\\flagged", "\\Flagged"),
+        ("\\junk", "\\Junk"),
+        ("\\sent", "\\Sent"),
+        ("\\trash", "\\Trash"),
+    ]
+    .into_iter()
+    .filter(|(attr, _)| has(attr))
+    .map(|(_, su)| su)
+    .last();
     let (special_use, source) = if path.eq_ignore_ascii_case("INBOX") {
         (Some("\\Inbox"), Some("name"))
     } else if let Some(s) = special {
@@ -191,22 +186,17 @@ fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
     }
 }
 
-/// LIST and LSUB the whole tree.
-pub async fn list_folders(session: &mut Session) -> async_imap::error::Result<Vec<Folder>> {
-    let subscribed: Vec<String> = session
-        .lsub(Some(""), Some("*"))
+/// LIST and LSUB the whole tree. A refused listing is an error, never an empty account.
+pub async fn list_folders(session: &mut Session) -> Result<Vec<Folder>, crate::error::ImapError> {
+    let subscribed: Vec<String> = command::list(session, "LSUB \"\" \"*\"")
         .await?
-        .map_ok(|n| decode_path(n.name()))
-        .try_collect()
-        .await?;
-    let names: Vec<Name> = session
-        .list(Some(""), Some("*"))
-        .await?
-        .try_collect()
-        .await?;
+        .iter()
+        .map(|n| decode_path(&n.name))
+        .collect();
+    let names = command::list(session, "LIST \"\" \"*\"").await?;
     let mut folders: Vec<Folder> = names
         .iter()
-        .map(|n| folder_from_name(n, &subscribed))
+        .map(|n| folder_from_listed(n, &subscribed))
         .collect();
     folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
     Ok(folders)

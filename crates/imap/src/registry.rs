@@ -377,7 +377,7 @@ impl MailRegistry for Engine {
                 ),
                 Err(e) => {
                     return Verified::Failed {
-                        error: crate::error::ImapError::from(e).to_string(),
+                        error: e.to_string(),
                         code: "ListFailed",
                     };
                 }
