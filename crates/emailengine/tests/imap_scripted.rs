@@ -123,7 +123,12 @@ async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff()
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
     let (status, _) = server
-        .send(Method::POST, "/v1/account", Some(&token), Some(account("bad", port, json!({}))))
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("bad", port, json!({}))),
+        )
         .await;
     assert_eq!(status, 200);
     let info = wait_for("connectError", 20, || async {
@@ -146,7 +151,10 @@ async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff()
     let first = log.connections();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let later = log.connections();
-    assert!(later - first <= 2, "{first} then {later} connections in 5 s");
+    assert!(
+        later - first <= 2,
+        "{first} then {later} connections in 5 s"
+    );
     let (_, again) = server.get("/v1/account/bad", Some(&token)).await;
     assert_ne!(again["state"], "connected");
 }
@@ -162,7 +170,12 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
     let token = env.issue(&[]);
     let server = env.start(&[]).await;
     server
-        .send(Method::POST, "/v1/account", Some(&token), Some(account("good", port, json!({}))))
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("good", port, json!({}))),
+        )
         .await;
     let info = wait_for("connected", 20, || async {
         let (_, body) = server.get("/v1/account/good", Some(&token)).await;
@@ -172,18 +185,29 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
     assert_eq!(info["lastError"], Value::Null);
     let commands = log.commands();
     assert!(
-        commands.iter().any(|c| c.contains(" ID (\"name\" \"EmailEngine\"")),
+        commands
+            .iter()
+            .any(|c| c.contains(" ID (\"name\" \"EmailEngine\"")),
         "{commands:?}"
     );
     assert!(
-        commands.iter().any(|c| c.ends_with("ENABLE CONDSTORE IMAP4rev2")),
+        commands
+            .iter()
+            .any(|c| c.ends_with("ENABLE CONDSTORE IMAP4rev2")),
         "{commands:?}"
     );
     // The folder the server says is gone is skipped; `\NonExistent` is never opened.
     assert!(commands.iter().any(|c| c.contains("SELECT \"Gone\"")));
-    assert!(!commands.iter().any(|c| c.contains("\"Ghost\"")), "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c.contains("\"Ghost\"")),
+        "{commands:?}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(log.connections(), 1, "the account stays on its first connection");
+    assert_eq!(
+        log.connections(),
+        1,
+        "the account stays on its first connection"
+    );
     let (status, boxes) = server.get("/v1/account/good/mailboxes", Some(&token)).await;
     assert_eq!(status, 200);
     let paths: Vec<&str> = boxes["mailboxes"]
@@ -222,5 +246,8 @@ async fn disable_imap4rev2_is_honoured() {
     let enables: Vec<&String> = commands.iter().filter(|c| c.contains("ENABLE")).collect();
     assert_eq!(enables.len(), 1, "{commands:?}");
     assert!(enables[0].ends_with("ENABLE CONDSTORE"), "{enables:?}");
-    assert!(!commands.iter().any(|c| c.contains(" ID ")), "no ID when not offered");
+    assert!(
+        !commands.iter().any(|c| c.contains(" ID ")),
+        "no ID when not offered"
+    );
 }
