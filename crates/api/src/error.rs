@@ -126,6 +126,9 @@ impl From<MailError> for ApiError {
             }
             // The mail server said no to what the request asked: the request's fault, in the
             // server's words.
+            MailError::Refused { code, .. } if code.as_deref() == Some("ALREADYEXISTS") => {
+                Self::new(StatusCode::CONFLICT, message).with("code", "AlreadyExists")
+            }
             MailError::Refused { code, .. } => Self::new(StatusCode::BAD_REQUEST, message)
                 .with("code", code.unwrap_or_else(|| "CommandFailed".into())),
             MailError::Unsupported(_) => {

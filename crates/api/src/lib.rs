@@ -11,6 +11,7 @@ pub mod mail;
 pub mod openapi;
 pub mod reference;
 pub mod routes;
+pub mod schema;
 pub mod state;
 
 use std::time::Instant;
@@ -111,14 +112,20 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(health::health))
         .split_for_parts();
+    let document = std::sync::Arc::new(openapi::finish(&api));
     let limit = state.config.max_body_size;
     let cors = cors_layer(&state.config);
     let app = app
-        .merge(SwaggerUi::new("/docs").url("/swagger.json", api))
+        .route("/swagger.json", axum::routing::get(move || {
+            let doc = document.clone();
+            async move { axum::Json(doc) }
+        }))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
+        .layer(middleware::from_fn_with_state(limit, refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     match cors {
@@ -151,6 +158,35 @@ fn cors_layer(config: &ApiConfig) -> Option<tower_http::cors::CorsLayer> {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// How much of an oversized body is read (and dropped) before the 413 is sent.
+const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// A body announced larger than the limit gets its 413 after the body has been read and
+/// dropped (up to a bound): clients that write the whole body before reading the answer
+/// (Python's `urllib` and `requests`) then see the 413 instead of a broken pipe.
+async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => {
+            if n <= DRAIN_LIMIT {
+                use futures_util::StreamExt;
+                let mut body = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            ApiError::payload_too_large(limit).into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Request log line, `api_call` metric and `apiCall:*` counters for every request. Paths are

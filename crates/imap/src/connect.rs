@@ -152,6 +152,20 @@ impl Abilities {
     }
 }
 
+/// Whether a quiet session's connection is still open: nothing has arrived on it since its
+/// last command (a closed connection reads as end of file, a server about to leave sends BYE).
+pub async fn still_open(session: &Session) -> bool {
+    let tcp = match session.get_ref() {
+        ImapStream::Plain(t) => t,
+        ImapStream::Tls(t) => t.get_ref().0,
+    };
+    let mut byte = [0u8; 1];
+    // A zero timeout polls the peek once: pending means the line is quiet and open.
+    tokio::time::timeout(Duration::ZERO, tcp.peek(&mut byte))
+        .await
+        .is_err()
+}
+
 fn net(e: impl std::fmt::Display) -> ConnectError {
     ConnectError::Network(e.to_string())
 }

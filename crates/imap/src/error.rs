@@ -118,7 +118,7 @@ impl From<ImapError> for MailError {
     fn from(e: ImapError) -> Self {
         match e {
             ImapError::Refused { code, text, .. } => {
-                if code.as_deref() == Some("NONEXISTENT") {
+                if matches!(code.as_deref(), Some("NONEXISTENT" | "TRYCREATE")) {
                     MailError::MailboxNotFound
                 } else {
                     MailError::Refused {

@@ -195,7 +195,9 @@ impl ImapMail {
     /// UIDs of the open folder matching a search, ascending.
     async fn matching(&self, s: &mut PooledSession, search: &Search) -> Result<Vec<u32>> {
         let can = self.abilities(s).await?;
-        let query = criteria(search, can)?;
+        let Some(query) = criteria(search, can) else {
+            return Ok(Vec::new());
+        };
         let r = s.in_folder().uid_search(&query).await;
         let mut uids: Vec<u32> = on(s, r)?.into_iter().collect();
         uids.sort_unstable();
@@ -272,8 +274,9 @@ impl ImapMail {
             ("-X-GM-LABELS", &update.labels.delete, true),
         ] {
             let Some(list) = flags else { continue };
+            // Servers without labels have nothing to change; the rest of the update stands.
             if labels && !self.abilities(s).await?.gmail {
-                return Err(MailError::Unsupported("This account has no labels"));
+                continue;
             }
             let text = if labels {
                 list.iter().map(|l| quote(l)).collect::<Vec<_>>().join(" ")

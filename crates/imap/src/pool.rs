@@ -82,6 +82,17 @@ impl AccountPool {
         self.parked.lock().ok()?.pop()
     }
 
+    /// A parked session whose connection is still open; ones the server closed meanwhile (or
+    /// that it wrote to unasked, as before a BYE) are dropped on the way.
+    async fn unpark_live(&self) -> Option<Parked> {
+        while let Some(p) = self.unpark() {
+            if crate::connect::still_open(&p.session).await {
+                return Some(p);
+            }
+        }
+        None
+    }
+
     /// A slot for a long-lived connection (IDLE): parked command sessions are closed to make
     /// room, and otherwise it waits for one to come back.
     pub async fn reserve(self: &Arc<Self>) -> Slot {
@@ -149,7 +160,7 @@ impl AccountPool {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if let Some(p) = self.unpark() {
+            if let Some(p) = self.unpark_live().await {
                 return Ok(PooledSession {
                     session: Some(p.session),
                     selected: p.selected,
@@ -241,8 +252,12 @@ impl PooledSession {
 
     /// Retires the session when `e` broke it, and passes the error on.
     pub fn check<T>(&mut self, r: Result<T, ImapError>) -> Result<T, ImapError> {
+        // A server that reports a bug of its own, or answers BAD (servers count those and
+        // hang up after a few), may close the connection right after: it is not lent again.
         if let Err(e) = &r
-            && e.breaks_session()
+            && (e.breaks_session()
+                || e.code() == Some("SERVERBUG")
+                || matches!(e, ImapError::Refused { status: "BAD", .. }))
         {
             self.discard();
         }

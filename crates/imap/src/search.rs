@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 
-use emailengine_mail::{MailError, Search, SearchTerm};
+use emailengine_mail::{Search, SearchTerm};
 
 use crate::command::quote;
 
@@ -25,12 +25,9 @@ fn flag(set: bool, yes: &str, no: &str) -> String {
     if set { yes } else { no }.to_string()
 }
 
-/// The search criteria text, `ALL` for an empty search.
-pub fn criteria(search: &Search, can: SearchAbilities) -> Result<String, MailError> {
-    let unsupported = |what: &'static str| MailError::Invalid {
-        message: format!("This server does not support searching by {what}"),
-        code: "UnsupportedSearch",
-    };
+/// The search criteria text, `ALL` for an empty search; `None` when no message can match (an id
+/// or a Gmail query on a server that has none of them).
+pub fn criteria(search: &Search, can: SearchAbilities) -> Option<String> {
     let mut keys = Vec::new();
     for term in &search.terms {
         keys.push(match term {
@@ -57,12 +54,12 @@ pub fn criteria(search: &Search, can: SearchAbilities) -> Result<String, MailErr
             SearchTerm::SentSince(d) => format!("SENTSINCE {}", day(d)),
             SearchTerm::EmailId(id) if can.object_id => format!("EMAILID {}", atom(id)?),
             SearchTerm::EmailId(id) if can.gmail => format!("X-GM-MSGID {}", number(id)?),
-            SearchTerm::EmailId(_) => return Err(unsupported("emailId")),
             SearchTerm::ThreadId(id) if can.object_id => format!("THREADID {}", atom(id)?),
             SearchTerm::ThreadId(id) if can.gmail => format!("X-GM-THRID {}", number(id)?),
-            SearchTerm::ThreadId(_) => return Err(unsupported("threadId")),
             SearchTerm::GmailRaw(q) if can.gmail => format!("X-GM-RAW {}", quote(q)),
-            SearchTerm::GmailRaw(_) => return Err(unsupported("gmraw")),
+            SearchTerm::EmailId(_) | SearchTerm::ThreadId(_) | SearchTerm::GmailRaw(_) => {
+                return None;
+            }
             SearchTerm::Header(name, value) => format!(
                 "HEADER {} {}",
                 quote(name),
@@ -73,30 +70,27 @@ pub fn criteria(search: &Search, can: SearchAbilities) -> Result<String, MailErr
         });
     }
     if keys.is_empty() {
-        return Ok("ALL".into());
+        return Some("ALL".into());
     }
     let text = keys.join(" ");
-    Ok(if text.is_ascii() {
+    Some(if text.is_ascii() {
         text
     } else {
         format!("CHARSET UTF-8 {text}")
     })
 }
 
-fn atom(id: &str) -> Result<String, MailError> {
-    if !id.is_empty()
+/// An object id as RFC 8474 spells them; anything else names no message.
+fn atom(id: &str) -> Option<String> {
+    (!id.is_empty()
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        Ok(id.to_string())
-    } else {
-        Err(MailError::MessageNotFound)
-    }
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| id.to_string())
 }
 
-fn number(id: &str) -> Result<u64, MailError> {
-    id.parse().map_err(|_| MailError::MessageNotFound)
+fn number(id: &str) -> Option<u64> {
+    id.parse().ok()
 }
 
 #[cfg(test)]
@@ -154,13 +148,7 @@ mod tests {
             criteria(&s, gmail).unwrap(),
             "X-GM-THRID 1234 X-GM-RAW \"has:attachment\""
         );
-        assert!(matches!(
-            criteria(&s, SearchAbilities::default()),
-            Err(MailError::Invalid {
-                code: "UnsupportedSearch",
-                ..
-            })
-        ));
+        assert_eq!(criteria(&s, SearchAbilities::default()), None);
         let objectid = SearchAbilities {
             gmail: false,
             object_id: true,

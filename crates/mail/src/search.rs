@@ -95,7 +95,8 @@ fn is_set(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'))
         && s.split(',').all(|r| {
-            r.split(':').count() <= 2 && r.split(':').all(|n| n == "*" || n.parse::<u32>().is_ok())
+            r.split(':').count() <= 2
+                && r.split(':').all(|n| n == "*" || (n.len() <= 9 && n.parse::<u32>().is_ok()))
         })
 }
 
@@ -105,10 +106,21 @@ fn is_atom(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
 }
 
+/// A whole non-negative number, however JSON spelled it (`250` or `250.0`).
+fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 8e18)
+            .map(|f| f as u64)
+    })
+}
+
 /// A date as EmailEngine's schema takes it: an ISO 8601 string or ms since the epoch.
 fn date(v: &Value) -> Option<NaiveDate> {
     let ms = match v {
-        Value::Number(n) => n.as_i64(),
+        Value::Number(_) => whole(v)
+            .filter(|n| *n <= 8_000_000_000_000_000)
+            .and_then(|n| i64::try_from(n).ok()),
         Value::String(s) => emailengine_core::units::parse_iso_time(s).or_else(|| {
             NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .ok()
@@ -120,7 +132,7 @@ fn date(v: &Value) -> Option<NaiveDate> {
     chrono::DateTime::from_timestamp_millis(ms).map(|d| d.date_naive())
 }
 
-/// Booleans as Joi reads them with `truthy('Y', 'true', '1')` and `falsy('N', 'false', 0)`.
+/// Booleans as Joi reads them with `truthy('Y', 'true', '1')` and `falsy('N', 'false', '0')`.
 fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
@@ -129,8 +141,6 @@ fn boolean(v: &Value) -> Option<bool> {
             "false" | "N" | "0" => Some(false),
             _ => None,
         },
-        Value::Number(n) if n.as_u64() == Some(0) => Some(false),
-        Value::Number(n) if n.as_u64() == Some(1) => Some(true),
         _ => None,
     }
 }
@@ -155,7 +165,7 @@ impl Search {
             };
             let flag = || boolean(v).ok_or_else(|| "must be a boolean".to_string());
             let size = || {
-                v.as_u64()
+                whole(v)
                     .filter(|n| *n <= 1 << 30)
                     .ok_or_else(|| "must be a number between 0 and 1073741824".to_string())
             };
@@ -194,8 +204,7 @@ impl Search {
                 "text" => text(MAX_TEXT).map(SearchTerm::Text),
                 "larger" => size().map(SearchTerm::Larger),
                 "smaller" => size().map(SearchTerm::Smaller),
-                "modseq" => v
-                    .as_u64()
+                "modseq" => whole(v)
                     .ok_or_else(|| "must be a number".to_string())
                     .map(SearchTerm::Modseq),
                 "before" => day().map(SearchTerm::Before),
@@ -273,7 +282,7 @@ mod tests {
     fn every_schema_key_is_read() {
         let s = read(json!({
             "seq": "1:5", "uid": "7,9:*", "answered": true, "deleted": false, "draft": "Y",
-            "unseen": true, "flagged": 1, "seen": "false", "from": "ann", "to": "bob", "cc": "c",
+            "unseen": true, "flagged": "1", "seen": "false", "from": "ann", "to": "bob", "cc": "c",
             "bcc": "d", "body": "hello", "subject": "Hi", "larger": 10, "smaller": 2000,
             "modseq": 42, "before": "2024-10-02", "since": "2024-10-01T12:00:00Z",
             "sentBefore": 1727827200000i64, "sentSince": "2024-09-30", "emailId": "e1",

@@ -201,7 +201,8 @@ pub struct AccountList {
     pub total: usize,
     pub page: usize,
     pub pages: usize,
-    #[schema(value_type = Object)]
+    /// The substring searched for, or `false`.
+    #[schema(value_type = Value)]
     pub query: Value,
     pub state: String,
     #[schema(value_type = Vec<Object>)]
@@ -211,10 +212,10 @@ pub struct AccountList {
 /// List accounts
 #[utoipa::path(get, path = "/v1/accounts", tag = "Account",
     params(
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Accounts per page (1..1000, default 20)"),
-        ("state" = Option<String>, Query, description = "Only accounts in this state (`errors` = authenticationError + connectError)"),
-        ("query" = Option<String>, Query, description = "Substring of account id, name or email"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Accounts per page (1..1000, default 20)"),
+        ("state" = Option<String>, Query, max_length = 64, description = "Only accounts in this state (`errors` = authenticationError + connectError)"),
+        ("query" = Option<String>, Query, max_length = 256, description = "Substring of account id, name or email"),
     ),
     responses((status = 200, body = AccountList)),
     extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("read"))),

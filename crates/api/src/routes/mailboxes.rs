@@ -29,15 +29,17 @@ pub async fn list(
 /// A folder path: a string, or a list of path segments joined with the server's delimiter.
 fn path_arg(body: &Map<String, Value>, key: &str) -> ApiResult<Option<FolderPath>> {
     match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 1024 => {
+        None => Ok(None),
+        Some(Value::String(s))
+            if crate::extract::is_folder_name(s) && s.chars().count() <= 1024 =>
+        {
             Ok(Some(FolderPath::Path(s.clone())))
         }
         Some(Value::Array(parts))
             if !parts.is_empty()
                 && parts
                     .iter()
-                    .all(|p| p.as_str().is_some_and(|s| !s.is_empty())) =>
+                    .all(|p| p.as_str().is_some_and(crate::extract::is_folder_name)) =>
         {
             Ok(Some(FolderPath::Segments(
                 parts
@@ -66,7 +68,9 @@ fn only(body: &Map<String, Value>, allowed: &[&str]) -> ApiResult<()> {
     params(("account" = String, Path, description = "Account id")),
     request_body(content = Object, description = "`{path}`: a path or a list of path segments"),
     responses((status = 200, description = "`{path, created}`", body = Object)),
-    extensions(("x-ee-group" = json!("mailbox")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("mailbox")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["path"],
+            "properties": {"path": crate::schema::folder_path()}}))),
     security(("bearerAuth" = [])))]
 pub async fn create(
     AccountMail(mail): AccountMail,
@@ -82,7 +86,11 @@ pub async fn create(
     params(("account" = String, Path, description = "Account id")),
     request_body(content = Object, description = "`{path, newPath?, subscribed?}`: at least one of `newPath` and `subscribed`"),
     responses((status = 200, description = "`{path, newPath?, renamed?, subscribed?}`", body = Object)),
-    extensions(("x-ee-group" = json!("mailbox")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("mailbox")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["path"],
+            "anyOf": [{"required": ["newPath"]}, {"required": ["subscribed"]}],
+            "properties": {"path": crate::schema::folder_path(), "newPath": crate::schema::folder_path(),
+                "subscribed": {"type": "boolean"}}}))),
     security(("bearerAuth" = [])))]
 pub async fn rename(
     AccountMail(mail): AccountMail,
@@ -92,7 +100,7 @@ pub async fn rename(
     let path = path_arg(&body, "path")?.ok_or_else(|| ApiError::field("path", "is required"))?;
     let new_path = path_arg(&body, "newPath")?;
     let subscribed = match body.get("subscribed") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err(ApiError::field("subscribed", "must be a boolean")),
     };
@@ -114,7 +122,7 @@ pub async fn rename(
 
 /// Delete a mailbox
 #[utoipa::path(delete, path = "/v1/account/{account}/mailbox", tag = "Mailbox",
-    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Folder to delete")),
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Folder to delete")),
     responses((status = 200, description = "`{path, deleted}`", body = Object)),
     extensions(("x-ee-group" = json!("mailbox")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
@@ -122,7 +130,7 @@ pub async fn delete(
     AccountMail(mail): AccountMail,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let path = query.required_string("path", 1024);
+    let path = query.folder("path");
     query.finish()?;
     Ok(Json(mail.delete_folder(&path).await?))
 }

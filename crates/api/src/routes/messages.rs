@@ -31,14 +31,13 @@ fn parse_cursor(cursor: &str) -> ApiResult<usize> {
     let bad =
         || ApiError::field("cursor", "is not a valid cursor").with("code", "InvalidCursorType");
     let raw = cursor.strip_prefix("imap_").ok_or_else(bad)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    // Past the prefix a cursor is opaque: one that does not decode starts from the first page.
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    v.get("page")
-        .and_then(Value::as_u64)
-        .map(|p| p as usize)
-        .ok_or_else(bad)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| v.get("page").and_then(Value::as_u64))
+        .map_or(0, |p| p.min(1_048_576) as usize))
 }
 
 /// `page`, `pageSize` and `cursor` of a listing.
@@ -119,10 +118,10 @@ fn read_options(query: &mut QueryParams, mark: bool) -> DetailsOptions {
 /// Newest first. Page with `page`/`pageSize` or the returned cursors.
 #[utoipa::path(get, path = "/v1/account/{account}/messages", tag = "Message",
     params(("account" = String, Path, description = "Account id"),
-        ("path" = String, Query, description = "Folder path"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Messages per page (1..1000, default 20)"),
-        ("cursor" = Option<String>, Query, description = "Cursor from a previous page")),
+        ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Folder path"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Messages per page (1..1000, default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^imap_[A-Za-z0-9_-]*$", max_length = 1024, description = "Cursor from a previous page")),
     responses((status = 200, description = "`{total, page, pages, nextPageCursor, prevPageCursor, messages}`", body = Object)),
     extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -130,7 +129,7 @@ pub async fn list(
     AccountMail(mail): AccountMail,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let path = query.required_string("path", 1024);
+    let path = query.folder("path");
     let page = paging(&mut query)?;
     query.finish()?;
     Ok(message_page(mail.list(&path, page).await?))
@@ -139,23 +138,28 @@ pub async fn list(
 /// Search messages
 #[utoipa::path(post, path = "/v1/account/{account}/search", tag = "Message",
     params(("account" = String, Path, description = "Account id"),
-        ("path" = String, Query, description = "Folder path"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Messages per page (1..1000, default 20)"),
-        ("cursor" = Option<String>, Query, description = "Cursor from a previous page")),
+        ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Folder path"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Messages per page (1..1000, default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^imap_[A-Za-z0-9_-]*$", max_length = 1024, description = "Cursor from a previous page")),
     request_body(content = Object, description = "`{search: {seq, uid, answered, deleted, draft, unseen, flagged, seen, from, to, cc, bcc, body, subject, larger, smaller, modseq, before, since, sentBefore, sentSince, emailId, threadId, header, gmraw}}`"),
     responses((status = 200, description = "Same shape as the message list", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false,
+            "properties": {"search": crate::schema::search(), "documentQuery": {"type": "object"}}}))),
     security(("bearerAuth" = [])))]
 pub async fn search(
     AccountMail(mail): AccountMail,
     mut query: QueryParams,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    let path = query.required_string("path", 1024);
+    let path = query.folder("path");
     let page = paging(&mut query)?;
     query.finish()?;
     only(&body, &["search", "documentQuery"])?;
+    if body.get("documentQuery").is_some_and(|q| !q.is_object()) {
+        return Err(ApiError::field("documentQuery", "must be of type object"));
+    }
     let search = search_of(&body, false)?;
     Ok(message_page(mail.search(&path, &search, page).await?))
 }
@@ -164,7 +168,7 @@ pub async fn search(
 #[utoipa::path(get, path = "/v1/account/{account}/message/{message}", tag = "Message",
     params(("account" = String, Path, description = "Account id"), ("message" = String, Path, description = "Message id"),
         ("maxBytes" = Option<u32>, Query, description = "Longest text returned, in bytes"),
-        ("textType" = Option<String>, Query, description = "`plain`, `html` or `*` (both)"),
+        ("textType" = Option<String>, Query, pattern = "^(plain|html|\\*)$", description = "`plain`, `html` or `*` (both)"),
         ("webSafeHtml" = Option<bool>, Query, description = "Sanitised HTML with inline images embedded"),
         ("embedAttachedImages" = Option<bool>, Query, description = "Embed `cid:` images as data URLs"),
         ("preProcessHtml" = Option<bool>, Query, description = "Accepted for compatibility"),
@@ -259,7 +263,7 @@ pub async fn attachment(
 #[utoipa::path(get, path = "/v1/account/{account}/text/{text}", tag = "Message",
     params(("account" = String, Path, description = "Account id"), ("text" = String, Path, description = "Text id"),
         ("maxBytes" = Option<u32>, Query, description = "Longest text returned, in bytes"),
-        ("textType" = Option<String>, Query, description = "`plain`, `html` or `*` (both)")),
+        ("textType" = Option<String>, Query, pattern = "^(plain|html|\\*)$", description = "`plain`, `html` or `*` (both)")),
     responses((status = 200, description = "`{plain, html, hasMore}`", body = Object)),
     extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -273,14 +277,36 @@ pub async fn text(
     Ok(Json(mail.text(&text, &options).await?))
 }
 
+/// A system flag, or a keyword that is an IMAP atom (see [`crate::schema::flag`]).
+fn is_flag(s: &str) -> bool {
+    const SYSTEM: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+    SYSTEM.contains(&s)
+        || (!s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b)))
+}
+
 fn flag_list(v: Option<&Value>, key: &str) -> ApiResult<Option<Vec<String>>> {
+    string_list(v, key, is_flag)
+}
+
+fn label_list(v: Option<&Value>, key: &str) -> ApiResult<Option<Vec<String>>> {
+    string_list(v, key, |s| !s.is_empty() && s.chars().count() <= 255)
+}
+
+fn string_list(
+    v: Option<&Value>,
+    key: &str,
+    valid: fn(&str) -> bool,
+) -> ApiResult<Option<Vec<String>>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
             .map(|f| {
                 f.as_str()
-                    .filter(|s| !s.is_empty() && s.chars().count() <= 255)
+                    .filter(|s| valid(s))
                     .map(str::to_string)
                     .ok_or_else(|| ApiError::field(key, "must be an array of flags"))
             })
@@ -290,16 +316,20 @@ fn flag_list(v: Option<&Value>, key: &str) -> ApiResult<Option<Vec<String>>> {
     }
 }
 
-fn changes(v: Option<&Value>, key: &str) -> ApiResult<FlagChanges> {
+fn changes(
+    v: Option<&Value>,
+    key: &str,
+    list: fn(Option<&Value>, &str) -> ApiResult<Option<Vec<String>>>,
+) -> ApiResult<FlagChanges> {
     match v {
-        None | Some(Value::Null) => Ok(FlagChanges::default()),
+        None => Ok(FlagChanges::default()),
         Some(Value::Object(m)) => {
             only(m, &["add", "delete", "set"])
                 .map_err(|_| ApiError::field(key, "must only have the keys add, delete and set"))?;
             Ok(FlagChanges {
-                add: flag_list(m.get("add"), &format!("{key}.add"))?,
-                delete: flag_list(m.get("delete"), &format!("{key}.delete"))?,
-                set: flag_list(m.get("set"), &format!("{key}.set"))?,
+                add: list(m.get("add"), &format!("{key}.add"))?,
+                delete: list(m.get("delete"), &format!("{key}.delete"))?,
+                set: list(m.get("set"), &format!("{key}.set"))?,
             })
         }
         Some(_) => Err(ApiError::field(key, "must be of type object")),
@@ -309,8 +339,8 @@ fn changes(v: Option<&Value>, key: &str) -> ApiResult<FlagChanges> {
 fn message_update(body: &Map<String, Value>, prefix: &str) -> ApiResult<MessageUpdate> {
     only(body, &["flags", "labels"])?;
     Ok(MessageUpdate {
-        flags: changes(body.get("flags"), &format!("{prefix}flags"))?,
-        labels: changes(body.get("labels"), &format!("{prefix}labels"))?,
+        flags: changes(body.get("flags"), &format!("{prefix}flags"), flag_list)?,
+        labels: changes(body.get("labels"), &format!("{prefix}labels"), label_list)?,
     })
 }
 
@@ -319,7 +349,8 @@ fn message_update(body: &Map<String, Value>, prefix: &str) -> ApiResult<MessageU
     params(("account" = String, Path, description = "Account id"), ("message" = String, Path, description = "Message id")),
     request_body(content = Object, description = "`{flags: {add, delete, set}, labels: {add, delete, set}}`"),
     responses((status = 200, description = "`{flags: {add, delete, set}}`", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!(crate::schema::message_update()))),
     security(("bearerAuth" = [])))]
 pub async fn update(
     AccountMail(mail): AccountMail,
@@ -331,11 +362,13 @@ pub async fn update(
 }
 
 fn target_path(body: &Map<String, Value>) -> ApiResult<String> {
-    body.get("path")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::field("path", "is required"))
+    match body.get("path") {
+        Some(Value::String(p)) if crate::extract::is_folder_name(p) && p.chars().count() <= 1024 => {
+            Ok(p.clone())
+        }
+        None => Err(ApiError::field("path", "is required")),
+        Some(_) => Err(ApiError::field("path", "must be a folder path")),
+    }
 }
 
 /// Move a message
@@ -343,7 +376,9 @@ fn target_path(body: &Map<String, Value>) -> ApiResult<String> {
     params(("account" = String, Path, description = "Account id"), ("message" = String, Path, description = "Message id")),
     request_body(content = Object, description = "`{path}`: the destination folder"),
     responses((status = 200, description = "`{path, id, uid}`", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["path"],
+            "properties": {"path": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": crate::schema::FOLDER}}}))),
     security(("bearerAuth" = [])))]
 pub async fn move_message(
     AccountMail(mail): AccountMail,
@@ -456,15 +491,17 @@ pub async fn upload(
 
 /// `?path=` of a bulk request.
 fn bulk_path(query: &mut QueryParams) -> String {
-    query.required_string("path", 1024)
+    query.folder("path")
 }
 
 /// Update flags of many messages
 #[utoipa::path(put, path = "/v1/account/{account}/messages", tag = "Message",
-    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Folder path")),
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Folder path")),
     request_body(content = Object, description = "`{search: {...}, update: {flags: {add, delete, set}, labels: {...}}}`"),
     responses((status = 200, description = "`{flags: {add?, delete?, set?}}`", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["search"],
+            "properties": {"search": crate::schema::search(), "update": crate::schema::message_update()}}))),
     security(("bearerAuth" = [])))]
 pub async fn bulk_update(
     AccountMail(mail): AccountMail,
@@ -485,10 +522,12 @@ pub async fn bulk_update(
 
 /// Move many messages
 #[utoipa::path(put, path = "/v1/account/{account}/messages/move", tag = "Message",
-    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Source folder")),
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Source folder")),
     request_body(content = Object, description = "`{search: {...}, path: <destination>}`"),
     responses((status = 200, description = "`{path, moved}`", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["search", "path"],
+            "properties": {"search": crate::schema::search(), "path": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": crate::schema::FOLDER}}}))),
     security(("bearerAuth" = [])))]
 pub async fn bulk_move(
     AccountMail(mail): AccountMail,
@@ -508,11 +547,13 @@ pub async fn bulk_move(
 /// Moves the matching messages to Trash, or deletes them for good when the folder is Trash or
 /// `force=true`.
 #[utoipa::path(put, path = "/v1/account/{account}/messages/delete", tag = "Message",
-    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, description = "Folder path"),
+    params(("account" = String, Path, description = "Account id"), ("path" = String, Query, min_length = 1, max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f]+$", description = "Folder path"),
         ("force" = Option<bool>, Query, description = "Delete for good")),
     request_body(content = Object, description = "`{search: {...}}`"),
     responses((status = 200, description = "`{deleted, moved?}`", body = Object)),
-    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("destructive"))),
+    extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("destructive")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["search"],
+            "properties": {"search": crate::schema::search()}}))),
     security(("bearerAuth" = [])))]
 pub async fn bulk_delete(
     AccountMail(mail): AccountMail,

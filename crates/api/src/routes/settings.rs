@@ -89,6 +89,14 @@ pub async fn set_settings(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<SettingsUpdated>> {
+    if body.is_empty() {
+        return Err(ApiError::invalid_input(vec![
+            emailengine_core::validation::FieldError::new(
+                "value",
+                "\"value\" must have at least 1 key",
+            ),
+        ]));
+    }
     let values = settings::validate(&body).map_err(ApiError::invalid_input)?;
     state.settings.set(&values).await?;
     Ok(Json(SettingsUpdated {

@@ -93,7 +93,7 @@ const STATES: [&str; 9] = [
 
 /// Return server stats
 #[utoipa::path(get, path = "/v1/stats", tag = "Stats",
-    params(("seconds" = Option<u32>, Query, description = "Counter window in seconds (0..604800, default 3600)")),
+    params(("seconds" = Option<u32>, Query, minimum = 0, maximum = 604800, description = "Counter window in seconds (0..604800, default 3600)")),
     responses((status = 200, body = Stats)),
     extensions(("x-ee-group" = json!("diagnostics")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]

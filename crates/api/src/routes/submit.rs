@@ -77,7 +77,11 @@ fn options(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Options {
     }
     match body.get("deliveryAttempts") {
         None | Some(Value::Null) => {}
-        Some(v) => match v.as_u64().filter(|n| (1..=100).contains(n)) {
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .filter(|n| (1..=100).contains(n))
+        {
             Some(n) => o.attempts = n as u32,
             None => errors.push(FieldError::about(
                 "deliveryAttempts",
@@ -267,7 +271,12 @@ pub async fn submit(
     params(("account" = String, Path, description = "Account id"), ("message" = String, Path, description = "Message id")),
     request_body(content = Object, description = "`{envelope?, sendAt?, deliveryAttempts?, copy?}`"),
     responses((status = 200, description = "`{response, messageId, queueId, sendAt}`", body = Object)),
-    extensions(("x-ee-group" = json!("submit")), ("x-ee-action" = json!("send"))),
+    extensions(("x-ee-group" = json!("submit")), ("x-ee-action" = json!("send")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "properties": {
+            "envelope": {"type": ["object", "null"]},
+            "sendAt": {"type": ["string", "null"], "format": "date-time"},
+            "deliveryAttempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+            "copy": {"type": ["boolean", "null"]}}}))),
     security(("bearerAuth" = [])))]
 pub async fn submit_stored(
     State(state): State<AppState>,
@@ -364,8 +373,8 @@ fn strip_bcc(source: &[u8]) -> Vec<u8> {
 
 /// List queued messages
 #[utoipa::path(get, path = "/v1/outbox", tag = "Outbox",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, messages}`", body = Object)),
     extensions(("x-ee-group" = json!("outbox")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]

@@ -322,8 +322,8 @@ pub struct TokenList {
     params(
         ("account" = Option<String>, Query, description = "Only tokens bound to this account"),
         ("query" = Option<String>, Query, description = "Substring of id, description or account"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Tokens per page (1..1000, default 20)"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Tokens per page (1..1000, default 20)"),
     ),
     responses((status = 200, body = TokenList)),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read")), ("x-ee-account" = json!("query"))),
@@ -383,7 +383,7 @@ fn id_param(token: &str) -> ApiResult<()> {
 
 /// Get access token details
 #[utoipa::path(get, path = "/v1/tokens/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id")),
     responses((status = 200, body = TokenInfo), (status = 404, description = "Not found")),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -412,7 +412,7 @@ pub struct Deleted {
 ///
 /// The path takes the token id or the token value itself.
 #[utoipa::path(delete, path = "/v1/tokens/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id or value")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id or value")),
     responses((status = 200, body = Deleted)),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
@@ -431,7 +431,7 @@ pub async fn delete(
 
 /// Remove an access token (deprecated alias)
 #[utoipa::path(delete, path = "/v1/token/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id or value")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id or value")),
     responses((status = 200, body = Deleted)),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]

@@ -11,8 +11,8 @@ use crate::state::AppState;
 
 /// List given-up webhook deliveries
 #[utoipa::path(get, path = "/v1/webhooks/failed", tag = "Webhooks",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, events: [{id, account, event, reason, queued, failed, payload}]}`", body = Object)),
     extensions(("x-ee-group" = json!("webhook")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
