@@ -116,10 +116,13 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_size;
     let cors = cors_layer(&state.config);
     let app = app
-        .route("/swagger.json", axum::routing::get(move || {
-            let doc = document.clone();
-            async move { axum::Json(doc) }
-        }))
+        .route(
+            "/swagger.json",
+            axum::routing::get(move || {
+                let doc = document.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -48,7 +48,10 @@ pub fn finish(doc: &Doc) -> serde_json::Value {
             "code": {"type": "string"},
         },
     });
-    if let Some(schemas) = doc.pointer_mut("/components").and_then(Value::as_object_mut) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components")
+        .and_then(Value::as_object_mut)
+    {
         let s = schemas.entry("schemas").or_insert_with(|| json!({}));
         if let Some(s) = s.as_object_mut() {
             s.insert("Error".into(), error);
@@ -58,9 +61,13 @@ pub fn finish(doc: &Doc) -> serde_json::Value {
         return doc;
     };
     for (path, item) in paths.iter_mut() {
-        let Some(item) = item.as_object_mut() else { continue };
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
         for (method, op) in item.iter_mut() {
-            let Some(op) = op.as_object_mut() else { continue };
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
             if let Some(body) = op.remove("x-ee-body") {
                 // A body whose every field is optional may be left out altogether.
                 let required = body.get("required").is_some();
@@ -103,7 +110,9 @@ pub fn finish(doc: &Doc) -> serde_json::Value {
                 statuses.push(("504", "No connection became free in time"));
             }
             let responses = op.entry("responses").or_insert_with(|| json!({}));
-            let Some(responses) = responses.as_object_mut() else { continue };
+            let Some(responses) = responses.as_object_mut() else {
+                continue;
+            };
             for (status, description) in statuses {
                 responses.entry(status).or_insert_with(|| {
                     json!({

@@ -96,7 +96,8 @@ fn is_set(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'))
         && s.split(',').all(|r| {
             r.split(':').count() <= 2
-                && r.split(':').all(|n| n == "*" || (n.len() <= 9 && n.parse::<u32>().is_ok()))
+                && r.split(':')
+                    .all(|n| n == "*" || (n.len() <= 9 && n.parse::<u32>().is_ok()))
         })
 }
 

@@ -363,7 +363,9 @@ pub async fn update(
 
 fn target_path(body: &Map<String, Value>) -> ApiResult<String> {
     match body.get("path") {
-        Some(Value::String(p)) if crate::extract::is_folder_name(p) && p.chars().count() <= 1024 => {
+        Some(Value::String(p))
+            if crate::extract::is_folder_name(p) && p.chars().count() <= 1024 =>
+        {
             Ok(p.clone())
         }
         None => Err(ApiError::field("path", "is required")),

@@ -79,7 +79,11 @@ fn options(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Options {
         None | Some(Value::Null) => {}
         Some(v) => match v
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
             .filter(|n| (1..=100).contains(n))
         {
             Some(n) => o.attempts = n as u32,
