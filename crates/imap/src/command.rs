@@ -68,6 +68,50 @@ fn attribute(a: &imap_proto::NameAttribute<'_>) -> String {
     }
 }
 
+/// What a folder's STATUS (or a LIST-STATUS answer) said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderStat {
+    pub messages: u32,
+    pub uid_next: Option<u32>,
+    pub uid_validity: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+/// Runs a LIST that returns STATUS too (RFC 5819): the folders and, by name as sent, their
+/// counters.
+pub async fn list_status(
+    session: &mut Session,
+    command: &str,
+) -> Result<(Vec<Listed>, Vec<(String, FolderStat)>), ImapError> {
+    let tag = session.run_command(command).await?;
+    let mut listed = Vec::new();
+    let mut stats = Vec::new();
+    finish_with(session, &tag, &mut |response| match response {
+        Response::MailboxData(imap_proto::MailboxDatum::List(data)) => listed.push(Listed {
+            name: data.name.to_string(),
+            delimiter: data.delimiter.as_deref().map(str::to_string),
+            attributes: data.name_attributes.iter().map(attribute).collect(),
+        }),
+        Response::MailboxData(imap_proto::MailboxDatum::Status { mailbox, status }) => {
+            use imap_proto::StatusAttribute as S;
+            let mut stat = FolderStat::default();
+            for a in status {
+                match a {
+                    S::Messages(n) => stat.messages = *n,
+                    S::UidNext(n) => stat.uid_next = Some(*n),
+                    S::UidValidity(n) => stat.uid_validity = Some(*n),
+                    S::HighestModSeq(n) => stat.highest_modseq = Some(*n),
+                    _ => {}
+                }
+            }
+            stats.push((mailbox.to_string(), stat));
+        }
+        _ => {}
+    })
+    .await?;
+    Ok((listed, stats))
+}
+
 /// Runs LIST or LSUB; a NO or BAD answer is an error (async-imap's own calls end the listing
 /// quietly on one, which would make a refused listing look like an empty account).
 pub async fn list(session: &mut Session, command: &str) -> Result<Vec<Listed>, ImapError> {

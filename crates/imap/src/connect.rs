@@ -84,6 +84,8 @@ pub struct Abilities {
     pub imap4rev2: bool,
     pub gmail: bool,
     pub object_id: bool,
+    /// LIST-EXTENDED and LIST-STATUS: one LIST answers subscriptions and counters.
+    pub list_status: bool,
 }
 
 impl Abilities {
@@ -97,6 +99,7 @@ impl Abilities {
                 "IMAP4REV2" => a.imap4rev2 = true,
                 "X-GM-EXT-1" => a.gmail = true,
                 "OBJECTID" => a.object_id = true,
+                "LIST-STATUS" => a.list_status = true,
                 _ => {}
             }
         }

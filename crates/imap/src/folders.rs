@@ -186,6 +186,62 @@ fn folder_from_listed(n: &Listed, subscribed: &[String]) -> Folder {
     }
 }
 
+/// The folder list with, where the server answers LIST-STATUS, each folder's counters.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub folders: Vec<Folder>,
+    /// Counters by decoded path.
+    pub stats: std::collections::HashMap<String, command::FolderStat>,
+}
+
+/// The whole tree in one round trip where the server has LIST-STATUS (subscriptions and
+/// counters come with it), else LIST and LSUB.
+pub async fn list_with_status(
+    session: &mut Session,
+    list_status: bool,
+    condstore: bool,
+) -> Result<Listing, crate::error::ImapError> {
+    if !list_status {
+        return Ok(Listing {
+            folders: list_folders(session).await?,
+            stats: Default::default(),
+        });
+    }
+    let items = if condstore {
+        "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
+    } else {
+        "MESSAGES UIDNEXT UIDVALIDITY"
+    };
+    let (names, stats) = command::list_status(
+        session,
+        &format!("LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS ({items}))"),
+    )
+    .await?;
+    let subscribed: Vec<String> = names
+        .iter()
+        .filter(|n| n.attributes.iter().any(|a| a == "\\subscribed"))
+        .map(|n| decode_path(&n.name))
+        .collect();
+    let mut folders: Vec<Folder> = names
+        .iter()
+        .map(|n| folder_from_listed(n, &subscribed))
+        .collect();
+    folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
+    let stats = stats
+        .into_iter()
+        .map(|(name, stat)| {
+            let path = decode_path(&name);
+            let path = if path.eq_ignore_ascii_case("INBOX") {
+                "INBOX".into()
+            } else {
+                path
+            };
+            (path, stat)
+        })
+        .collect();
+    Ok(Listing { folders, stats })
+}
+
 /// LIST and LSUB the whole tree. A refused listing is an error, never an empty account.
 pub async fn list_folders(session: &mut Session) -> Result<Vec<Folder>, crate::error::ImapError> {
     let subscribed: Vec<String> = command::list(session, "LSUB \"\" \"*\"")
@@ -208,8 +264,11 @@ pub async fn refresh(
     session: &mut Session,
     sink: &EventSink,
     account: &str,
-) -> Result<Vec<Folder>, SyncError> {
-    let folders = list_folders(session).await?;
+    list_status: bool,
+    condstore: bool,
+) -> Result<Listing, SyncError> {
+    let listing = list_with_status(session, list_status, condstore).await?;
+    let folders = listing.folders;
     let previous: Vec<Folder> = sink
         .store
         .listing(account)
@@ -261,5 +320,8 @@ pub async fn refresh(
             .collect(),
     });
     sink.commit(batch).await?;
-    Ok(folders)
+    Ok(Listing {
+        folders,
+        stats: listing.stats,
+    })
 }

@@ -4,6 +4,7 @@
 //! notifications arrive without the delay servers add to a freshly started IDLE. A store outage
 //! is waited out on the open session: the sync is repeated until the store takes it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_imap::extensions::idle::IdleResponse;
@@ -14,6 +15,9 @@ use emailengine_core::account::ServerSettings;
 use emailengine_core::connection::ConnectionState;
 
 use crate::account::{Wake, wait_command};
+use emailengine_store::Change;
+
+use crate::command::FolderStat;
 use crate::connect::{Abilities, Session};
 use crate::folders::{Folder, encode_path};
 use crate::registry::{Command, Engine};
@@ -60,16 +64,94 @@ fn after(error: impl Into<SyncError>) -> Ended {
     }
 }
 
-/// The sync after login: folder list and every folder. Folders the server refuses to open are
-/// skipped (and logged), so one broken folder never takes the account down.
+/// What a LIST-STATUS answer lets the sync skip: a folder whose counters (HIGHESTMODSEQ
+/// included) match the stored ones has not changed; a new folder with no messages only needs
+/// its status recorded. Both save opening the folder.
+enum Shortcut {
+    Unchanged,
+    NewAndEmpty(Vec<(String, String)>),
+    Open,
+}
+
+fn shortcut(
+    stat: Option<&FolderStat>,
+    stored: &BTreeMap<String, String>,
+    condstore: bool,
+) -> Shortcut {
+    let Some(stat) = stat else {
+        return Shortcut::Open;
+    };
+    let num = |k: &str| stored.get(k).and_then(|v| v.parse::<u64>().ok());
+    if stored.is_empty() {
+        if stat.messages != 0 {
+            return Shortcut::Open;
+        }
+        let (Some(validity), Some(next)) = (stat.uid_validity, stat.uid_next) else {
+            return Shortcut::Open;
+        };
+        let mut fields = vec![
+            ("uidValidity".to_string(), validity.to_string()),
+            ("messages".to_string(), "0".to_string()),
+            ("uidNext".to_string(), next.to_string()),
+            ("initialUidNext".to_string(), next.to_string()),
+            (
+                "lastFullSync".to_string(),
+                emailengine_core::units::iso_time(chrono::Utc::now().timestamp_millis())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if let Some(m) = stat.highest_modseq {
+            fields.push(("highestModseq".to_string(), m.to_string()));
+        }
+        return Shortcut::NewAndEmpty(fields);
+    }
+    let same = condstore
+        && stat.highest_modseq.is_some()
+        && num("highestModseq") == stat.highest_modseq
+        && num("uidValidity") == stat.uid_validity.map(u64::from)
+        && num("uidNext") == stat.uid_next.map(u64::from)
+        && num("messages") == Some(u64::from(stat.messages));
+    if same {
+        Shortcut::Unchanged
+    } else {
+        Shortcut::Open
+    }
+}
+
+/// The sync after login (and every full resync): folder list and every folder. Folders the
+/// server refuses to open are skipped (and logged), so one broken folder never takes the
+/// account down.
 async fn initial_sync(
     engine: &Engine,
     account: &str,
     session: &mut Session,
-    condstore: bool,
+    abilities: &Abilities,
 ) -> Result<Vec<Folder>, SyncError> {
-    let folders = engine.refresh_folders(account, session).await?;
-    for folder in folders.iter().filter(|f| f.selectable()) {
+    let condstore = abilities.condstore;
+    let listing = engine
+        .refresh_folders(account, session, abilities.list_status, condstore)
+        .await?;
+    let sink = engine.events();
+    let mut recorded = sink.batch().await;
+    for folder in listing.folders.iter().filter(|f| f.selectable()) {
+        let stored = if listing.stats.is_empty() {
+            BTreeMap::new()
+        } else {
+            sink.store.folder_status(account, &folder.path).await?
+        };
+        match shortcut(listing.stats.get(&folder.path), &stored, condstore) {
+            Shortcut::Unchanged => continue,
+            Shortcut::NewAndEmpty(mut fields) => {
+                fields.insert(0, ("path".to_string(), folder.path.clone()));
+                recorded.change(Change::FolderStatus {
+                    account: account.to_string(),
+                    path: folder.path.clone(),
+                    fields,
+                });
+                continue;
+            }
+            Shortcut::Open => {}
+        }
         match engine
             .sync_locked(session, account, folder, condstore)
             .await
@@ -81,7 +163,8 @@ async fn initial_sync(
             Err(e) => return Err(e),
         }
     }
-    Ok(folders)
+    sink.commit(recorded).await?;
+    Ok(listing.folders)
 }
 
 /// Syncs every folder (on a command session).
@@ -89,9 +172,9 @@ async fn sync_all(
     engine: &Engine,
     account: &str,
     session: &mut Session,
-    condstore: bool,
+    abilities: &Abilities,
 ) -> Result<(), SyncError> {
-    initial_sync(engine, account, session, condstore)
+    initial_sync(engine, account, session, abilities)
         .await
         .map(drop)
 }
@@ -110,7 +193,7 @@ pub(crate) async fn connected(
     abilities.introduce(&mut session, settings).await;
     let condstore = abilities.condstore;
     let folders = loop {
-        match initial_sync(engine, account, &mut session, condstore).await {
+        match initial_sync(engine, account, &mut session, &abilities).await {
             Ok(done) => break done,
             Err(SyncError::Store(e)) => {
                 tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
@@ -242,7 +325,7 @@ pub(crate) async fn connected(
                         .sync_locked(borrowed.get(), account, &main, condstore)
                         .await
                         .map(drop),
-                    Resync::All => sync_all(engine, account, borrowed.get(), condstore).await,
+                    Resync::All => sync_all(engine, account, borrowed.get(), &abilities).await,
                 };
                 match result {
                     Ok(()) if resync == Resync::All => last_full = Instant::now(),

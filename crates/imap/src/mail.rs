@@ -336,7 +336,7 @@ impl ImapMail {
     /// Lists folders again on this session so the stored listing is current before answering.
     async fn relist(&self, s: &mut PooledSession) -> Result<()> {
         self.engine
-            .refresh_folders(&self.account, s.get())
+            .refresh_folders(&self.account, s.get(), false, false)
             .await
             .map(drop)
             .map_err(|e| match e {

@@ -299,10 +299,12 @@ impl Engine {
         &self,
         account: &str,
         session: &mut Session,
-    ) -> Result<Vec<crate::folders::Folder>, crate::sync::SyncError> {
+        list_status: bool,
+        condstore: bool,
+    ) -> Result<crate::folders::Listing, crate::sync::SyncError> {
         let lock = Self::lock_of(&self.0.listing_locks, account);
         let _held = lock.lock().await;
-        crate::folders::refresh(session, &self.0.sink, account).await
+        crate::folders::refresh(session, &self.0.sink, account, list_status, condstore).await
     }
 }
 
