@@ -91,6 +91,12 @@ impl ServerSettings {
     }
 }
 
+/// Names of `iad:<account>` fields read one at a time on hot paths (a whole record costs more).
+pub mod field {
+    pub const NOTIFY_FROM: &str = "notifyFrom";
+    pub const WEBHOOKS: &str = "webhooks";
+}
+
 /// An account record read from its `iad:<account>` fields: the typed view every crate reads
 /// instead of spelling field names. The raw fields are kept, so values this server does not
 /// model survive and [`AccountRecord::display`] shows them.
@@ -142,9 +148,9 @@ impl AccountRecord {
             state: fields.get("state").map(|s| ConnectionState::parse(s)),
             path: list("path"),
             subconnections: list("subconnections"),
-            notify_from: text("notifyFrom").and_then(|v| parse_iso_time(&v)),
+            notify_from: text(field::NOTIFY_FROM).and_then(|v| parse_iso_time(&v)),
             copy: fields.get("copy").and_then(|v| v.parse().ok()),
-            webhooks: text("webhooks").filter(|w| !w.is_empty()),
+            webhooks: text(field::WEBHOOKS).filter(|w| !w.is_empty()),
             last_error: fields
                 .get("lastErrorState")
                 .and_then(|e| serde_json::from_str(e).ok()),

@@ -158,9 +158,10 @@ fn folder_from_listed(n: &Listed, subscribed: &[String]) -> Folder {
         ("\\trash", "\\Trash"),
     ]
     .into_iter()
+    .rev()
     .filter(|(attr, _)| has(attr))
     .map(|(_, su)| su)
-    .last();
+    .next();
     let (special_use, source) = if path.eq_ignore_ascii_case("INBOX") {
         (Some("\\Inbox"), Some("name"))
     } else if let Some(s) = special {

@@ -120,7 +120,7 @@ impl NotifyOptions {
     async fn load(sink: &EventSink, account: &str) -> Self {
         let from = sink
             .store
-            .account_field(account, "notifyFrom")
+            .account_field(account, emailengine_core::account::field::NOTIFY_FROM)
             .await
             .ok()
             .flatten()

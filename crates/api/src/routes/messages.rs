@@ -316,11 +316,10 @@ fn string_list(
     }
 }
 
-fn changes(
-    v: Option<&Value>,
-    key: &str,
-    list: fn(Option<&Value>, &str) -> ApiResult<Option<Vec<String>>>,
-) -> ApiResult<FlagChanges> {
+/// Reads one list of a changes object (flags or labels).
+type ListReader = fn(Option<&Value>, &str) -> ApiResult<Option<Vec<String>>>;
+
+fn changes(v: Option<&Value>, key: &str, list: ListReader) -> ApiResult<FlagChanges> {
     match v {
         None => Ok(FlagChanges::default()),
         Some(Value::Object(m)) => {
