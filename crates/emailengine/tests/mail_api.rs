@@ -71,6 +71,18 @@ async fn mailbox_and_message_answers_match_emailengine() {
         (empty["total"].clone(), empty["pages"].clone()),
         (json!(0), json!(0))
     );
+    for path in [
+        "/v1/outbox",
+        "/v1/accounts?state=paused",
+        "/v1/tokens?account=nobody",
+    ] {
+        let (_, list) = server.get(path, Some(&token)).await;
+        assert_eq!(
+            (list["total"].clone(), list["pages"].clone()),
+            (json!(0), json!(0)),
+            "{path}"
+        );
+    }
 
     send_mail("bob@example.com", &user, &HTML_MAIL.replace("{to}", &user));
     let id = new_message(&env, "ann", "pictures").await["id"]

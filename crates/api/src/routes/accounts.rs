@@ -280,7 +280,7 @@ pub async fn list(
         accounts.push(entry);
     }
     let total = accounts.len();
-    let pages = total.div_ceil(page_size).max(1);
+    let pages = total.div_ceil(page_size);
     let accounts = accounts
         .into_iter()
         .skip(page.saturating_mul(page_size))

@@ -395,7 +395,7 @@ pub async fn outbox(
         .filter_map(|i| OutboxEntry::decode(&i.entry).map(|e| e.to_json(&i.account, i.due)))
         .collect();
     Ok(Json(
-        json!({"total": total, "page": page, "pages": (total as usize).div_ceil(page_size).max(1), "messages": messages}),
+        json!({"total": total, "page": page, "pages": (total as usize).div_ceil(page_size), "messages": messages}),
     ))
 }
 

@@ -354,7 +354,7 @@ pub async fn list(
         });
     }
     let total = tokens.len();
-    let pages = total.div_ceil(page_size).max(1);
+    let pages = total.div_ceil(page_size);
     let items = tokens
         .into_iter()
         .skip(page.saturating_mul(page_size))

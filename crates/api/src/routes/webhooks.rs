@@ -37,7 +37,7 @@ pub async fn list_failed(
         })
         .collect();
     Ok(Json(json!({
-        "total": total, "page": page, "pages": (total as usize).div_ceil(page_size).max(1), "events": events,
+        "total": total, "page": page, "pages": (total as usize).div_ceil(page_size), "events": events,
     })))
 }
 
