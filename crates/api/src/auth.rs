@@ -473,6 +473,145 @@ mod tests {
         assert!(policies.get(&Method::GET, "/health").is_none());
     }
 
+    /// Spec §5: the permission group and action of every route this server has.
+    const SPEC: &[(&str, &str, &str, &str)] = &[
+        ("POST", "/v1/account", "admin", "write"),
+        ("GET", "/v1/accounts", "account", "read"),
+        ("GET", "/v1/account/{account}", "account", "read"),
+        ("PUT", "/v1/account/{account}", "admin", "write"),
+        ("DELETE", "/v1/account/{account}", "account", "destructive"),
+        ("PUT", "/v1/account/{account}/reconnect", "account", "write"),
+        ("PUT", "/v1/account/{account}/sync", "account", "write"),
+        (
+            "PUT",
+            "/v1/account/{account}/flush",
+            "account",
+            "destructive",
+        ),
+        ("POST", "/v1/verifyAccount", "admin", "read"),
+        ("GET", "/v1/account/{account}/mailboxes", "mailbox", "read"),
+        ("POST", "/v1/account/{account}/mailbox", "mailbox", "write"),
+        ("PUT", "/v1/account/{account}/mailbox", "mailbox", "write"),
+        (
+            "DELETE",
+            "/v1/account/{account}/mailbox",
+            "mailbox",
+            "destructive",
+        ),
+        ("GET", "/v1/account/{account}/messages", "message", "read"),
+        ("POST", "/v1/account/{account}/search", "message", "read"),
+        (
+            "GET",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "read",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "write",
+        ),
+        (
+            "DELETE",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "destructive",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/message/{message}/move",
+            "message",
+            "write",
+        ),
+        (
+            "GET",
+            "/v1/account/{account}/message/{message}/source",
+            "message",
+            "read",
+        ),
+        ("POST", "/v1/account/{account}/message", "message", "write"),
+        (
+            "GET",
+            "/v1/account/{account}/text/{text}",
+            "message",
+            "read",
+        ),
+        (
+            "GET",
+            "/v1/account/{account}/attachment/{attachment}",
+            "message",
+            "read",
+        ),
+        ("PUT", "/v1/account/{account}/messages", "message", "write"),
+        (
+            "PUT",
+            "/v1/account/{account}/messages/move",
+            "message",
+            "write",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/messages/delete",
+            "message",
+            "destructive",
+        ),
+        ("POST", "/v1/account/{account}/submit", "submit", "send"),
+        (
+            "POST",
+            "/v1/account/{account}/message/{message}/submit",
+            "submit",
+            "send",
+        ),
+        ("GET", "/v1/outbox", "outbox", "read"),
+        ("GET", "/v1/outbox/{queueId}", "outbox", "read"),
+        ("DELETE", "/v1/outbox/{queueId}", "outbox", "destructive"),
+        ("POST", "/v1/tokens", "admin", "write"),
+        ("GET", "/v1/tokens", "admin", "read"),
+        ("GET", "/v1/tokens/{token}", "admin", "read"),
+        ("DELETE", "/v1/tokens/{token}", "admin", "destructive"),
+        ("POST", "/v1/token", "admin", "write"),
+        ("DELETE", "/v1/token/{token}", "admin", "destructive"),
+        ("GET", "/v1/tokens/account/{account}", "admin", "read"),
+        ("GET", "/v1/settings", "admin", "read"),
+        ("POST", "/v1/settings", "admin", "write"),
+        ("GET", "/v1/stats", "diagnostics", "read"),
+        ("GET", "/metrics", "diagnostics", "read"),
+        ("GET", "/v1/webhooks/failed", "webhook", "read"),
+        (
+            "POST",
+            "/v1/webhooks/failed/{event}/resend",
+            "webhook",
+            "write",
+        ),
+    ];
+
+    #[test]
+    fn every_route_has_the_policy_of_spec_section_5() {
+        let doc = crate::openapi_document();
+        let policies = Policies::from_doc(&doc).unwrap();
+        let mut documented = 0;
+        for (path, item) in doc.paths.paths.iter() {
+            for (method, _) in operations(item) {
+                if path == "/health" {
+                    continue;
+                }
+                documented += 1;
+                let spec = SPEC
+                    .iter()
+                    .find(|(m, p, _, _)| *m == method.as_str() && p == path)
+                    .unwrap_or_else(|| panic!("{method} {path} is not in the table"));
+                let got = policies.get(&method, path).unwrap();
+                assert_eq!(
+                    (got.policy.group.as_str(), got.policy.action.as_str()),
+                    (spec.2, spec.3),
+                    "{method} {path}"
+                );
+            }
+        }
+        assert_eq!(documented, SPEC.len(), "every route of the table is served");
+    }
+
     #[test]
     fn an_operation_without_policy_is_reported() {
         let mut doc = crate::openapi_document();

@@ -163,3 +163,54 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: ApiError) -> (u16, Value) {
+        let status = e.status().as_u16();
+        let e = *e.0;
+        let mut map = Map::new();
+        map.insert("message".into(), json!(e.message));
+        map.extend(e.extras);
+        (status, Value::Object(map))
+    }
+
+    #[test]
+    fn mail_failures_in_emailengine_shape() {
+        // A failure of this server's own store is never a mail-server error.
+        let (status, b) = body(MailError::Store(StoreError::Backend("down".into())).into());
+        assert_eq!(
+            (status, b["code"].clone()),
+            (503, json!("StorageUnavailable"))
+        );
+        let (status, b) = body(MailError::Timeout.into());
+        assert_eq!(
+            (status, b),
+            (
+                504,
+                json!({"message": "Timeout waiting for command response", "code": "Timeout"})
+            )
+        );
+        let (status, b) = body(
+            MailError::NotConnected(emailengine_core::connection::ConnectionState::ConnectError)
+                .into(),
+        );
+        assert_eq!(
+            (status, b["code"].clone(), b["state"].clone()),
+            (503, json!("ConnectionError"), json!("connectError"))
+        );
+        let (status, b) = body(
+            MailError::Refused {
+                response: "Mailbox exists".into(),
+                code: Some("ALREADYEXISTS".into()),
+            }
+            .into(),
+        );
+        assert_eq!(
+            (status, b["message"].clone()),
+            (409, json!("Mailbox exists"))
+        );
+    }
+}
