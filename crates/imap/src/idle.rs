@@ -191,6 +191,7 @@ pub(crate) async fn connected(
         .await;
     let abilities = Abilities::read(&mut session).await.map_err(before)?;
     abilities.introduce(&mut session, settings).await;
+    engine.set_abilities(account, &abilities);
     let condstore = abilities.condstore;
     let folders = loop {
         match initial_sync(engine, account, &mut session, &abilities).await {

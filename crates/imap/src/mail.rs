@@ -184,8 +184,13 @@ impl ImapMail {
     }
 
     async fn abilities(&self, s: &mut PooledSession) -> Result<SearchAbilities> {
-        let r = crate::connect::Abilities::read(s.in_folder()).await;
-        let a = checked(s, r)?;
+        let a = match self.engine.abilities(&self.account) {
+            Some(a) => a,
+            None => {
+                let r = crate::connect::Abilities::read(s.in_folder()).await;
+                checked(s, r)?
+            }
+        };
         Ok(SearchAbilities {
             gmail: a.gmail,
             object_id: a.object_id,
@@ -231,12 +236,12 @@ impl ImapMail {
 
     /// Fetches one message with its whole source.
     async fn fetch_full(&self, s: &mut PooledSession, uid: u32) -> Result<(Fetched, Vec<u8>)> {
-        let r = fetch_all(
-            s,
-            &uid.to_string(),
-            "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])",
-        )
-        .await;
+        let items = if self.abilities(s).await?.gmail {
+            "(UID FLAGS RFC822.SIZE INTERNALDATE X-GM-MSGID X-GM-LABELS BODY.PEEK[])"
+        } else {
+            "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
+        };
+        let r = fetch_all(s, &uid.to_string(), items).await;
         let fetched = on(s, r)?;
         let f = fetched
             .iter()
@@ -250,7 +255,11 @@ impl ImapMail {
                 size: f.size.unwrap_or(source.len() as u32),
                 internal_date: f.internal_date().map(|d| d.timestamp_millis()),
                 modseq: f.modseq.unwrap_or(0),
-                ..Default::default()
+                header: Vec::new(),
+                email_id: f.gmail_msg_id().map(u64::to_string),
+                labels: f
+                    .gmail_labels()
+                    .map(|l| l.iter().map(|x| x.to_string()).collect()),
             },
             source,
         ))

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     folder_locks: Mutex<HashMap<(String, String), Lock>>,
     /// One lock per account around folder-list refreshes, for the same reason.
     listing_locks: Mutex<HashMap<String, Lock>>,
+    /// What each account's server offers, as read on its main connection.
+    abilities: Mutex<HashMap<String, crate::connect::Abilities>>,
 }
 
 /// Owner of every account's IMAP connections.
@@ -96,6 +98,7 @@ impl Engine {
             pools: Mutex::new(HashMap::new()),
             folder_locks: Mutex::new(HashMap::new()),
             listing_locks: Mutex::new(HashMap::new()),
+            abilities: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -161,6 +164,9 @@ impl Engine {
         if let Ok(mut l) = self.0.listing_locks.lock() {
             l.remove(account);
         }
+        if let Ok(mut a) = self.0.abilities.lock() {
+            a.remove(account);
+        }
     }
 
     /// Stops every actor (server shutdown).
@@ -187,6 +193,17 @@ impl Engine {
 
     pub(crate) fn live_state(&self, account: &str) -> Option<ConnectionState> {
         self.0.states.lock().ok()?.get(account).copied()
+    }
+
+    pub(crate) fn set_abilities(&self, account: &str, abilities: &crate::connect::Abilities) {
+        if let Ok(mut a) = self.0.abilities.lock() {
+            a.insert(account.to_string(), abilities.clone());
+        }
+    }
+
+    /// What the account's server offers, once its main connection has asked.
+    pub(crate) fn abilities(&self, account: &str) -> Option<crate::connect::Abilities> {
+        self.0.abilities.lock().ok()?.get(account).cloned()
     }
 
     pub(crate) fn forget_state(&self, account: &str) {
