@@ -2,7 +2,7 @@
 # IMAP sync benchmarks (issue #3): starts a private Redis, Dovecot and Postfix on free loopback
 # ports, builds the release binary and runs bench/imap_bench.py. Needs root (Dovecot, Postfix).
 # Usage: scripts/bench-imap.sh [big] [latency] [many]    (default: all three)
-#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3) tune the sizes.
+#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3), BENCH_MANY_RUNS (3) tune the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,5 +20,5 @@ SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
 # Each account holds IMAP connections; leave room for thousands of descriptors.
 ulimit -n 65536 2>/dev/null || true
-EE_BIN=$PWD/target/release/emailengine EE_REDIS_URL="redis://127.0.0.1:$rport/8" EE_REDIS_PORT=$rport \
+EE_BIN=${EE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/emailengine} EE_REDIS_URL="redis://127.0.0.1:$rport/8" EE_REDIS_PORT=$rport \
   MAILDIR_ROOT="$dir/mail/home/example.com" python3 bench/imap_bench.py "$@"

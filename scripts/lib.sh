@@ -22,6 +22,17 @@ apt_install() {
   apt-get install -y -qq "$@" >/dev/null
 }
 
+# apt_install_always PACKAGE...: installs the packages (for ones that add no command).
+apt_install_always() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$* is missing: run 'sudo apt-get install -y $*' and try again." >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "$@" >/dev/null
+}
+
 # free_port START: the first port from START that nothing listens on.
 free_port() {
   local port=$1

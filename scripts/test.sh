@@ -39,6 +39,16 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$DRIVER_PORT") 2>/dev/null 
 export EE_WEBDRIVER_URL="http://127.0.0.1:$DRIVER_PORT"
 export EE_ARTIFACTS=${EE_ARTIFACTS:-$PWD/target/screenshots}
 
+# schemathesis (PyPI) checks the API against its OpenAPI document (tests/api_contract.rs); it
+# lives in a virtualenv under the user's cache, installed once.
+st_venv="$HOME/.cache/emailengine-test/schemathesis"
+if [ ! -x "$st_venv/bin/schemathesis" ]; then
+  python3 -m venv --help >/dev/null 2>&1 || apt_install_always python3-venv
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q 'schemathesis==4.32.5'
+fi
+export EE_SCHEMATHESIS="$st_venv/bin/schemathesis"
+
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --all-targets --quiet -- -D warnings; fi
 # Private temporary files (embedded stores of the tests) go away with the run.

@@ -1,6 +1,9 @@
 //! Authentication and authorization of API requests (spec §3.8–§4): find the token, judge it
 //! against the route's policy, the bound account and the token's restrictions, and answer with
-//! EmailEngine's 401/403/429 bodies. Each route's policy comes from [`route_spec`].
+//! EmailEngine's 401/403/429 bodies. Each route declares its policy once, in its OpenAPI
+//! annotation (`x-ee-group`, `x-ee-action`, optional `x-ee-scope` and `x-ee-account`, as in
+//! EmailEngine's own document); [`Policies`] reads them from the document the router is built
+//! from, so the router, this table and `/swagger.json` cannot disagree.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,94 +36,96 @@ pub struct RouteSpec {
     pub account: AccountSource,
 }
 
-const fn spec(
-    scope: &'static str,
-    group: Group,
-    action: Action,
-    account: AccountSource,
-) -> RouteSpec {
-    RouteSpec {
+/// Every route's policy, by method and route template, read from the OpenAPI document.
+#[derive(Debug, Clone, Default)]
+pub struct Policies(std::collections::HashMap<(Method, String), RouteSpec>);
+
+/// Why a documented operation has no usable policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPolicy {
+    pub method: Method,
+    pub path: String,
+}
+
+fn operations(
+    item: &utoipa::openapi::PathItem,
+) -> Vec<(Method, &utoipa::openapi::path::Operation)> {
+    [
+        (Method::GET, &item.get),
+        (Method::PUT, &item.put),
+        (Method::POST, &item.post),
+        (Method::DELETE, &item.delete),
+        (Method::PATCH, &item.patch),
+        (Method::HEAD, &item.head),
+        (Method::OPTIONS, &item.options),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.as_ref().map(|op| (m, op)))
+    .collect()
+}
+
+fn policy_of(path: &str, op: &utoipa::openapi::path::Operation) -> Option<RouteSpec> {
+    let ext = op.extensions.as_ref()?;
+    let text = |k: &str| ext.get(k).and_then(|v| v.as_str());
+    let group = Group::parse(text("x-ee-group")?)?;
+    let action = Action::parse(text("x-ee-action")?)?;
+    let scope = match text("x-ee-scope") {
+        None | Some("api") => "api",
+        Some("metrics") => "metrics",
+        Some(_) => return None,
+    };
+    let account = match text("x-ee-account") {
+        Some("query") => AccountSource::Query,
+        _ if path.contains("{account}") => AccountSource::Path,
+        _ => AccountSource::None,
+    };
+    Some(RouteSpec {
         policy: RoutePolicy {
             scope,
             group,
             action,
         },
         account,
-    }
+    })
 }
 
-/// The policy of each authenticated route, by method and route template (spec §5).
-/// Routes not listed get the strictest policy: scope `api`, group `admin`.
-pub fn route_spec(method: &Method, path: &str) -> RouteSpec {
-    use AccountSource as A;
-    use Action::*;
-    use Group::*;
-    let m = method.as_str();
-    match (m, path) {
-        ("GET", "/metrics") => spec("metrics", Diagnostics, Read, A::None),
-        ("GET", "/v1/stats") => spec("api", Diagnostics, Read, A::None),
-        ("GET", "/v1/settings") => spec("api", Admin, Read, A::None),
-        ("POST", "/v1/settings") => spec("api", Admin, Write, A::None),
-        ("GET", "/v1/tokens") => spec("api", Admin, Read, A::Query),
-        ("GET", "/v1/tokens/account/{account}") => spec("api", Admin, Read, A::Path),
-        ("GET", "/v1/tokens/{token}") => spec("api", Admin, Read, A::None),
-        ("DELETE", "/v1/tokens/{token}" | "/v1/token/{token}") => {
-            spec("api", Admin, Destructive, A::None)
+impl Policies {
+    /// Reads every operation's policy; operations marked `x-ee-auth: none` are public.
+    /// Fails naming the operations that declare none.
+    pub fn from_doc(doc: &utoipa::openapi::OpenApi) -> Result<Self, Vec<MissingPolicy>> {
+        let mut table = std::collections::HashMap::new();
+        let mut missing = Vec::new();
+        for (path, item) in doc.paths.paths.iter() {
+            for (method, op) in operations(item) {
+                let public = op
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get("x-ee-auth"))
+                    .is_some_and(|v| v == "none");
+                if public {
+                    continue;
+                }
+                match policy_of(path, op) {
+                    Some(spec) => {
+                        table.insert((method, path.clone()), spec);
+                    }
+                    None => missing.push(MissingPolicy {
+                        method,
+                        path: path.clone(),
+                    }),
+                }
+            }
         }
-        ("POST", "/v1/account") => spec("api", Admin, Write, A::None),
-        ("GET", "/v1/accounts") => spec("api", Account, Read, A::None),
-        ("POST", "/v1/verifyAccount") => spec("api", Admin, Read, A::None),
-        ("GET", "/v1/account/{account}") => spec("api", Account, Read, A::Path),
-        ("PUT", "/v1/account/{account}") => spec("api", Admin, Write, A::Path),
-        ("DELETE", "/v1/account/{account}") => spec("api", Account, Destructive, A::Path),
-        ("PUT", "/v1/account/{account}/reconnect" | "/v1/account/{account}/sync") => {
-            spec("api", Account, Write, A::Path)
+        if missing.is_empty() {
+            Ok(Self(table))
+        } else {
+            Err(missing)
         }
-        ("PUT", "/v1/account/{account}/flush") => spec("api", Account, Destructive, A::Path),
-        ("GET", "/v1/account/{account}/mailboxes") => spec("api", Mailbox, Read, A::Path),
-        ("POST" | "PUT", "/v1/account/{account}/mailbox") => spec("api", Mailbox, Write, A::Path),
-        ("DELETE", "/v1/account/{account}/mailbox") => spec("api", Mailbox, Destructive, A::Path),
-        ("GET" | "POST", "/v1/account/{account}/messages" | "/v1/account/{account}/search")
-        | (
-            "GET",
-            "/v1/account/{account}/message/{message}"
-            | "/v1/account/{account}/message/{message}/source"
-            | "/v1/account/{account}/text/{text}"
-            | "/v1/account/{account}/attachment/{attachment}",
-        ) => spec("api", Message, Read, A::Path),
-        (
-            "PUT",
-            "/v1/account/{account}/message/{message}"
-            | "/v1/account/{account}/message/{message}/move",
-        ) => spec("api", Message, Write, A::Path),
-        ("DELETE", "/v1/account/{account}/message/{message}")
-        | ("PUT", "/v1/account/{account}/messages/delete") => {
-            spec("api", Message, Destructive, A::Path)
-        }
-        (
-            "POST",
-            "/v1/account/{account}/submit" | "/v1/account/{account}/message/{message}/submit",
-        ) => spec("api", Submit, Send, A::Path),
-        ("GET", "/v1/outbox" | "/v1/outbox/{queueId}") => spec("api", Outbox, Read, A::None),
-        ("DELETE", "/v1/outbox/{queueId}") => spec("api", Outbox, Destructive, A::None),
-        ("GET", "/v1/webhooks/failed") => spec("api", Webhook, Read, A::None),
-        ("GET", "/v1/templates") => spec("api", Template, Read, A::Query),
-        ("POST", "/v1/templates/template") => spec("api", Template, Write, A::None),
-        ("GET", "/v1/templates/template/{template}") => spec("api", Template, Read, A::None),
-        ("PUT", "/v1/templates/template/{template}") => spec("api", Template, Write, A::None),
-        ("DELETE", "/v1/templates/template/{template}" | "/v1/templates/account/{account}") => {
-            spec("api", Template, Destructive, A::None)
-        }
-        ("GET", "/v1/blocklists" | "/v1/blocklist/{listId}") => {
-            spec("api", Blocklist, Read, A::None)
-        }
-        ("POST", "/v1/blocklist/{listId}") => spec("api", Blocklist, Write, A::None),
-        ("DELETE", "/v1/blocklist/{listId}") => spec("api", Blocklist, Destructive, A::None),
-        ("GET", "/v1/gateways" | "/v1/gateway/{gateway}") => spec("api", Gateway, Read, A::None),
-        ("DELETE", "/v1/gateway/{gateway}") => spec("api", Gateway, Destructive, A::None),
-        ("POST", "/v1/webhooks/failed/{event}/resend") => spec("api", Webhook, Write, A::None),
-        (_, p) if p.contains("{account}") => spec("api", Admin, Write, A::Path),
-        _ => spec("api", Admin, Write, A::None),
+    }
+
+    /// The policy of a matched route; `None` for a route that declares none (refused).
+    pub fn get(&self, method: &Method, path: &str) -> Option<RouteSpec> {
+        self.0.get(&(method.clone(), path.to_string())).copied()
     }
 }
 
@@ -184,7 +189,11 @@ fn now_ms() -> i64 {
 }
 
 /// Middleware for every authenticated route.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State((state, policies)): State<(AppState, std::sync::Arc<Policies>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if let Some(admin) = req.extensions().get::<AdminSession>().copied() {
         req.extensions_mut().insert(AuthContext {
             remote: admin.remote,
@@ -197,7 +206,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
-    let route_spec = route_spec(req.method(), &route);
+    let Some(route_spec) = policies.get(req.method(), &route) else {
+        tracing::error!(route, method = %req.method(), "Route has no declared policy; refused");
+        return ApiError::forbidden("Unauthorized permission").into_response();
+    };
     let remote = client_ip(&req, state.config.trust_proxy);
 
     let presented = match presented_token(req.headers(), req.uri().query()) {
@@ -394,16 +406,243 @@ mod tests {
     }
 
     #[test]
-    fn unknown_routes_get_the_strictest_policy() {
-        let s = route_spec(&Method::GET, "/v1/whatever");
-        assert_eq!(s.policy.group, Group::Admin);
-        let s = route_spec(&Method::DELETE, "/v1/account/{account}");
-        assert_eq!(s.account, AccountSource::Path);
-        assert_eq!(s.policy.action, Action::Destructive);
-        let s = route_spec(&Method::POST, "/v1/account/{account}/search");
+    fn every_route_declares_its_policy() {
+        let doc = crate::openapi_document();
+        let policies = match Policies::from_doc(&doc) {
+            Ok(p) => p,
+            Err(missing) => panic!("routes without a policy: {missing:?}"),
+        };
+        let expect =
+            |m: Method, path: &str, group: Group, action: Action, account: AccountSource| {
+                let spec = policies
+                    .get(&m, path)
+                    .unwrap_or_else(|| panic!("{m} {path}"));
+                assert_eq!(
+                    (spec.policy.group, spec.policy.action, spec.account),
+                    (group, action, account),
+                    "{m} {path}"
+                );
+            };
+        use AccountSource as A;
+        expect(
+            Method::PUT,
+            "/v1/account/{account}/messages",
+            Group::Message,
+            Action::Write,
+            A::Path,
+        );
+        expect(
+            Method::PUT,
+            "/v1/account/{account}/messages/move",
+            Group::Message,
+            Action::Write,
+            A::Path,
+        );
+        expect(
+            Method::POST,
+            "/v1/account/{account}/message",
+            Group::Message,
+            Action::Write,
+            A::Path,
+        );
+        expect(
+            Method::PUT,
+            "/v1/account/{account}/messages/delete",
+            Group::Message,
+            Action::Destructive,
+            A::Path,
+        );
+        expect(
+            Method::POST,
+            "/v1/account/{account}/search",
+            Group::Message,
+            Action::Read,
+            A::Path,
+        );
+        expect(
+            Method::GET,
+            "/v1/tokens",
+            Group::Admin,
+            Action::Read,
+            A::Query,
+        );
+        expect(
+            Method::POST,
+            "/v1/verifyAccount",
+            Group::Admin,
+            Action::Read,
+            A::None,
+        );
+        expect(
+            Method::DELETE,
+            "/v1/account/{account}",
+            Group::Account,
+            Action::Destructive,
+            A::Path,
+        );
         assert_eq!(
-            (s.policy.group, s.policy.action),
-            (Group::Message, Action::Read)
+            policies
+                .get(&Method::GET, "/metrics")
+                .map(|s| s.policy.scope),
+            Some("metrics")
+        );
+        assert!(policies.get(&Method::GET, "/health").is_none());
+    }
+
+    /// Spec §5: the permission group and action of every route this server has.
+    const SPEC: &[(&str, &str, &str, &str)] = &[
+        ("POST", "/v1/account", "admin", "write"),
+        ("GET", "/v1/accounts", "account", "read"),
+        ("GET", "/v1/account/{account}", "account", "read"),
+        ("PUT", "/v1/account/{account}", "admin", "write"),
+        ("DELETE", "/v1/account/{account}", "account", "destructive"),
+        ("PUT", "/v1/account/{account}/reconnect", "account", "write"),
+        ("PUT", "/v1/account/{account}/sync", "account", "write"),
+        (
+            "PUT",
+            "/v1/account/{account}/flush",
+            "account",
+            "destructive",
+        ),
+        ("POST", "/v1/verifyAccount", "admin", "read"),
+        ("GET", "/v1/account/{account}/mailboxes", "mailbox", "read"),
+        ("POST", "/v1/account/{account}/mailbox", "mailbox", "write"),
+        ("PUT", "/v1/account/{account}/mailbox", "mailbox", "write"),
+        (
+            "DELETE",
+            "/v1/account/{account}/mailbox",
+            "mailbox",
+            "destructive",
+        ),
+        ("GET", "/v1/account/{account}/messages", "message", "read"),
+        ("POST", "/v1/account/{account}/search", "message", "read"),
+        (
+            "GET",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "read",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "write",
+        ),
+        (
+            "DELETE",
+            "/v1/account/{account}/message/{message}",
+            "message",
+            "destructive",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/message/{message}/move",
+            "message",
+            "write",
+        ),
+        (
+            "GET",
+            "/v1/account/{account}/message/{message}/source",
+            "message",
+            "read",
+        ),
+        ("POST", "/v1/account/{account}/message", "message", "write"),
+        (
+            "GET",
+            "/v1/account/{account}/text/{text}",
+            "message",
+            "read",
+        ),
+        (
+            "GET",
+            "/v1/account/{account}/attachment/{attachment}",
+            "message",
+            "read",
+        ),
+        ("PUT", "/v1/account/{account}/messages", "message", "write"),
+        (
+            "PUT",
+            "/v1/account/{account}/messages/move",
+            "message",
+            "write",
+        ),
+        (
+            "PUT",
+            "/v1/account/{account}/messages/delete",
+            "message",
+            "destructive",
+        ),
+        ("POST", "/v1/account/{account}/submit", "submit", "send"),
+        (
+            "POST",
+            "/v1/account/{account}/message/{message}/submit",
+            "submit",
+            "send",
+        ),
+        ("GET", "/v1/outbox", "outbox", "read"),
+        ("GET", "/v1/outbox/{queueId}", "outbox", "read"),
+        ("DELETE", "/v1/outbox/{queueId}", "outbox", "destructive"),
+        ("POST", "/v1/tokens", "admin", "write"),
+        ("GET", "/v1/tokens", "admin", "read"),
+        ("GET", "/v1/tokens/{token}", "admin", "read"),
+        ("DELETE", "/v1/tokens/{token}", "admin", "destructive"),
+        ("POST", "/v1/token", "admin", "write"),
+        ("DELETE", "/v1/token/{token}", "admin", "destructive"),
+        ("GET", "/v1/tokens/account/{account}", "admin", "read"),
+        ("GET", "/v1/settings", "admin", "read"),
+        ("POST", "/v1/settings", "admin", "write"),
+        ("GET", "/v1/stats", "diagnostics", "read"),
+        ("GET", "/metrics", "diagnostics", "read"),
+        ("GET", "/v1/webhooks/failed", "webhook", "read"),
+        (
+            "POST",
+            "/v1/webhooks/failed/{event}/resend",
+            "webhook",
+            "write",
+        ),
+    ];
+
+    #[test]
+    fn every_route_has_the_policy_of_spec_section_5() {
+        let doc = crate::openapi_document();
+        let policies = Policies::from_doc(&doc).unwrap();
+        let mut documented = 0;
+        for (path, item) in doc.paths.paths.iter() {
+            for (method, _) in operations(item) {
+                if path == "/health" {
+                    continue;
+                }
+                documented += 1;
+                let spec = SPEC
+                    .iter()
+                    .find(|(m, p, _, _)| *m == method.as_str() && p == path)
+                    .unwrap_or_else(|| panic!("{method} {path} is not in the table"));
+                let got = policies.get(&method, path).unwrap();
+                assert_eq!(
+                    (got.policy.group.as_str(), got.policy.action.as_str()),
+                    (spec.2, spec.3),
+                    "{method} {path}"
+                );
+            }
+        }
+        assert_eq!(documented, SPEC.len(), "every route of the table is served");
+    }
+
+    #[test]
+    fn an_operation_without_policy_is_reported() {
+        let mut doc = crate::openapi_document();
+        if let Some(item) = doc.paths.paths.get_mut("/v1/stats")
+            && let Some(op) = item.get.as_mut()
+        {
+            op.extensions = None;
+        }
+        let missing = Policies::from_doc(&doc).unwrap_err();
+        assert_eq!(
+            missing,
+            vec![MissingPolicy {
+                method: Method::GET,
+                path: "/v1/stats".into()
+            }]
         );
     }
 }

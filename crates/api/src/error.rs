@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use emailengine_core::validation::FieldError;
+use emailengine_mail::MailError;
 use emailengine_store::StoreError;
 
 /// An error response. Boxed so that `Result<T, ApiError>` stays small on the happy path.
@@ -104,6 +105,44 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<MailError> for ApiError {
+    fn from(e: MailError) -> Self {
+        let message = e.to_string();
+        match e {
+            MailError::AccountNotFound => Self::not_found(message).with("code", "AccountNotFound"),
+            MailError::NotConnected(state) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+                .with("code", state.unavailable_code())
+                .with("state", state.as_str()),
+            MailError::Timeout => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, message).with("code", "Timeout")
+            }
+            MailError::MessageNotFound => Self::not_found(message).with("code", "MessageNotFound"),
+            MailError::MailboxNotFound => Self::not_found(message).with("code", "NotFound"),
+            MailError::AttachmentNotFound => {
+                Self::not_found(message).with("code", "AttachmentNotFound")
+            }
+            MailError::Invalid { code, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, message).with("code", code)
+            }
+            // The mail server said no to what the request asked: the request's fault, in the
+            // server's words.
+            MailError::Refused { code, .. } if code.as_deref() == Some("ALREADYEXISTS") => {
+                Self::new(StatusCode::CONFLICT, message).with("code", "AlreadyExists")
+            }
+            MailError::Refused { code, .. } => Self::new(StatusCode::BAD_REQUEST, message)
+                .with("code", code.unwrap_or_else(|| "CommandFailed".into())),
+            MailError::Unsupported(_) => {
+                Self::new(StatusCode::BAD_REQUEST, message).with("code", "UnsupportedOperation")
+            }
+            MailError::Connection(_) => {
+                tracing::warn!(err = %message, "Mail server connection failed during a call");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message).with("code", "ConnectionError")
+            }
+            MailError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = *self.0;
@@ -124,3 +163,54 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: ApiError) -> (u16, Value) {
+        let status = e.status().as_u16();
+        let e = *e.0;
+        let mut map = Map::new();
+        map.insert("message".into(), json!(e.message));
+        map.extend(e.extras);
+        (status, Value::Object(map))
+    }
+
+    #[test]
+    fn mail_failures_in_emailengine_shape() {
+        // A failure of this server's own store is never a mail-server error.
+        let (status, b) = body(MailError::Store(StoreError::Backend("down".into())).into());
+        assert_eq!(
+            (status, b["code"].clone()),
+            (503, json!("StorageUnavailable"))
+        );
+        let (status, b) = body(MailError::Timeout.into());
+        assert_eq!(
+            (status, b),
+            (
+                504,
+                json!({"message": "Timeout waiting for command response", "code": "Timeout"})
+            )
+        );
+        let (status, b) = body(
+            MailError::NotConnected(emailengine_core::connection::ConnectionState::ConnectError)
+                .into(),
+        );
+        assert_eq!(
+            (status, b["code"].clone(), b["state"].clone()),
+            (503, json!("ConnectionError"), json!("connectError"))
+        );
+        let (status, b) = body(
+            MailError::Refused {
+                response: "Mailbox exists".into(),
+                code: Some("ALREADYEXISTS".into()),
+            }
+            .into(),
+        );
+        assert_eq!(
+            (status, b["message"].clone()),
+            (409, json!("Mailbox exists"))
+        );
+    }
+}

@@ -11,6 +11,11 @@ use emailengine_core::validation::FieldError;
 
 use crate::error::ApiError;
 
+/// Folder names never hold control characters (see [`crate::schema::FOLDER`]).
+pub fn is_folder_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_control() && (c as u32) < 0x80)
+}
+
 /// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -184,6 +189,15 @@ impl QueryParams {
             self.reject(key, "is required");
         }
         value.unwrap_or_default()
+    }
+
+    /// A folder path: required, up to 1024 characters, no control characters.
+    pub fn folder(&mut self, key: &str) -> String {
+        let path = self.required_string(key, 1024);
+        if !is_folder_name(&path) && !path.is_empty() {
+            self.reject(key, "must not contain control characters");
+        }
+        path
     }
 
     pub fn reject(&mut self, key: &str, rest: &str) {

@@ -7,8 +7,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod openapi;
+pub mod reference;
 pub mod routes;
+pub mod schema;
 pub mod state;
 
 use std::time::Instant;
@@ -33,10 +36,9 @@ use crate::routes::{
     submit, templates, tokens, webhooks,
 };
 
-/// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
-/// `/docs`, and JSON answers for unknown routes.
-pub fn router(state: AppState) -> Router {
-    let (app, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// The authenticated routes, with the OpenAPI document their annotations make.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(stats::stats))
         .routes(routes!(settings::get_settings, settings::set_settings))
         .routes(routes!(tokens::provision, tokens::list))
@@ -102,20 +104,52 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(gateways::update))
         .routes(routes!(oauth2::list, oauth2::create))
         .routes(routes!(oauth2::get_one, oauth2::update, oauth2::delete))
+}
+
+/// The whole OpenAPI document, as `/swagger.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api_routes()
+        .routes(routes!(health::health))
+        .split_for_parts();
+    doc
+}
+
+/// Builds the application: authenticated routes, `/health`, `/swagger.json`, the Swagger UI at
+/// `/docs`, and JSON answers for unknown routes. Each route's policy is read from its OpenAPI
+/// annotation; a route that declares none is refused to every token.
+pub fn router(state: AppState) -> Router {
+    let routes = api_routes();
+    let policies = match auth::Policies::from_doc(routes.get_openapi()) {
+        Ok(p) => p,
+        Err(missing) => {
+            tracing::error!(routes = ?missing, "Routes without a declared policy are refused");
+            auth::Policies::default()
+        }
+    };
+    let (app, api) = routes
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), std::sync::Arc::new(policies)),
             auth::authenticate,
         ))
         .routes(routes!(health::health))
         .split_for_parts();
+    let document = std::sync::Arc::new(openapi::finish(&api));
     let limit = state.config.max_body_size;
     let cors = cors_layer(&state.config);
     let app = app
-        .merge(SwaggerUi::new("/docs").url("/swagger.json", api))
+        .route(
+            "/swagger.json",
+            axum::routing::get(move || {
+                let doc = document.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
+        .layer(middleware::from_fn_with_state(limit, refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     match cors {
@@ -148,6 +182,35 @@ fn cors_layer(config: &ApiConfig) -> Option<tower_http::cors::CorsLayer> {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// How much of an oversized body is read (and dropped) before the 413 is sent.
+const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// A body announced larger than the limit gets its 413 after the body has been read and
+/// dropped (up to a bound): clients that write the whole body before reading the answer
+/// (Python's `urllib` and `requests`) then see the 413 instead of a broken pipe.
+async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => {
+            if n <= DRAIN_LIMIT {
+                use futures_util::StreamExt;
+                let mut body = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            ApiError::payload_too_large(limit).into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Request log line, `api_call` metric and `apiCall:*` counters for every request. Paths are

@@ -13,7 +13,8 @@ use tokio::sync::RwLock;
 
 use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::TokenAccess;
-use emailengine_imap::Engine;
+use emailengine_mail::MailRegistry;
+use emailengine_mail::events::EventSink;
 use emailengine_store::{BackendInfo, Settings, Store};
 
 use crate::error::ApiResult;
@@ -30,6 +31,9 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// How long browsers may cache a preflight answer, in seconds.
     pub cors_max_age: u64,
+    /// How long a mail call waits for a connection when the request has no `x-ee-timeout`
+    /// header (`service.commandTimeout` / `EENGINE_TIMEOUT`).
+    pub command_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -39,6 +43,7 @@ impl Default for ApiConfig {
             trust_proxy: false,
             cors_origins: Vec::new(),
             cors_max_age: 60,
+            command_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -48,8 +53,10 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
-    /// Owner of every account's IMAP connections.
-    pub engine: Engine,
+    /// Where each account's mail backend is found, and its connection controlled.
+    pub mail: Arc<dyn MailRegistry>,
+    /// Where account events go (`accountAdded`, `accountDeleted`).
+    pub events: EventSink,
     /// Encrypts account secrets at rest when a service secret is configured.
     pub cipher: Option<Arc<FieldCipher>>,
     pub settings: Settings,
@@ -74,14 +81,16 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         settings: Settings,
-        engine: Engine,
+        mail: Arc<dyn MailRegistry>,
+        events: EventSink,
         cipher: Option<Arc<FieldCipher>>,
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
-            engine,
+            mail,
+            events,
             cipher,
             settings,
             config,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::connection::ConnectionState;
 use crate::secret::FieldCipher;
 use crate::units::parse_iso_time;
 use crate::validation::FieldError;
@@ -46,6 +47,8 @@ pub struct ServerSettings {
     /// Accept certificates that do not verify (`tls.rejectUnauthorized: false`).
     pub accept_invalid_certs: bool,
     pub disabled: bool,
+    /// Never ENABLE IMAP4rev2, even where the server offers it (`disableIMAP4rev2`).
+    pub disable_imap4rev2: bool,
 }
 
 impl ServerSettings {
@@ -83,7 +86,136 @@ impl ServerSettings {
                 .and_then(Value::as_bool)
                 == Some(false),
             disabled: flag("disabled").unwrap_or(false),
+            disable_imap4rev2: flag("disableIMAP4rev2").unwrap_or(false),
         })
+    }
+}
+
+/// Names of `iad:<account>` fields read one at a time on hot paths (a whole record costs more).
+pub mod field {
+    pub const NOTIFY_FROM: &str = "notifyFrom";
+    pub const WEBHOOKS: &str = "webhooks";
+}
+
+/// An account record read from its `iad:<account>` fields: the typed view every crate reads
+/// instead of spelling field names. The raw fields are kept, so values this server does not
+/// model survive and [`AccountRecord::display`] shows them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountRecord {
+    pub account: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// The stored connection state (`state`).
+    pub state: Option<ConnectionState>,
+    /// Folders to sync (`path`); empty means all.
+    pub path: Vec<String>,
+    /// Extra folders watched on their own connections (`subconnections`).
+    pub subconnections: Vec<String>,
+    /// `notifyFrom` as ms since the epoch.
+    pub notify_from: Option<i64>,
+    /// `copy`: upload sent mail to the Sent folder (`None`: the default, yes).
+    pub copy: Option<bool>,
+    /// The account's own webhook URL (`webhooks`).
+    pub webhooks: Option<String>,
+    /// `lastErrorState`, as stored.
+    pub last_error: Option<Value>,
+    /// True once the account reached `connected` at least once (`state:count:connected`).
+    pub was_connected: bool,
+    fields: BTreeMap<String, String>,
+}
+
+impl AccountRecord {
+    /// Reads the record from its stored hash fields.
+    pub fn from_fields(account: &str, fields: BTreeMap<String, String>) -> Self {
+        let text = |k: &str| fields.get(k).filter(|v| *v != "null").cloned();
+        let list = |k: &str| -> Vec<String> {
+            match fields
+                .get(k)
+                .and_then(|v| serde_json::from_str::<Value>(v).ok())
+            {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+                Some(Value::String(s)) if s != "*" => vec![s],
+                _ => Vec::new(),
+            }
+        };
+        Self {
+            account: text("account").unwrap_or_else(|| account.to_string()),
+            name: text("name"),
+            email: text("email"),
+            state: fields.get("state").map(|s| ConnectionState::parse(s)),
+            path: list("path"),
+            subconnections: list("subconnections"),
+            notify_from: text(field::NOTIFY_FROM).and_then(|v| parse_iso_time(&v)),
+            copy: fields.get("copy").and_then(|v| v.parse().ok()),
+            webhooks: text(field::WEBHOOKS).filter(|w| !w.is_empty()),
+            last_error: fields
+                .get("lastErrorState")
+                .and_then(|e| serde_json::from_str(e).ok()),
+            was_connected: fields.contains_key("state:count:connected"),
+            fields,
+        }
+    }
+
+    fn connection(&self, key: &str) -> Option<Value> {
+        self.fields
+            .get(key)
+            .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+            .filter(Value::is_object)
+    }
+
+    /// IMAP settings with secrets decrypted; `Ok(None)` when the account has none.
+    pub fn imap(
+        &self,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
+        self.server("imap", cipher)
+    }
+
+    /// SMTP settings with secrets decrypted; `Ok(None)` when the account has none.
+    pub fn smtp(
+        &self,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
+        self.server("smtp", cipher)
+    }
+
+    fn server(
+        &self,
+        key: &str,
+        cipher: Option<&FieldCipher>,
+    ) -> Result<Option<ServerSettings>, crate::Error> {
+        let Some(mut v) = self.connection(key) else {
+            return Ok(None);
+        };
+        decrypt_secrets(&mut v, cipher)?;
+        Ok(ServerSettings::from_json(&v))
+    }
+
+    pub fn has_imap(&self) -> bool {
+        self.connection("imap").is_some()
+    }
+
+    pub fn has_smtp(&self) -> bool {
+        self.connection("smtp").is_some()
+    }
+
+    /// The account type EmailEngine reports (spec §6.2).
+    pub fn kind(&self) -> &'static str {
+        if self.has_imap() {
+            "imap"
+        } else if self.has_smtp() {
+            "sending"
+        } else {
+            "invalid"
+        }
+    }
+
+    /// The account as the API shows it, secrets masked.
+    pub fn display(&self) -> Map<String, Value> {
+        display(&self.fields)
     }
 }
 
@@ -471,5 +603,46 @@ mod tests {
         assert_eq!(d["notifyFrom"], Value::Null);
         assert_eq!(d["imap"]["auth"]["pass"], "******");
         assert!(!d.contains_key("state:count:connected"));
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn record_reads_emailengine_fields() {
+        let mut f = BTreeMap::new();
+        for (k, v) in [
+            ("account", "ann"),
+            ("name", "Ann"),
+            ("email", "ann@example.com"),
+            ("state", "connected"),
+            ("path", "[\"INBOX\",\"Work\"]"),
+            ("subconnections", "null"),
+            ("notifyFrom", "2024-01-01T00:00:00.000Z"),
+            ("copy", "false"),
+            ("webhooks", ""),
+            ("state:count:connected", "2"),
+            (
+                "imap",
+                r#"{"host":"h","port":143,"auth":{"user":"u","pass":"p"}}"#,
+            ),
+        ] {
+            f.insert(k.to_string(), v.to_string());
+        }
+        let r = AccountRecord::from_fields("ann", f);
+        assert_eq!(r.state, Some(ConnectionState::Connected));
+        assert_eq!(r.path, ["INBOX", "Work"]);
+        assert!(r.subconnections.is_empty());
+        assert_eq!(r.notify_from, Some(1_704_067_200_000));
+        assert_eq!(r.copy, Some(false));
+        assert_eq!(r.webhooks, None);
+        assert!(r.was_connected);
+        assert_eq!(r.kind(), "imap");
+        let imap = r.imap(None).unwrap().unwrap();
+        assert_eq!((imap.host.as_str(), imap.port), ("h", 143));
+        assert_eq!(r.smtp(None).unwrap(), None);
+        assert_eq!(r.display()["imap"]["auth"]["pass"], "******");
     }
 }

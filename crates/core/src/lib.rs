@@ -8,6 +8,7 @@
 pub mod account;
 pub mod auth;
 pub mod compose;
+pub mod connection;
 pub mod error;
 pub mod gateway;
 pub mod ids;

@@ -29,6 +29,10 @@ impl Action {
             Action::Destructive => "destructive",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
 }
 
 /// Which family of routes a route belongs to (spec §3.10, §5 "grp/act").
@@ -85,6 +89,10 @@ impl Group {
             Group::Logs => "logs",
             Group::Admin => "admin",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
     }
 }
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use rmpv::Value;
 use serde_json::json;
 
-use emailengine_core::account::{ServerSettings, decrypt_secrets};
+use emailengine_core::account::{AccountRecord, ServerSettings};
 use emailengine_core::msgpack;
 use emailengine_core::secret::FieldCipher;
-use emailengine_imap::Engine;
-use emailengine_imap::events::EventBatch;
+use emailengine_mail::MailRegistry;
+use emailengine_mail::events::{EventBatch, EventSink};
 use emailengine_store::{Change, OutboxItem, Store};
 
 /// How long a claimed entry is reserved for one attempt before another worker may retry it.
@@ -154,7 +154,8 @@ struct Failure {
 #[derive(Clone)]
 pub struct Submitter {
     store: Arc<dyn Store>,
-    engine: Engine,
+    mail: Arc<dyn MailRegistry>,
+    events: EventSink,
     cipher: Option<Arc<FieldCipher>>,
     base_delay: Duration,
     /// Names this instance's leases; a restarted instance takes back what its last run held.
@@ -167,14 +168,16 @@ pub struct Submitter {
 impl Submitter {
     pub fn new(
         store: Arc<dyn Store>,
-        engine: Engine,
+        mail: Arc<dyn MailRegistry>,
+        events: EventSink,
         cipher: Option<Arc<FieldCipher>>,
         base_delay: Duration,
         owner: String,
     ) -> Self {
         Self {
             store,
-            engine,
+            mail,
+            events,
             cipher,
             base_delay,
             owner,
@@ -236,13 +239,14 @@ impl Submitter {
                 permanent: false,
             })?
             .ok_or_else(|| fail("Account was deleted"))?;
-        let raw = fields
-            .get("smtp")
-            .ok_or_else(|| fail("Account has no SMTP settings"))?;
-        let mut smtp: serde_json::Value =
-            serde_json::from_str(raw).map_err(|_| fail("Invalid SMTP settings"))?;
-        decrypt_secrets(&mut smtp, self.cipher.as_deref()).map_err(|e| fail(&e.to_string()))?;
-        ServerSettings::from_json(&smtp).ok_or_else(|| fail("Invalid SMTP settings"))
+        let record = AccountRecord::from_fields(account, fields);
+        if !record.has_smtp() {
+            return Err(fail("Account has no SMTP settings"));
+        }
+        record
+            .smtp(self.cipher.as_deref())
+            .map_err(|e| fail(&e.to_string()))?
+            .ok_or_else(|| fail("Invalid SMTP settings"))
     }
 
     async fn attempt(&self, item: OutboxItem) {
@@ -256,7 +260,7 @@ impl Submitter {
             Ok(settings) => self.pool.send(&item.account, &settings, &entry).await,
             Err(f) => Err(f),
         };
-        let sink = self.engine.events();
+        let sink = &self.events;
         let envelope = json!({"from": entry.envelope_from, "to": entry.envelope_to});
         let now = chrono::Utc::now().timestamp_millis();
         let mut batch = sink.batch().await;
@@ -321,7 +325,7 @@ impl Submitter {
     /// until it takes it, and meanwhile the entry is not claimed again (a sent message is
     /// never handed to SMTP a second time by this process).
     async fn record(&self, queue_id: &str, batch: EventBatch) {
-        let sink = self.engine.events();
+        let sink = &self.events;
         let mut attempt = 0u32;
         loop {
             match sink.commit(batch.clone()).await {
@@ -358,32 +362,20 @@ impl Submitter {
     }
 
     async fn copy_to_sent(&self, account: &str, entry: &OutboxEntry) {
-        let sent = self.store.listing(account).await.ok().and_then(|list| {
-            list.iter()
-                .filter_map(|(_, b)| emailengine_imap::folders::Folder::from_listing_entry(b))
-                .find(|f| f.special_use.as_deref() == Some("\\Sent"))
-                .map(|f| f.path)
-        });
-        let Some(sent) = sent else {
-            tracing::debug!(account, "No Sent folder; copy skipped");
-            return;
+        let copied = match self.mail.backend(account, SENT_COPY_WAIT).await {
+            Ok(mail) => mail.copy_to_sent(&entry.raw).await,
+            Err(e) => Err(e),
         };
-        match self.engine.session(account).await {
-            Ok(mut s) => {
-                let path = emailengine_imap::folders::encode_path(&sent);
-                if let Err(e) = s
-                    .get()
-                    .append(&path, Some("(\\Seen)"), None, &entry.raw)
-                    .await
-                {
-                    s.discard();
-                    tracing::warn!(account, err = %e, "Failed to copy a sent message to Sent");
-                }
-            }
+        match copied {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(account, "No Sent folder; copy skipped"),
             Err(e) => tracing::warn!(account, err = %e, "Failed to copy a sent message to Sent"),
         }
     }
 }
+
+/// How long the Sent copy waits for one of the account's connections.
+const SENT_COPY_WAIT: Duration = Duration::from_secs(60);
 
 /// Connects and authenticates without sending (`POST /v1/verifyAccount`). The error is
 /// `(message, code)`.

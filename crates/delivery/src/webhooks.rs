@@ -373,7 +373,7 @@ impl Webhooks {
         }
         let account_url = self
             .store
-            .account_field(&event.account, "webhooks")
+            .account_field(&event.account, emailengine_core::account::field::WEBHOOKS)
             .await?
             .filter(|u| !u.is_empty());
         let Some(url) = account_url

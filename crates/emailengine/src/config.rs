@@ -103,6 +103,11 @@ pub struct Config {
     /// `EENGINE_ADMIN_REMOTE_SETUP` / `admin.remoteSetup`: the first admin password may be set
     /// from any address (otherwise only from this machine).
     pub admin_remote_setup: bool,
+    /// `EENGINE_TIMEOUT` / `service.commandTimeout`: how long a mail call waits for one of the
+    /// account's connections unless the request's `x-ee-timeout` says otherwise.
+    pub command_timeout_ms: u64,
+    /// `EENGINE_IMAP_MAX_CONNECTIONS` / `imap.maxConnections`: most IMAP connections per account.
+    pub imap_max_connections: usize,
 }
 
 /// Reads the process environment.
@@ -279,6 +284,17 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .or_else(|| text("admin.remoteSetup"))
         .is_some_and(|v| truthy(&v));
     let submit_retry_delay_ms = duration("EENGINE_SUBMIT_RETRY_DELAY", "submit.retryDelay", "5s")?;
+    let command_timeout_ms = duration("EENGINE_TIMEOUT", "service.commandTimeout", "10s")?;
+    let cap_text = read("EENGINE_IMAP_MAX_CONNECTIONS")?
+        .or_else(|| text("imap.maxConnections"))
+        .unwrap_or_else(|| "8".into());
+    // Two at least: the IDLE connection and one for commands.
+    let imap_max_connections = cap_text
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (2..=100).contains(n))
+        .ok_or_else(|| format!("Invalid IMAP connection cap \"{cap_text}\" (2 to 100)"))?;
     let qc_text = read("EENGINE_NOTIFY_QC")?
         .or_else(|| text("queues.notify"))
         .unwrap_or_else(|| "16".into());
@@ -316,6 +332,8 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         cors_origins,
         cors_max_age,
         admin_remote_setup,
+        command_timeout_ms,
+        imap_max_connections,
     })
 }
 

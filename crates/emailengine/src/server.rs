@@ -15,6 +15,7 @@ use emailengine_core::token::{ImportedToken, decode_export};
 use emailengine_core::{password, settings};
 use emailengine_delivery::{Submitter, WebhookConfig, Webhooks};
 use emailengine_imap::{Engine, EngineConfig};
+use emailengine_mail::MailRegistry;
 use emailengine_store::{Role, Settings, Store};
 
 use crate::config::Config;
@@ -134,18 +135,24 @@ pub async fn run(config: Config) -> ExitCode {
         settings.clone(),
         cipher.clone(),
         run,
-        EngineConfig::default(),
+        EngineConfig {
+            max_connections: config.imap_max_connections,
+            ..EngineConfig::default()
+        },
     );
+    let mail: Arc<dyn MailRegistry> = Arc::new(engine.clone());
     let state = AppState::new(
         store.clone(),
         settings,
-        engine.clone(),
+        mail.clone(),
+        engine.events().clone(),
         cipher.clone(),
         ApiConfig {
             max_body_size: config.api_max_body_size,
             trust_proxy: config.api_proxy,
             cors_origins: config.cors_origins.clone(),
             cors_max_age: config.cors_max_age,
+            command_timeout: Duration::from_millis(config.command_timeout_ms),
         },
         Some(handle),
     );
@@ -167,7 +174,8 @@ pub async fn run(config: Config) -> ExitCode {
     .spawn();
     let submitter = Submitter::new(
         store.clone(),
-        engine.clone(),
+        mail,
+        engine.events().clone(),
         cipher.clone(),
         Duration::from_millis(config.submit_retry_delay_ms),
         crate::logging::hostname(),

@@ -106,7 +106,7 @@ async fn deliver_list_read_flag_move_delete() {
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-disposition"],
-        "attachment; filename=\"data.bin\""
+        "attachment; filename=\"data.bin\"; filename*=utf-8''data.bin"
     );
     assert_eq!(r.bytes().await.unwrap().as_ref(), &[0u8, 1, 2, 3, 4]);
     let r = server

@@ -1,6 +1,7 @@
 //! Opening an IMAP session: TCP, then implicit TLS, STARTTLS or plain text, then LOGIN.
 //! Failures are classified, because a refused login (`authenticationError`) must be told apart
-//! from a network or protocol failure (`connectError`).
+//! from a network or protocol failure (`connectError`). [`Abilities`] reads what the server
+//! offers and introduces the client (ID, ENABLE) on the account's main connection.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,6 +73,100 @@ impl AsyncWrite for ImapStream {
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// What the server offers that the engine uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Abilities {
+    pub condstore: bool,
+    pub id: bool,
+    pub enable: bool,
+    pub imap4rev2: bool,
+    pub gmail: bool,
+    pub object_id: bool,
+    /// LIST-EXTENDED and LIST-STATUS: one LIST answers subscriptions and counters.
+    pub list_status: bool,
+}
+
+impl Abilities {
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut a = Abilities::default();
+        for n in names {
+            match n.to_ascii_uppercase().as_str() {
+                "CONDSTORE" => a.condstore = true,
+                "ID" => a.id = true,
+                "ENABLE" => a.enable = true,
+                "IMAP4REV2" => a.imap4rev2 = true,
+                "X-GM-EXT-1" => a.gmail = true,
+                "OBJECTID" => a.object_id = true,
+                "LIST-STATUS" => a.list_status = true,
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// Asks the server (CAPABILITY).
+    pub async fn read(session: &mut Session) -> Result<Self, crate::error::ImapError> {
+        let caps = session.capabilities().await?;
+        let names: Vec<String> = caps
+            .iter()
+            .filter_map(|c| match c {
+                async_imap::types::Capability::Atom(a) => Some(a.to_string()),
+                async_imap::types::Capability::Imap4rev1 => Some("IMAP4rev1".into()),
+                _ => None,
+            })
+            .collect();
+        Ok(Self::from_names(names.iter().map(String::as_str)))
+    }
+
+    /// The ENABLE command for what the engine can use, if the server takes ENABLE.
+    pub fn enable_command(&self, settings: &ServerSettings) -> Option<String> {
+        if !self.enable {
+            return None;
+        }
+        let mut wanted = Vec::new();
+        if self.condstore {
+            wanted.push("CONDSTORE");
+        }
+        if self.imap4rev2 && !settings.disable_imap4rev2 {
+            wanted.push("IMAP4rev2");
+        }
+        (!wanted.is_empty()).then(|| format!("ENABLE {}", wanted.join(" ")))
+    }
+
+    /// Sends ID (who we are) and ENABLE where the server offers them. Refusals are logged, not
+    /// fatal: both are courtesies the session works without.
+    pub async fn introduce(&self, session: &mut Session, settings: &ServerSettings) {
+        if self.id {
+            let id = format!(
+                "ID (\"name\" \"EmailEngine\" \"version\" \"{}\" \"vendor\" \"emailengine-rs\")",
+                emailengine_core::COMPAT_VERSION
+            );
+            if let Err(e) = crate::command::run(session, &id).await {
+                tracing::debug!(err = %e, "ID refused");
+            }
+        }
+        if let Some(enable) = self.enable_command(settings)
+            && let Err(e) = crate::command::run(session, &enable).await
+        {
+            tracing::debug!(err = %e, "ENABLE refused");
+        }
+    }
+}
+
+/// Whether a quiet session's connection is still open: nothing has arrived on it since its
+/// last command (a closed connection reads as end of file, a server about to leave sends BYE).
+pub async fn still_open(session: &Session) -> bool {
+    let tcp = match session.get_ref() {
+        ImapStream::Plain(t) => t,
+        ImapStream::Tls(t) => t.get_ref().0,
+    };
+    let mut byte = [0u8; 1];
+    // A zero timeout polls the peek once: pending means the line is quiet and open.
+    tokio::time::timeout(Duration::ZERO, tcp.peek(&mut byte))
+        .await
+        .is_err()
 }
 
 fn net(e: impl std::fmt::Display) -> ConnectError {
@@ -219,5 +314,30 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enable_follows_offers_and_settings() {
+        let a = Abilities::from_names(["IMAP4rev1", "ENABLE", "CONDSTORE", "IMAP4rev2", "ID"]);
+        let mut settings =
+            ServerSettings::from_json(&serde_json::json!({"host": "h", "port": 1})).unwrap();
+        assert_eq!(
+            a.enable_command(&settings).as_deref(),
+            Some("ENABLE CONDSTORE IMAP4rev2")
+        );
+        settings.disable_imap4rev2 = true;
+        assert_eq!(
+            a.enable_command(&settings).as_deref(),
+            Some("ENABLE CONDSTORE")
+        );
+        assert_eq!(
+            Abilities::from_names(["CONDSTORE"]).enable_command(&settings),
+            None
+        );
     }
 }

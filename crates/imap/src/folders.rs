@@ -1,12 +1,16 @@
 //! Folder listings: LIST/LSUB results turned into EmailEngine's listing entries (`ial:`), with
-//! special-use detection and modified UTF-7 path decoding.
+//! special-use detection and modified UTF-7 path decoding; [`refresh`] stores a new listing and
+//! reports the folders that appeared or vanished.
 
-use async_imap::types::{Name, NameAttribute};
-use futures_util::TryStreamExt;
 use rmpv::Value;
 use serde_json::json;
 
+use emailengine_mail::events::EventSink;
+use emailengine_store::Change;
+
+use crate::command::{self, Listed};
 use crate::connect::Session;
+use crate::sync::SyncError;
 
 /// One folder of an account.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +28,11 @@ pub struct Folder {
 }
 
 impl Folder {
+    /// Folders that can be opened (neither `\Noselect` nor `\NonExistent`).
+    pub fn selectable(&self) -> bool {
+        !self.no_select
+    }
+
     /// The msgpack listing entry EmailEngine keeps in `ial:<account>`.
     pub fn listing_entry(&self) -> Vec<u8> {
         let s = |v: &Option<String>| v.as_deref().map_or(Value::Nil, Value::from);
@@ -128,31 +137,31 @@ fn special_use_by_name(name: &str) -> Option<&'static str> {
     })
 }
 
-fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
-    let path = decode_path(n.name());
-    let delimiter = n.delimiter().map(str::to_string);
+fn folder_from_listed(n: &Listed, subscribed: &[String]) -> Folder {
+    let path = decode_path(&n.name);
+    let delimiter = n.delimiter.clone();
     let name = delimiter
         .as_deref()
         .and_then(|d| path.rsplit(d).next())
         .unwrap_or(&path)
         .to_string();
-    let mut special = None;
-    let mut no_select = false;
-    let mut no_inferiors = false;
-    for attr in n.attributes() {
-        match attr {
-            NameAttribute::NoSelect => no_select = true,
-            NameAttribute::NoInferiors => no_inferiors = true,
-            NameAttribute::All => special = Some("\\All"),
-            NameAttribute::Archive => special = Some("\\Archive"),
-            NameAttribute::Drafts => special = Some("\\Drafts"),
-            NameAttribute::Flagged => special = Some("\\Flagged"),
-            NameAttribute::Junk => special = Some("\\Junk"),
-            NameAttribute::Sent => special = Some("\\Sent"),
-            NameAttribute::Trash => special = Some("\\Trash"),
-            _ => {}
-        }
-    }
+    let has = |a: &str| n.attributes.iter().any(|x| x == a);
+    let no_select = has("\\noselect") || has("\\nonexistent");
+    let no_inferiors = has("\\noinferiors");
+    let special = [
+        ("\\all", "\\All"),
+        ("\\archive", "\\Archive"),
+        ("\\drafts", "\\Drafts"),
+        ("\\flagged", "\\Flagged"),
+        ("\\junk", "\\Junk"),
+        ("\\sent", "\\Sent"),
+        ("\\trash", "\\Trash"),
+    ]
+    .into_iter()
+    .rev()
+    .filter(|(attr, _)| has(attr))
+    .map(|(_, su)| su)
+    .next();
     let (special_use, source) = if path.eq_ignore_ascii_case("INBOX") {
         (Some("\\Inbox"), Some("name"))
     } else if let Some(s) = special {
@@ -178,23 +187,142 @@ fn folder_from_name(n: &Name, subscribed: &[String]) -> Folder {
     }
 }
 
-/// LIST and LSUB the whole tree.
-pub async fn list_folders(session: &mut Session) -> async_imap::error::Result<Vec<Folder>> {
-    let subscribed: Vec<String> = session
-        .lsub(Some(""), Some("*"))
-        .await?
-        .map_ok(|n| decode_path(n.name()))
-        .try_collect()
-        .await?;
-    let names: Vec<Name> = session
-        .list(Some(""), Some("*"))
-        .await?
-        .try_collect()
-        .await?;
+/// The folder list with, where the server answers LIST-STATUS, each folder's counters.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub folders: Vec<Folder>,
+    /// Counters by decoded path.
+    pub stats: std::collections::HashMap<String, command::FolderStat>,
+}
+
+/// The whole tree in one round trip where the server has LIST-STATUS (subscriptions and
+/// counters come with it), else LIST and LSUB.
+pub async fn list_with_status(
+    session: &mut Session,
+    list_status: bool,
+    condstore: bool,
+) -> Result<Listing, crate::error::ImapError> {
+    if !list_status {
+        return Ok(Listing {
+            folders: list_folders(session).await?,
+            stats: Default::default(),
+        });
+    }
+    let items = if condstore {
+        "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
+    } else {
+        "MESSAGES UIDNEXT UIDVALIDITY"
+    };
+    let (names, stats) = command::list_status(
+        session,
+        &format!("LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS ({items}))"),
+    )
+    .await?;
+    let subscribed: Vec<String> = names
+        .iter()
+        .filter(|n| n.attributes.iter().any(|a| a == "\\subscribed"))
+        .map(|n| decode_path(&n.name))
+        .collect();
     let mut folders: Vec<Folder> = names
         .iter()
-        .map(|n| folder_from_name(n, &subscribed))
+        .map(|n| folder_from_listed(n, &subscribed))
+        .collect();
+    folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
+    let stats = stats
+        .into_iter()
+        .map(|(name, stat)| {
+            let path = decode_path(&name);
+            let path = if path.eq_ignore_ascii_case("INBOX") {
+                "INBOX".into()
+            } else {
+                path
+            };
+            (path, stat)
+        })
+        .collect();
+    Ok(Listing { folders, stats })
+}
+
+/// LIST and LSUB the whole tree. A refused listing is an error, never an empty account.
+pub async fn list_folders(session: &mut Session) -> Result<Vec<Folder>, crate::error::ImapError> {
+    let subscribed: Vec<String> = command::list(session, "LSUB \"\" \"*\"")
+        .await?
+        .iter()
+        .map(|n| decode_path(&n.name))
+        .collect();
+    let names = command::list(session, "LIST \"\" \"*\"").await?;
+    let mut folders: Vec<Folder> = names
+        .iter()
+        .map(|n| folder_from_listed(n, &subscribed))
         .collect();
     folders.sort_by(|a, b| (a.path != "INBOX", &a.path).cmp(&(b.path != "INBOX", &b.path)));
     Ok(folders)
+}
+
+/// Lists folders, stores the listing, and reports folders that appeared or vanished since the
+/// stored listing: the events, the dropped indexes and the new listing land together.
+pub async fn refresh(
+    session: &mut Session,
+    sink: &EventSink,
+    account: &str,
+    list_status: bool,
+    condstore: bool,
+) -> Result<Listing, SyncError> {
+    let listing = list_with_status(session, list_status, condstore).await?;
+    let folders = listing.folders;
+    let previous: Vec<Folder> = sink
+        .store
+        .listing(account)
+        .await?
+        .iter()
+        .filter_map(|(_, b)| Folder::from_listing_entry(b))
+        .collect();
+    let mut batch = sink.batch().await;
+    if !previous.is_empty() {
+        for f in folders
+            .iter()
+            .filter(|f| !previous.iter().any(|p| p.path == f.path))
+        {
+            batch.event(
+                account,
+                "mailboxNew",
+                Some(&f.path),
+                f.special_use.as_deref(),
+                json!({"path": f.path, "name": f.name, "specialUse": f.special_use}),
+            );
+        }
+        for p in previous
+            .iter()
+            .filter(|p| !folders.iter().any(|f| f.path == p.path))
+        {
+            batch.event(
+                account,
+                "mailboxDeleted",
+                Some(&p.path),
+                p.special_use.as_deref(),
+                json!({"path": p.path, "name": p.name, "specialUse": p.special_use}),
+            );
+            batch.change(Change::ResetFolder {
+                account: account.to_string(),
+                path: p.path.clone(),
+            });
+        }
+    }
+    batch.change(Change::Listing {
+        account: account.to_string(),
+        entries: folders
+            .iter()
+            .map(|f| {
+                (
+                    emailengine_core::ids::normalize_path(&f.path),
+                    f.listing_entry(),
+                )
+            })
+            .collect(),
+    });
+    sink.commit(batch).await?;
+    Ok(Listing {
+        folders,
+        stats: listing.stats,
+    })
 }

@@ -6,6 +6,8 @@ use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
 use serde_json::{Map, Value, json};
 
 use emailengine_core::ids::{MessageId, encode_attachment_id, encode_text_id};
+use emailengine_mail::DetailsOptions;
+use emailengine_mail::html::{InlineImage, text_to_html, web_safe_html};
 
 /// IMAP attributes of one message, fetched together with its header block.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +19,19 @@ pub struct Fetched {
     pub internal_date: Option<i64>,
     pub modseq: u64,
     pub header: Vec<u8>,
+    /// X-GM-MSGID, where the server has it.
+    pub email_id: Option<String>,
+    /// X-GM-LABELS, where the server has them.
+    pub labels: Option<Vec<String>>,
+}
+
+/// The folder a message is shown from.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// The folder's id in the account's mailbox registry.
+    pub mailbox: u32,
+    pub path: &'a str,
+    pub special_use: Option<&'a str>,
 }
 
 fn addr_json(a: &mail_parser::Addr<'_>) -> Value {
@@ -79,20 +94,23 @@ fn header_fields(msg: &Message<'_>, out: &mut Map<String, Value>) {
 }
 
 /// A message list entry (`GET /v1/account/{account}/messages`) and the `messageNew` payload.
-pub fn list_entry(mailbox: u32, path: &str, f: &Fetched) -> Value {
-    entry(mailbox, path, f, &f.header)
+pub fn list_entry(place: Place<'_>, f: &Fetched) -> Value {
+    entry(place, f, &f.header)
 }
 
 /// A list entry whose header fields come from `header` (a header block or a whole source).
-fn entry(mailbox: u32, path: &str, f: &Fetched, header: &[u8]) -> Value {
+fn entry(place: Place<'_>, f: &Fetched, header: &[u8]) -> Value {
     let id = MessageId {
-        mailbox,
+        mailbox: place.mailbox,
         uid: f.uid,
     };
     let mut out = Map::new();
     out.insert("id".into(), Value::from(id.encode()));
     out.insert("uid".into(), Value::from(f.uid));
-    out.insert("path".into(), Value::from(path));
+    if let Some(e) = &f.email_id {
+        out.insert("emailId".into(), Value::from(e.as_str()));
+    }
+    out.insert("path".into(), Value::from(place.path));
     let parsed = MessageParser::new().parse_headers(header);
     let date = parsed
         .as_ref()
@@ -103,9 +121,18 @@ fn entry(mailbox: u32, path: &str, f: &Fetched, header: &[u8]) -> Value {
         out.insert("date".into(), Value::from(d));
     }
     flag_fields(&f.flags, &mut out);
+    if let Some(labels) = &f.labels {
+        out.insert(
+            "labels".into(),
+            Value::Array(labels.iter().map(|l| Value::from(l.as_str())).collect()),
+        );
+    }
     out.insert("size".into(), Value::from(f.size));
     if let Some(m) = &parsed {
         header_fields(m, &mut out);
+    }
+    if let Some(su) = place.special_use {
+        out.insert("messageSpecialUse".into(), Value::from(su));
     }
     Value::Object(out)
 }
@@ -142,12 +169,12 @@ fn part_numbers(msg: &Message<'_>) -> Vec<(usize, String)> {
 }
 
 /// Full message details (`GET /v1/account/{account}/message/{message}`).
-pub fn details(mailbox: u32, path: &str, f: &Fetched, source: &[u8], max_bytes: usize) -> Value {
+pub fn details(place: Place<'_>, f: &Fetched, source: &[u8], options: &DetailsOptions) -> Value {
     let id = MessageId {
-        mailbox,
+        mailbox: place.mailbox,
         uid: f.uid,
     };
-    let Value::Object(mut out) = entry(mailbox, path, f, source) else {
+    let Value::Object(mut out) = entry(place, f, source) else {
         return Value::Null;
     };
     let Some(msg) = MessageParser::new().parse(source) else {
@@ -170,35 +197,34 @@ pub fn details(mailbox: u32, path: &str, f: &Fetched, source: &[u8], max_bytes: 
         .collect();
     let mut text = Map::new();
     text.insert("id".into(), Value::from(encode_text_id(id, &text_ids)));
-    let plain: String = msg
-        .text_bodies()
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let html: String = msg
-        .html_bodies()
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plain = plain_text(&msg);
+    let html = html_text(&msg);
     text.insert(
         "encodedSize".into(),
         json!({"plain": plain.len(), "html": html.len()}),
     );
     let mut has_more = false;
-    for (key, body, is_html) in [("plain", plain, false), ("html", html, true)] {
-        if body.is_empty()
-            || (is_html
-                && msg.html_body.iter().all(|i| {
-                    msg.parts
-                        .get(*i as usize)
-                        .is_some_and(|p| !matches!(p.body, PartType::Html(_)))
-                }))
-        {
-            continue;
-        }
-        let (cut, more) = truncate(&body, max_bytes);
+    if options.text_type.plain() && !plain.is_empty() {
+        let (cut, more) = truncate(&plain, options.max_bytes);
         has_more |= more;
-        text.insert(key.into(), Value::from(cut));
+        text.insert("plain".into(), Value::from(cut));
+    }
+    if options.text_type.html() {
+        let shown = if options.web_safe_html {
+            let base = if html.is_empty() {
+                text_to_html(&plain)
+            } else {
+                html
+            };
+            web_safe_html(&base, &inline_images(&msg))
+        } else {
+            html
+        };
+        if !shown.is_empty() {
+            let (cut, more) = truncate(&shown, options.max_bytes);
+            has_more |= more;
+            text.insert("html".into(), Value::from(cut));
+        }
     }
     text.insert("hasMore".into(), Value::Bool(has_more));
     out.insert("text".into(), Value::Object(text));
@@ -221,13 +247,62 @@ pub fn details(mailbox: u32, path: &str, f: &Fetched, source: &[u8], max_bytes: 
             if let Some(cid) = part.content_id() {
                 a.insert("contentId".into(), Value::from(format!("<{cid}>")));
             }
-            let inline = part.content_disposition().is_some_and(|d| d.is_inline());
-            a.insert("inline".into(), Value::Bool(inline));
+            a.insert("inline".into(), Value::Bool(is_inline(part)));
             Some(Value::Object(a))
         })
         .collect();
     out.insert("attachments".into(), Value::Array(attachments));
     Value::Object(out)
+}
+
+/// Inline parts: disposition `inline`, or no disposition but a Content-ID (images referenced
+/// from the HTML of a `multipart/related`).
+fn is_inline(part: &mail_parser::MessagePart<'_>) -> bool {
+    match part.content_disposition() {
+        Some(d) => d.is_inline(),
+        None => part.content_id().is_some(),
+    }
+}
+
+fn plain_text(msg: &Message<'_>) -> String {
+    msg.text_bodies()
+        .filter(|p| matches!(p.body, PartType::Text(_)))
+        .filter_map(|p| p.text_contents())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn html_text(msg: &Message<'_>) -> String {
+    msg.html_bodies()
+        .filter(|p| matches!(p.body, PartType::Html(_)))
+        .filter_map(|p| p.text_contents())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parts a `cid:` reference in the HTML can name.
+fn inline_images<'a>(msg: &'a Message<'a>) -> Vec<InlineImage<'a>> {
+    msg.parts
+        .iter()
+        .filter_map(|p| {
+            let cid = p.content_id()?;
+            let ct = p.content_type()?;
+            if !ct.ctype().eq_ignore_ascii_case("image") {
+                return None;
+            }
+            Some(InlineImage {
+                content_id: cid,
+                content_type: match ct.subtype() {
+                    Some("jpeg" | "jpg") => "image/jpeg",
+                    Some("gif") => "image/gif",
+                    Some("webp") => "image/webp",
+                    Some("svg+xml") => "image/svg+xml",
+                    _ => "image/png",
+                },
+                content: p.contents(),
+            })
+        })
+        .collect()
 }
 
 fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
@@ -252,7 +327,7 @@ fn truncate(s: &str, max: usize) -> (String, bool) {
 }
 
 /// The text of the given parts, split by kind (`GET …/text/{text}`).
-pub fn texts(source: &[u8], numbers: &[String], max_bytes: usize) -> Value {
+pub fn texts(source: &[u8], numbers: &[String], options: &DetailsOptions) -> Value {
     let Some(msg) = MessageParser::new().parse(source) else {
         return json!({"hasMore": false});
     };
@@ -268,14 +343,37 @@ pub fn texts(source: &[u8], numbers: &[String], max_bytes: usize) -> Value {
             _ => {}
         }
     }
-    let (plain, more_p) = truncate(&plain.join("\n"), max_bytes);
-    let (html, more_h) = truncate(&html.join("\n"), max_bytes);
-    json!({"plain": plain, "html": html, "hasMore": more_p || more_h})
+    let mut out = Map::new();
+    let mut has_more = false;
+    if options.text_type.plain() {
+        let (plain, more) = truncate(&plain.join("\n"), options.max_bytes);
+        has_more |= more;
+        out.insert("plain".into(), Value::from(plain));
+    }
+    if options.text_type.html() {
+        let joined = html.join("\n");
+        let shown = if options.web_safe_html {
+            let base = if joined.is_empty() {
+                text_to_html(&plain.join("\n"))
+            } else {
+                joined
+            };
+            web_safe_html(&base, &inline_images(&msg))
+        } else {
+            joined
+        };
+        let (html, more) = truncate(&shown, options.max_bytes);
+        has_more |= more;
+        out.insert("html".into(), Value::from(html));
+    }
+    out.insert("hasMore".into(), Value::Bool(has_more));
+    Value::Object(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use emailengine_mail::TextType;
 
     const MIXED: &[u8] = b"From: Ann <ann@example.com>\r\nTo: bob@example.com, Cy <cy@example.com>\r\nSubject: =?UTF-8?Q?Caf=C3=A9?=\r\nMessage-ID: <m1@example.com>\r\nDate: Tue, 01 Oct 2024 10:00:00 +0000\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello there\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
 
@@ -288,7 +386,15 @@ mod tests {
             header: MIXED.to_vec(),
             ..Default::default()
         };
-        let e = list_entry(3, "INBOX", &f);
+        let e = list_entry(
+            Place {
+                mailbox: 3,
+                path: "INBOX",
+                special_use: Some("\\Inbox"),
+            },
+            &f,
+        );
+        assert_eq!(e["messageSpecialUse"], "\\Inbox");
         assert_eq!(e["id"], MessageId { mailbox: 3, uid: 7 }.encode());
         assert_eq!(e["subject"], "Café");
         assert_eq!(
@@ -310,7 +416,7 @@ mod tests {
             uid: 7,
             ..Default::default()
         };
-        let d = details(3, "INBOX", &f, MIXED, 1000);
+        let d = details(place(), &f, MIXED, &options(TextType::All, false));
         assert_eq!(d["text"]["plain"], "Hello there");
         assert_eq!(d["attachments"][0]["filename"], "a.pdf");
         assert_eq!(d["attachments"][0]["contentType"], "application/pdf");
@@ -320,7 +426,51 @@ mod tests {
         let (_, parts) =
             emailengine_core::ids::decode_text_id(d["text"]["id"].as_str().unwrap()).unwrap();
         assert_eq!(parts, vec!["1".to_string()]);
-        assert_eq!(texts(MIXED, &parts, 5)["plain"], "Hello");
+        let mut cut = options(TextType::All, false);
+        cut.max_bytes = 5;
+        assert_eq!(texts(MIXED, &parts, &cut)["plain"], "Hello");
+        assert_eq!(d["attachments"][0]["inline"], false);
+    }
+
+    fn place() -> Place<'static> {
+        Place {
+            mailbox: 3,
+            path: "INBOX",
+            special_use: None,
+        }
+    }
+
+    fn options(text_type: TextType, web_safe_html: bool) -> DetailsOptions {
+        DetailsOptions {
+            max_bytes: 1000,
+            text_type,
+            web_safe_html,
+            mark_as_seen: false,
+        }
+    }
+
+    const RELATED: &[u8] = b"From: a@x\r\nSubject: pic\r\nContent-Type: multipart/related; boundary=r\r\n\r\n--r\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nPlain words\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>Hi<script>alert(1)</script><img src=\"cid:logo@x\"></p>\r\n--a--\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\nUE5H\r\n--r--\r\n";
+
+    #[test]
+    fn web_safe_html_and_text_types() {
+        let f = Fetched {
+            uid: 1,
+            ..Default::default()
+        };
+        let safe = details(place(), &f, RELATED, &options(TextType::All, true));
+        assert_eq!(
+            safe["text"]["html"],
+            "<p>Hi<img src=\"data:image/png;base64,UE5H\"></p>"
+        );
+        assert_eq!(safe["attachments"][0]["inline"], true);
+        let plain = details(place(), &f, RELATED, &options(TextType::Plain, false));
+        assert_eq!(plain["text"]["plain"], "Plain words");
+        assert!(plain["text"].get("html").is_none());
+        let html = details(place(), &f, RELATED, &options(TextType::Html, false));
+        assert!(html["text"].get("plain").is_none());
+        let only_text = b"Subject: t\r\nContent-Type: text/plain\r\n\r\nLine <1>\r\n";
+        let generated = details(place(), &f, only_text, &options(TextType::All, true));
+        assert_eq!(generated["text"]["html"], "<p>Line &lt;1&gt;</p>");
     }
 }
 

@@ -16,17 +16,38 @@ use emailengine_core::ids::MessageId;
 use emailengine_core::index::IndexEntry;
 use emailengine_store::Change;
 
+use emailengine_mail::events::EventSink;
+
 use crate::connect::Session;
-use crate::events::EventSink;
+use crate::error::ImapError;
 use crate::folders::{Folder, encode_path};
 use crate::message::{Fetched, list_entry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("IMAP: {0}")]
-    Imap(#[from] async_imap::error::Error),
+    /// The server refused a command or the connection failed; the text is the server's.
+    #[error("{0}")]
+    Imap(#[from] ImapError),
     #[error("store: {0}")]
     Store(#[from] emailengine_store::StoreError),
+}
+
+impl From<async_imap::error::Error> for SyncError {
+    fn from(e: async_imap::error::Error) -> Self {
+        SyncError::Imap(e.into())
+    }
+}
+
+impl SyncError {
+    /// The server's response code (or `NO`/`BAD`) for a refusal.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SyncError::Imap(ImapError::Refused { code, status, .. }) => {
+                Some(code.as_deref().unwrap_or(status))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// IMAP flag → its text form.
@@ -44,25 +65,27 @@ pub fn flag_text(f: &Flag<'_>) -> Option<String> {
 
 /// Fetch items for message list entries and `messageNew` payloads.
 pub const SUMMARY_ITEMS: &str = "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])";
+/// The same with Gmail's message id and labels.
+const GMAIL_SUMMARY_ITEMS: &str =
+    "(UID FLAGS RFC822.SIZE INTERNALDATE X-GM-MSGID X-GM-LABELS BODY.PEEK[HEADER])";
 
-/// Fetches summaries for a UID set (or a sequence set with `by_uid = false`).
+/// Fetches summaries for a UID set (or a sequence set with `by_uid = false`); `gmail` adds
+/// Gmail's message ids and labels.
 pub async fn fetch_summaries(
     session: &mut Session,
     set: &str,
     by_uid: bool,
+    gmail: bool,
 ) -> async_imap::error::Result<Vec<Fetched>> {
-    let fetched: Vec<_> = if by_uid {
-        session
-            .uid_fetch(set, SUMMARY_ITEMS)
-            .await?
-            .try_collect()
-            .await?
+    let items = if gmail {
+        GMAIL_SUMMARY_ITEMS
     } else {
-        session
-            .fetch(set, SUMMARY_ITEMS)
-            .await?
-            .try_collect()
-            .await?
+        SUMMARY_ITEMS
+    };
+    let fetched: Vec<_> = if by_uid {
+        session.uid_fetch(set, items).await?.try_collect().await?
+    } else {
+        session.fetch(set, items).await?.try_collect().await?
     };
     Ok(fetched
         .iter()
@@ -74,6 +97,10 @@ pub async fn fetch_summaries(
                 internal_date: f.internal_date().map(|d| d.timestamp_millis()),
                 modseq: f.modseq.unwrap_or(0),
                 header: f.header().unwrap_or_default().to_vec(),
+                email_id: f.gmail_msg_id().map(u64::to_string),
+                labels: f
+                    .gmail_labels()
+                    .map(|l| l.iter().map(|x| x.to_string()).collect()),
             })
         })
         .collect())
@@ -93,7 +120,7 @@ impl NotifyOptions {
     async fn load(sink: &EventSink, account: &str) -> Self {
         let from = sink
             .store
-            .account_field(account, "notifyFrom")
+            .account_field(account, emailengine_core::account::field::NOTIFY_FROM)
             .await
             .ok()
             .flatten()
@@ -255,7 +282,16 @@ pub async fn sync_folder(
                     }
                 }
                 if server.len() != mailbox.exists as usize {
-                    let present = session.uid_search("ALL").await?;
+                    // UID FETCH rather than UID SEARCH: the answer has the same form whether
+                    // or not IMAP4rev2 is enabled on this connection.
+                    let present: std::collections::HashSet<u32> = session
+                        .uid_fetch("1:*", "(UID)")
+                        .await?
+                        .try_collect::<Vec<_>>()
+                        .await?
+                        .iter()
+                        .filter_map(|f| f.uid)
+                        .collect();
                     server.retain(|uid, _| present.contains(uid));
                 }
             }
@@ -317,7 +353,7 @@ pub async fn sync_folder(
         let notify = NotifyOptions::load(sink, account).await;
         for chunk in new_uids.chunks(500) {
             let set = uid_set(chunk);
-            let mut summaries = fetch_summaries(session, &set, true).await?;
+            let mut summaries = fetch_summaries(session, &set, true, false).await?;
             summaries.sort_by_key(|f| f.uid);
             let sources = if notify.wants_source() {
                 fetch_sources(session, &set).await?
@@ -333,7 +369,12 @@ pub async fn sync_folder(
                 {
                     continue;
                 }
-                let mut data = list_entry(mailbox_id, &folder.path, &f);
+                let place = crate::message::Place {
+                    mailbox: mailbox_id,
+                    path: &folder.path,
+                    special_use: folder.special_use.as_deref(),
+                };
+                let mut data = list_entry(place, &f);
                 if let Some(source) = sources.get(&f.uid) {
                     if notify.text {
                         data["text"] = crate::message::notify_text(source, notify.text_size);

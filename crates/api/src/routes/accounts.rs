@@ -9,7 +9,10 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use emailengine_core::account::{self, AccountInput, ServerSettings, encrypt_secrets};
+use emailengine_core::account::{
+    self, AccountInput, AccountRecord, ServerSettings, encrypt_secrets,
+};
+use emailengine_mail::Verified;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, QueryParams};
@@ -55,6 +58,7 @@ pub struct Registered {
 #[utoipa::path(post, path = "/v1/account", tag = "Account",
     request_body(content = Object, description = "Account settings"),
     responses((status = 200, body = Registered), (status = 400, description = "Invalid input")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -71,13 +75,12 @@ pub async fn create(
     let is_new = state.store.put_account(&id, &fields).await?;
     if is_new {
         state
-            .engine
-            .events()
+            .events
             .emit(&id, "accountAdded", None, None, json!({"account": id}))
             .await;
     }
     tracing::info!(account = %id, new = is_new, "Account registered");
-    state.engine.start(&id);
+    state.mail.start(&id);
     Ok(Json(Registered {
         account: id,
         state: if is_new { "new" } else { "existing" },
@@ -96,6 +99,7 @@ pub struct AccountUpdated {
     params(("account" = String, Path, description = "Account id")),
     request_body(content = Object, description = "Fields to change"),
     responses((status = 200, body = AccountUpdated), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -108,7 +112,7 @@ pub async fn update(
         return Err(account_not_found());
     }
     if input.imap.is_some() || input.fields.contains_key("path") {
-        state.engine.start(&account);
+        state.mail.start(&account);
     }
     Ok(Json(AccountUpdated { account }))
 }
@@ -125,18 +129,18 @@ pub struct AccountDeleted {
 #[utoipa::path(delete, path = "/v1/account/{account}", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, body = AccountDeleted), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<AccountDeleted>> {
     load(&state, &account).await?;
-    state.engine.stop(&account).await;
+    state.mail.stop(&account).await;
     let deleted = state.store.delete_account(&account).await?;
     if deleted {
         state
-            .engine
-            .events()
+            .events
             .emit(
                 &account,
                 "accountDeleted",
@@ -152,47 +156,34 @@ pub async fn delete(
 /// The state shown for an account: the live one when its connection runs, else the stored one.
 fn display_state(state: &AppState, account: &str, stored: Option<&String>) -> String {
     state
-        .engine
+        .mail
         .state(account)
+        .map(|s| s.as_str().to_string())
         .or_else(|| stored.cloned())
         .unwrap_or_else(|| "init".into())
-}
-
-fn last_error(fields: &BTreeMap<String, String>, shown_state: &str) -> Value {
-    if shown_state == "connected" {
-        return Value::Null;
-    }
-    fields
-        .get("lastErrorState")
-        .and_then(|e| serde_json::from_str(e).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn account_type(fields: &BTreeMap<String, String>) -> &'static str {
-    if fields.contains_key("imap") {
-        "imap"
-    } else if fields.contains_key("smtp") {
-        "sending"
-    } else {
-        "invalid"
-    }
 }
 
 /// Get account info
 #[utoipa::path(get, path = "/v1/account/{account}", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, description = "Account details; secrets are masked", body = Object), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<Map<String, Value>>> {
-    let fields = load(&state, &account).await?;
-    let mut out = account::display(&fields);
-    let shown = display_state(&state, &account, fields.get("state"));
+    let record = AccountRecord::from_fields(&account, load(&state, &account).await?);
+    let mut out = record.display();
+    let stored = record.state.map(|s| s.as_str().to_string());
+    let shown = display_state(&state, &account, stored.as_ref());
     out.insert("state".into(), Value::from(shown.clone()));
-    out.insert("type".into(), Value::from(account_type(&fields)));
-    out.insert("lastError".into(), last_error(&fields, &shown));
+    out.insert("type".into(), Value::from(record.kind()));
+    let last_error = match &record.last_error {
+        Some(e) if shown != "connected" => e.clone(),
+        _ => Value::Null,
+    };
+    out.insert("lastError".into(), last_error);
     for (key, default) in [
         ("copy", Value::Null),
         ("logs", Value::Bool(false)),
@@ -210,7 +201,8 @@ pub struct AccountList {
     pub total: usize,
     pub page: usize,
     pub pages: usize,
-    #[schema(value_type = Object)]
+    /// The substring searched for, or `false`.
+    #[schema(value_type = Value)]
     pub query: Value,
     pub state: String,
     #[schema(value_type = Vec<Object>)]
@@ -220,12 +212,13 @@ pub struct AccountList {
 /// List accounts
 #[utoipa::path(get, path = "/v1/accounts", tag = "Account",
     params(
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Accounts per page (1..1000, default 20)"),
-        ("state" = Option<String>, Query, description = "Only accounts in this state (`errors` = authenticationError + connectError)"),
-        ("query" = Option<String>, Query, description = "Substring of account id, name or email"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Accounts per page (1..1000, default 20)"),
+        ("state" = Option<String>, Query, max_length = 64, description = "Only accounts in this state (`errors` = authenticationError + connectError)"),
+        ("query" = Option<String>, Query, max_length = 256, description = "Substring of account id, name or email"),
     ),
     responses((status = 200, body = AccountList)),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -287,7 +280,7 @@ pub async fn list(
         accounts.push(entry);
     }
     let total = accounts.len();
-    let pages = total.div_ceil(page_size).max(1);
+    let pages = total.div_ceil(page_size);
     let accounts = accounts
         .into_iter()
         .skip(page.saturating_mul(page_size))
@@ -307,14 +300,15 @@ pub async fn list(
 #[utoipa::path(put, path = "/v1/account/{account}/reconnect", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, description = "`{reconnect: true}`", body = Object), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn reconnect(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<Value>> {
     load(&state, &account).await?;
-    if !state.engine.reconnect(&account) {
-        state.engine.start(&account);
+    if !state.mail.reconnect(&account) {
+        state.mail.start(&account);
     }
     Ok(Json(json!({"reconnect": true})))
 }
@@ -323,14 +317,15 @@ pub async fn reconnect(
 #[utoipa::path(put, path = "/v1/account/{account}/sync", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, description = "`{sync: true}`", body = Object), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn sync(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<Value>> {
     load(&state, &account).await?;
-    if !state.engine.sync(&account) {
-        state.engine.start(&account);
+    if !state.mail.sync(&account) {
+        state.mail.start(&account);
     }
     Ok(Json(json!({"sync": true})))
 }
@@ -342,48 +337,96 @@ pub async fn sync(
 #[utoipa::path(put, path = "/v1/account/{account}/flush", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, description = "`{flush: true}`", body = Object), (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn flush(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<Value>> {
     load(&state, &account).await?;
-    state.engine.stop(&account).await;
+    state.mail.stop(&account).await;
     state.store.flush_account_index(&account).await?;
-    state.engine.start(&account);
+    state.mail.start(&account);
     Ok(Json(json!({"flush": true})))
 }
 
-/// Verify IMAP settings
+/// Verify IMAP and SMTP settings
 ///
-/// Connects with the given IMAP and SMTP settings and reports for each whether login works.
+/// Connects with the given IMAP and SMTP settings and reports for each whether login works;
+/// with `mailboxes: true` the IMAP folder list comes back too.
 #[utoipa::path(post, path = "/v1/verifyAccount", tag = "Account",
-    request_body(content = Object, description = "{imap, smtp}"),
-    responses((status = 200, body = Object)),
+    request_body(content = Object, description = "`{imap?, smtp?, mailboxes?}`: at least one of `imap` and `smtp`"),
+    responses((status = 200, description = "`{imap?: {success, error?, code?}, smtp?: {...}, mailboxes?: [...]}`", body = Object),
+        (status = 400, description = "Invalid input")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
-pub async fn verify(JsonObject(body): JsonObject) -> ApiResult<Json<Value>> {
+pub async fn verify(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let mut errors = Vec::new();
+    for key in body.keys() {
+        if !["imap", "smtp", "mailboxes", "proxy", "smtpEhloName"].contains(&key.as_str()) {
+            errors.push(emailengine_core::validation::FieldError::about(
+                key,
+                "is not allowed",
+            ));
+        }
+    }
+    for key in ["imap", "smtp"] {
+        if body
+            .get(key)
+            .is_some_and(|v| !v.is_object() && !v.is_null() && *v != Value::Bool(false))
+        {
+            errors.push(emailengine_core::validation::FieldError::about(
+                key,
+                "must be of type object",
+            ));
+        }
+    }
+    let mailboxes = match body.get("mailboxes") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(emailengine_core::validation::FieldError::about(
+                "mailboxes",
+                "must be a boolean",
+            ));
+            false
+        }
+    };
+    let imap = body.get("imap").filter(|v| v.is_object());
+    let smtp = body.get("smtp").filter(|v| v.is_object());
+    if imap.is_none() && smtp.is_none() && errors.is_empty() {
+        errors.push(emailengine_core::validation::FieldError::new(
+            "value",
+            "\"value\" must contain at least one of [imap, smtp]",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_input(errors));
+    }
     let mut out = Map::new();
-    if let Some(imap) = body.get("imap").filter(|v| v.is_object()) {
+    if let Some(imap) = imap {
         let result = match ServerSettings::from_json(imap) {
             None => {
                 json!({"success": false, "error": "Invalid IMAP settings", "code": "InvalidSettings"})
             }
-            Some(settings) => match emailengine_imap::connect::connect(&settings).await {
-                Ok(mut session) => {
-                    let _ = session.logout().await;
+            Some(settings) => match state.mail.verify(&settings, mailboxes).await {
+                Verified::Success { mailboxes } => {
+                    if let Some(list) = mailboxes {
+                        out.insert("mailboxes".into(), Value::Array(list));
+                    }
                     json!({"success": true})
                 }
-                Err(emailengine_imap::connect::ConnectError::Auth(e)) => {
-                    json!({"success": false, "error": e, "code": "AUTHENTICATIONFAILED"})
-                }
-                Err(e) => {
-                    json!({"success": false, "error": e.to_string(), "code": "ConnectionError"})
+                Verified::Failed { error, code } => {
+                    json!({"success": false, "error": error, "code": code})
                 }
             },
         };
         out.insert("imap".into(), result);
     }
-    if let Some(smtp) = body.get("smtp").filter(|v| v.is_object()) {
+    if let Some(smtp) = smtp {
         let result = match ServerSettings::from_json(smtp) {
             None => {
                 json!({"success": false, "error": "Invalid SMTP settings", "code": "InvalidSettings"})

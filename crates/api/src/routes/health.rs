@@ -17,7 +17,8 @@ pub struct Health {
 
 /// Health check
 #[utoipa::path(get, path = "/health", tag = "Health",
-    responses((status = 200, body = Health), (status = 500, description = "Storage unavailable")))]
+    responses((status = 200, body = Health), (status = 500, description = "Storage unavailable")),
+    extensions(("x-ee-auth" = json!("none"))))]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.store.health_check().await.map_err(|e| {
         tracing::error!(err = %e, "Health check failed");

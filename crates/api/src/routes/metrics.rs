@@ -12,6 +12,7 @@ use crate::state::AppState;
 /// Prometheus metrics
 #[utoipa::path(get, path = "/metrics", tag = "Stats",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")),
+    extensions(("x-ee-group" = json!("diagnostics")), ("x-ee-action" = json!("read")), ("x-ee-scope" = json!("metrics"))),
     security(("bearerAuth" = [])))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = state

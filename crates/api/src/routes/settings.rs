@@ -25,6 +25,7 @@ use crate::state::AppState;
         ("serviceUrl" = Option<bool>, Query, description = "Include the public URL of this server"),
     ),
     responses((status = 200, description = "The requested settings", body = Object)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_settings(
     State(state): State<AppState>,
@@ -82,11 +83,20 @@ pub struct SettingsUpdated {
 #[utoipa::path(post, path = "/v1/settings", tag = "Settings",
     request_body(content = Object, description = "Settings to write, e.g. {\"webhooks\": \"https://example.com/hook\", \"webhooksEnabled\": true}"),
     responses((status = 200, body = SettingsUpdated), (status = 400, description = "Invalid input")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn set_settings(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<SettingsUpdated>> {
+    if body.is_empty() {
+        return Err(ApiError::invalid_input(vec![
+            emailengine_core::validation::FieldError::new(
+                "value",
+                "\"value\" must have at least 1 key",
+            ),
+        ]));
+    }
     let values = settings::validate(&body).map_err(ApiError::invalid_input)?;
     state.settings.set(&values).await?;
     Ok(Json(SettingsUpdated {

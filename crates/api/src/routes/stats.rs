@@ -93,8 +93,9 @@ const STATES: [&str; 9] = [
 
 /// Return server stats
 #[utoipa::path(get, path = "/v1/stats", tag = "Stats",
-    params(("seconds" = Option<u32>, Query, description = "Counter window in seconds (0..604800, default 3600)")),
+    params(("seconds" = Option<u32>, Query, minimum = 0, maximum = 604800, description = "Counter window in seconds (0..604800, default 3600)")),
     responses((status = 200, body = Stats)),
+    extensions(("x-ee-group" = json!("diagnostics")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn stats(
     State(state): State<AppState>,
@@ -121,10 +122,10 @@ pub async fn stats(
     // disconnected, as EmailEngine counts unassigned accounts.
     let mut connections: BTreeMap<&'static str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
     let mut assigned = 0;
-    for (state_name, n) in state.engine.state_counts() {
+    for (state_name, n) in state.mail.state_counts() {
         if let Some(slot) = STATES
             .iter()
-            .find(|s| **s == state_name)
+            .find(|s| **s == state_name.as_str())
             .and_then(|s| connections.get_mut(s))
         {
             *slot += n;

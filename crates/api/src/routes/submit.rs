@@ -11,10 +11,12 @@ use emailengine_core::validation::FieldError;
 use emailengine_delivery::OutboxEntry;
 use emailengine_delivery::submit::new_queue_id;
 
+use emailengine_core::account::AccountRecord;
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, QueryParams};
+use crate::mail::AccountMail;
 use crate::routes::accounts::load;
-use crate::routes::messages::{fetch_full, locate, open};
 use crate::state::AppState;
 
 const SUBMIT_KEYS: &[&str] = &[
@@ -75,7 +77,15 @@ fn options(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Options {
     }
     match body.get("deliveryAttempts") {
         None | Some(Value::Null) => {}
-        Some(v) => match v.as_u64().filter(|n| (1..=100).contains(n)) {
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .filter(|n| (1..=100).contains(n))
+        {
             Some(n) => o.attempts = n as u32,
             None => errors.push(FieldError::about(
                 "deliveryAttempts",
@@ -119,7 +129,7 @@ async fn queue(
     }
     let now = chrono::Utc::now().timestamp_millis();
     let queue_id = new_queue_id(now);
-    let response = json!({
+    let mut response = json!({
         "response": "Queued for delivery", "messageId": message_id, "queueId": queue_id,
         "sendAt": emailengine_core::units::iso_time(o.send_at),
     });
@@ -140,9 +150,10 @@ async fn queue(
             .await?
         {
             let mut earlier: Value = serde_json::from_str(&previous).unwrap_or(Value::Null);
-            earlier["idempotency"] = json!({"key": key, "status": "repeated"});
+            earlier["idempotency"] = json!({"key": key, "status": "HIT"});
             return Ok(Json(earlier));
         }
+        response["idempotency"] = json!({"key": key, "status": "MISS"});
     }
     let entry = OutboxEntry {
         queue_id: queue_id.clone(),
@@ -180,6 +191,7 @@ fn addresses(list: &[Mailbox]) -> Vec<String> {
     params(("account" = String, Path, description = "Account id")),
     request_body(content = Object, description = "Message fields and delivery options"),
     responses((status = 200, description = "`{response, messageId, queueId, sendAt}`", body = Object)),
+    extensions(("x-ee-group" = json!("submit")), ("x-ee-action" = json!("send"))),
     security(("bearerAuth" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
@@ -204,8 +216,8 @@ pub async fn submit(
     if !errors.is_empty() {
         return Err(ApiError::invalid_input(errors));
     }
-    let fields = load(&state, &account).await?;
-    if !fields.contains_key("smtp") {
+    let record = AccountRecord::from_fields(&account, load(&state, &account).await?);
+    if !record.has_smtp() {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "Account has no SMTP settings",
@@ -213,17 +225,21 @@ pub async fn submit(
         .with("code", "NoSMTP"));
     }
     if c.from.is_none() {
-        let address = fields
-            .get("email")
-            .cloned()
+        let address = record
+            .email
+            .clone()
             .ok_or_else(|| ApiError::field("from", "is required"))?;
         c.from = Some(Mailbox {
-            name: fields.get("name").cloned(),
+            name: record.name.clone(),
             address,
         });
     }
     if let Some(Value::Object(reference)) = body.get("reference") {
-        apply_reference(&state, &account, reference, &mut c).await?;
+        let mail = state
+            .mail
+            .backend(&account, state.config.command_timeout)
+            .await?;
+        crate::reference::apply(mail.as_ref(), reference, &mut c).await?;
     }
     let from = c
         .from
@@ -251,99 +267,6 @@ pub async fn submit(
     queue(&state, &account, &headers, out, &o).await
 }
 
-/// Threads a reply or attaches a forwarded message (`reference`).
-async fn apply_reference(
-    state: &AppState,
-    account: &str,
-    reference: &Map<String, Value>,
-    c: &mut Compose,
-) -> ApiResult<()> {
-    let id = reference
-        .get("message")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::field("reference.message", "is required"))?;
-    let action = reference
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("reply");
-    if !["reply", "reply-all", "forward"].contains(&action) {
-        return Err(ApiError::field(
-            "reference.action",
-            "must be one of [reply, reply-all, forward]",
-        ));
-    }
-    let at = locate(state, account, id).await?;
-    let mut s = open(state, account, &at, false).await?;
-    let (_, source) = fetch_full(&mut s, at.id.uid).await?;
-    let parsed = mail_parser::MessageParser::new()
-        .parse_headers(&source)
-        .ok_or_else(|| ApiError::field("reference.message", "could not be read"))?;
-    let subject = parsed.subject().unwrap_or_default().to_string();
-    let original_id = parsed.message_id().map(|m| format!("<{m}>"));
-    if action == "forward" {
-        c.subject.get_or_insert_with(|| format!("Fwd: {subject}"));
-        c.attachments.push(compose::Attachment {
-            filename: Some("forwarded.eml".into()),
-            content_type: "message/rfc822".into(),
-            content: source.clone(),
-            cid: None,
-        });
-        return Ok(());
-    }
-    c.subject.get_or_insert_with(|| {
-        if subject.to_lowercase().starts_with("re:") {
-            subject.clone()
-        } else {
-            format!("Re: {subject}")
-        }
-    });
-    if let Some(mid) = &original_id {
-        c.in_reply_to = Some(mid.clone());
-        let mut refs: Vec<String> = parsed
-            .references()
-            .as_text_list()
-            .map(|l| l.iter().map(|r| format!("<{r}>")).collect())
-            .unwrap_or_default();
-        refs.push(mid.clone());
-        c.references = refs;
-    }
-    if c.to.is_empty() {
-        let to: Vec<Mailbox> = parsed
-            .reply_to()
-            .or(parsed.from())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| {
-                        Some(Mailbox {
-                            name: x.name.as_deref().map(str::to_string),
-                            address: x.address.as_deref()?.to_string(),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        c.to = to;
-        if action == "reply-all" {
-            let own = c
-                .from
-                .as_ref()
-                .map(|f| f.address.to_lowercase())
-                .unwrap_or_default();
-            for list in [parsed.to(), parsed.cc()].into_iter().flatten() {
-                for x in list.iter() {
-                    if let Some(a) = x.address.as_deref().filter(|a| a.to_lowercase() != own) {
-                        c.cc.push(Mailbox {
-                            name: x.name.as_deref().map(str::to_string),
-                            address: a.to_string(),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Send a stored message
 ///
 /// Queues a message already in a folder (a draft) as it is; recipients come from its headers
@@ -352,9 +275,16 @@ async fn apply_reference(
     params(("account" = String, Path, description = "Account id"), ("message" = String, Path, description = "Message id")),
     request_body(content = Object, description = "`{envelope?, sendAt?, deliveryAttempts?, copy?}`"),
     responses((status = 200, description = "`{response, messageId, queueId, sendAt}`", body = Object)),
+    extensions(("x-ee-group" = json!("submit")), ("x-ee-action" = json!("send")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "properties": {
+            "envelope": {"type": ["object", "null"]},
+            "sendAt": {"type": ["string", "null"], "format": "date-time"},
+            "deliveryAttempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+            "copy": {"type": ["boolean", "null"]}}}))),
     security(("bearerAuth" = [])))]
 pub async fn submit_stored(
     State(state): State<AppState>,
+    AccountMail(mail): AccountMail,
     Path((account, message)): Path<(String, String)>,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
@@ -369,11 +299,15 @@ pub async fn submit_stored(
     if !errors.is_empty() {
         return Err(ApiError::invalid_input(errors));
     }
-    load(&state, &account).await?;
-    let at = locate(&state, &account, &message).await?;
-    let mut s = open(&state, &account, &at, false).await?;
-    let (_, source) = fetch_full(&mut s, at.id.uid).await?;
-    drop(s);
+    let stored = mail.stored(&message).await?;
+    if !stored.is_draft() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Message is not a draft",
+        )
+        .with("code", "MessageNotDraft"));
+    }
+    let source = stored.source;
     let parsed = mail_parser::MessageParser::new()
         .parse_headers(&source)
         .ok_or_else(|| ApiError::field("message", "could not be read"))?;
@@ -408,7 +342,12 @@ pub async fn submit_stored(
         from,
         to,
     };
-    queue(&state, &account, &headers, out, &o).await
+    let answer = queue(&state, &account, &headers, out, &o).await?;
+    // Once queued, the draft has done its job: it leaves the Drafts folder, as in EmailEngine.
+    if let Err(e) = mail.delete(&message, true).await {
+        tracing::warn!(account, err = %e, "Failed to remove a submitted draft");
+    }
+    Ok(answer)
 }
 
 /// Removes `Bcc:` header lines (with their continuations) from a message's header block.
@@ -438,9 +377,10 @@ fn strip_bcc(source: &[u8]) -> Vec<u8> {
 
 /// List queued messages
 #[utoipa::path(get, path = "/v1/outbox", tag = "Outbox",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, messages}`", body = Object)),
+    extensions(("x-ee-group" = json!("outbox")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn outbox(
     State(state): State<AppState>,
@@ -455,7 +395,7 @@ pub async fn outbox(
         .filter_map(|i| OutboxEntry::decode(&i.entry).map(|e| e.to_json(&i.account, i.due)))
         .collect();
     Ok(Json(
-        json!({"total": total, "page": page, "pages": (total as usize).div_ceil(page_size).max(1), "messages": messages}),
+        json!({"total": total, "page": page, "pages": (total as usize).div_ceil(page_size), "messages": messages}),
     ))
 }
 
@@ -467,6 +407,7 @@ fn queue_not_found() -> ApiError {
 #[utoipa::path(get, path = "/v1/outbox/{queueId}", tag = "Outbox",
     params(("queueId" = String, Path, description = "Queue id")),
     responses((status = 200, description = "The outbox entry", body = Object), (status = 404, description = "Not queued")),
+    extensions(("x-ee-group" = json!("outbox")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn outbox_item(
     State(state): State<AppState>,
@@ -485,6 +426,7 @@ pub async fn outbox_item(
 #[utoipa::path(delete, path = "/v1/outbox/{queueId}", tag = "Outbox",
     params(("queueId" = String, Path, description = "Queue id")),
     responses((status = 200, description = "`{deleted}`", body = Object)),
+    extensions(("x-ee-group" = json!("outbox")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn outbox_delete(
     State(state): State<AppState>,

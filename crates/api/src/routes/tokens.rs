@@ -61,6 +61,7 @@ pub struct ProvisionRequest {
     request_body = ProvisionRequest,
     responses((status = 200, body = ProvisionedToken), (status = 400, description = "Invalid input"),
         (status = 404, description = "Account not found")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn provision(
     State(state): State<AppState>,
@@ -98,6 +99,7 @@ pub async fn provision(
 #[utoipa::path(post, path = "/v1/token", tag = "Access Tokens",
     request_body = ProvisionRequest,
     responses((status = 200, body = ProvisionedToken)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn provision_deprecated(
     state: State<AppState>,
@@ -320,10 +322,11 @@ pub struct TokenList {
     params(
         ("account" = Option<String>, Query, description = "Only tokens bound to this account"),
         ("query" = Option<String>, Query, description = "Substring of id, description or account"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Tokens per page (1..1000, default 20)"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Tokens per page (1..1000, default 20)"),
     ),
     responses((status = 200, body = TokenList)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read")), ("x-ee-account" = json!("query"))),
     security(("bearerAuth" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -351,7 +354,7 @@ pub async fn list(
         });
     }
     let total = tokens.len();
-    let pages = total.div_ceil(page_size).max(1);
+    let pages = total.div_ceil(page_size);
     let items = tokens
         .into_iter()
         .skip(page.saturating_mul(page_size))
@@ -380,8 +383,9 @@ fn id_param(token: &str) -> ApiResult<()> {
 
 /// Get access token details
 #[utoipa::path(get, path = "/v1/tokens/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id")),
     responses((status = 200, body = TokenInfo), (status = 404, description = "Not found")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -408,8 +412,9 @@ pub struct Deleted {
 ///
 /// The path takes the token id or the token value itself.
 #[utoipa::path(delete, path = "/v1/tokens/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id or value")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id or value")),
     responses((status = 200, body = Deleted)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -426,8 +431,9 @@ pub async fn delete(
 
 /// Remove an access token (deprecated alias)
 #[utoipa::path(delete, path = "/v1/token/{token}", tag = "Access Tokens",
-    params(("token" = String, Path, description = "Token id or value")),
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id or value")),
     responses((status = 200, body = Deleted)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
 pub async fn delete_deprecated(
     state: State<AppState>,
@@ -445,6 +451,7 @@ pub struct AccountTokens {
 #[utoipa::path(get, path = "/v1/tokens/account/{account}", tag = "Access Tokens",
     params(("account" = String, Path, description = "Account id")),
     responses((status = 200, body = AccountTokens)),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list_for_account(
     State(state): State<AppState>,

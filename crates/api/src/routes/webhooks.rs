@@ -11,9 +11,10 @@ use crate::state::AppState;
 
 /// List given-up webhook deliveries
 #[utoipa::path(get, path = "/v1/webhooks/failed", tag = "Webhooks",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, events: [{id, account, event, reason, queued, failed, payload}]}`", body = Object)),
+    extensions(("x-ee-group" = json!("webhook")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list_failed(
     State(state): State<AppState>,
@@ -36,7 +37,7 @@ pub async fn list_failed(
         })
         .collect();
     Ok(Json(json!({
-        "total": total, "page": page, "pages": (total as usize).div_ceil(page_size).max(1), "events": events,
+        "total": total, "page": page, "pages": (total as usize).div_ceil(page_size), "events": events,
     })))
 }
 
@@ -46,6 +47,7 @@ pub async fn list_failed(
 #[utoipa::path(post, path = "/v1/webhooks/failed/{event}/resend", tag = "Webhooks",
     params(("event" = String, Path, description = "Event id from the list")),
     responses((status = 200, description = "`{queued: true, id}`", body = Object), (status = 404, description = "Not in the list")),
+    extensions(("x-ee-group" = json!("webhook")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn resend_failed(
     State(state): State<AppState>,

@@ -1,0 +1,253 @@
+//! IMAP servers that misbehave in ways Dovecot will not: an in-process server on loopback,
+//! scripted per test, that records every command it receives. Each test asserts what
+//! EmailEngine answers (spec §13): states, `lastError`, backoff, and the commands sent.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// How the scripted server answers.
+#[derive(Clone)]
+struct Script {
+    capabilities: &'static str,
+    /// LIST and LSUB answer BAD.
+    broken_list: bool,
+}
+
+/// Every command line received, and the number of connections accepted.
+#[derive(Clone, Default)]
+struct Log {
+    commands: Arc<Mutex<Vec<String>>>,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Log {
+    fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+    fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+}
+
+async fn serve(script: Script) -> (u16, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = Log::default();
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            *l.connections.lock().unwrap() += 1;
+            let (script, l) = (script.clone(), l.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let caps = script.capabilities;
+                let _ = write
+                    .write_all(format!("* OK [CAPABILITY {caps}] scripted ready\r\n").as_bytes())
+                    .await;
+                let mut idle_tag = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    l.commands.lock().unwrap().push(line.clone());
+                    if line == "DONE" {
+                        if let Some(tag) = idle_tag.take() {
+                            let _ = write
+                                .write_all(format!("{tag} OK IDLE done\r\n").as_bytes())
+                                .await;
+                        }
+                        continue;
+                    }
+                    let mut parts = line.splitn(3, ' ');
+                    let tag = parts.next().unwrap_or("*").to_string();
+                    let cmd = parts.next().unwrap_or("").to_ascii_uppercase();
+                    let rest = parts.next().unwrap_or("");
+                    let reply = match cmd.as_str() {
+                        "LOGIN" => format!("{tag} OK Logged in\r\n"),
+                        "CAPABILITY" => format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n"),
+                        "ID" => format!("* ID (\"name\" \"scripted\")\r\n{tag} OK ID done\r\n"),
+                        "ENABLE" => format!("* ENABLED {}\r\n{tag} OK enabled\r\n", rest),
+                        "LSUB" | "LIST" if script.broken_list => {
+                            format!("{tag} BAD Error in IMAP command {cmd}: broken listing\r\n")
+                        }
+                        "LSUB" => format!("* LSUB () \"/\" INBOX\r\n{tag} OK done\r\n"),
+                        "LIST" => format!(
+                            "* LIST () \"/\" INBOX\r\n* LIST () \"/\" Gone\r\n* LIST (\\NonExistent) \"/\" Ghost\r\n{tag} OK done\r\n"
+                        ),
+                        "SELECT" | "EXAMINE" | "STATUS" if rest.starts_with("\"Gone\"") => {
+                            format!("{tag} NO [NONEXISTENT] Mailbox doesn't exist: Gone\r\n")
+                        }
+                        "SELECT" | "EXAMINE" => format!(
+                            "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n* OK [HIGHESTMODSEQ 1] ok\r\n{tag} OK [READ-WRITE] done\r\n"
+                        ),
+                        "NOOP" => format!("{tag} OK done\r\n"),
+                        "LOGOUT" => format!("* BYE bye\r\n{tag} OK done\r\n"),
+                        "IDLE" => {
+                            idle_tag = Some(tag.clone());
+                            "+ idling\r\n".to_string()
+                        }
+                        _ => format!("{tag} BAD unknown command\r\n"),
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, log)
+}
+
+fn account(name: &str, port: u16, extra: Value) -> Value {
+    let mut imap = json!({"host": "127.0.0.1", "port": port, "secure": false, "auth": {"user": name, "pass": "x"}});
+    if let (Value::Object(i), Value::Object(e)) = (&mut imap, extra) {
+        i.extend(e);
+    }
+    json!({"account": name, "name": name, "email": format!("{name}@example.com"), "imap": imap})
+}
+
+#[tokio::test]
+async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff() {
+    let (port, log) = serve(Script {
+        capabilities: "IMAP4rev1 IDLE",
+        broken_list: true,
+    })
+    .await;
+    let env = Env::new("scripted-list");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("bad", port, json!({}))),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let info = wait_for("connectError", 20, || async {
+        let (_, body) = server.get("/v1/account/bad", Some(&token)).await;
+        (body["state"] == "connectError").then_some(body)
+    })
+    .await;
+    assert_eq!(
+        info["lastError"]["response"],
+        "Error in IMAP command LSUB: broken listing"
+    );
+    assert_eq!(info["lastError"]["serverResponseCode"], "BAD");
+    let events = env.events_of("bad", "connectError").await;
+    assert_eq!(events.len(), 1, "one connectError webhook for one error");
+    assert_eq!(
+        events[0].payload["data"]["response"],
+        "Error in IMAP command LSUB: broken listing"
+    );
+    // Backoff: 2 s, then 4 s (±30 %): at most three connections within five seconds.
+    let first = log.connections();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = log.connections();
+    assert!(
+        later - first <= 2,
+        "{first} then {later} connections in 5 s"
+    );
+    let (_, again) = server.get("/v1/account/bad", Some(&token)).await;
+    assert_ne!(again["state"], "connected");
+}
+
+#[tokio::test]
+async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
+    let (port, log) = serve(Script {
+        capabilities: "IMAP4rev1 IDLE ID ENABLE CONDSTORE IMAP4rev2",
+        broken_list: false,
+    })
+    .await;
+    let env = Env::new("scripted-enable");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("good", port, json!({}))),
+        )
+        .await;
+    let info = wait_for("connected", 20, || async {
+        let (_, body) = server.get("/v1/account/good", Some(&token)).await;
+        (body["state"] == "connected").then_some(body)
+    })
+    .await;
+    assert_eq!(info["lastError"], Value::Null);
+    let commands = log.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains(" ID (\"name\" \"EmailEngine\"")),
+        "{commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.ends_with("ENABLE CONDSTORE IMAP4rev2")),
+        "{commands:?}"
+    );
+    // The folder the server says is gone is skipped; `\NonExistent` is never opened.
+    assert!(commands.iter().any(|c| c.contains("SELECT \"Gone\"")));
+    assert!(
+        !commands.iter().any(|c| c.contains("\"Ghost\"")),
+        "{commands:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        log.connections(),
+        1,
+        "the account stays on its first connection"
+    );
+    let (status, boxes) = server.get("/v1/account/good/mailboxes", Some(&token)).await;
+    assert_eq!(status, 200);
+    let paths: Vec<&str> = boxes["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["INBOX", "Ghost", "Gone"]);
+}
+
+#[tokio::test]
+async fn disable_imap4rev2_is_honoured() {
+    let (port, log) = serve(Script {
+        capabilities: "IMAP4rev1 IDLE ENABLE CONDSTORE IMAP4rev2",
+        broken_list: false,
+    })
+    .await;
+    let env = Env::new("scripted-rev2");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("plain", port, json!({"disableIMAP4rev2": true}))),
+        )
+        .await;
+    wait_for("connected", 20, || async {
+        let (_, body) = server.get("/v1/account/plain", Some(&token)).await;
+        (body["state"] == "connected").then_some(())
+    })
+    .await;
+    let commands = log.commands();
+    let enables: Vec<&String> = commands.iter().filter(|c| c.contains("ENABLE")).collect();
+    assert_eq!(enables.len(), 1, "{commands:?}");
+    assert!(enables[0].ends_with("ENABLE CONDSTORE"), "{enables:?}");
+    assert!(
+        !commands.iter().any(|c| c.contains(" ID ")),
+        "no ID when not offered"
+    );
+}

@@ -1,0 +1,247 @@
+//! One account's actor: reads the account's settings, reserves a slot of its connection budget,
+//! connects, hands the session to [`crate::idle`], and reconnects with jittered backoff when the
+//! session ends. Failures before the account is connected are reported as EmailEngine reports
+//! them: the state (`authenticationError`, `connectError`) with the server's own text, and the
+//! matching webhook when the error differs from the last one.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use emailengine_core::connection::ConnectionState;
+
+use crate::connect::{ConnectError, connect};
+use crate::idle::{Ended, Flow};
+use crate::registry::{Command, Engine};
+
+/// What ended a wait for commands.
+pub(crate) enum Wake {
+    /// A stop command, or the engine dropped the account's channel.
+    Stop,
+    Reconnect,
+    /// A sync request or the timeout: carry on.
+    Other,
+}
+
+/// Waits for a command, or until `timeout` passes.
+pub(crate) async fn wait_command(
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+    timeout: Option<Duration>,
+) -> Wake {
+    let command = match timeout {
+        None => rx.recv().await,
+        Some(t) => match tokio::time::timeout(t, rx.recv()).await {
+            Ok(c) => c,
+            Err(_) => return Wake::Other,
+        },
+    };
+    match command {
+        None | Some(Command::Stop) => Wake::Stop,
+        Some(Command::Reconnect) => Wake::Reconnect,
+        Some(Command::Sync) => Wake::Other,
+    }
+}
+
+/// Reconnect delay: 2 s doubling to 5 min, with ±30 % jitter.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = 2_000u64
+        .saturating_mul(1 << attempt.min(8).saturating_sub(1))
+        .min(300_000);
+    let jitter = (rand::random::<f64>() * 0.6) + 0.7;
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// Records a failed connection: the state with `{response, serverResponseCode}`, and the event
+/// named like the state when this error is not the one reported last.
+async fn report(
+    engine: &Engine,
+    account: &str,
+    state: ConnectionState,
+    response: &str,
+    code: &str,
+    last_error: &mut Option<String>,
+) {
+    let detail = json!({"response": response, "serverResponseCode": code});
+    engine.set_state(account, state, Some(detail.clone())).await;
+    let key = format!("{state}\0{response}");
+    if last_error.as_deref() != Some(key.as_str()) {
+        engine
+            .events()
+            .emit(account, state.as_str(), None, None, detail)
+            .await;
+        *last_error = Some(key);
+    }
+}
+
+pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let mut attempt: u32 = 0;
+    let mut last_error: Option<String> = None;
+    loop {
+        let settings = match engine.record(&account).await {
+            Ok(None) => {
+                tracing::info!(account, "Account record is gone; its connection stops");
+                engine.forget_state(&account);
+                return;
+            }
+            Ok(Some(record)) => match record.imap(engine.0.cipher.as_deref()) {
+                Ok(Some(s)) if !s.disabled => s,
+                Ok(found) => {
+                    let state = if found.is_some() {
+                        ConnectionState::Disconnected
+                    } else {
+                        ConnectionState::Unset
+                    };
+                    engine.set_state(&account, state, None).await;
+                    if matches!(wait_command(&mut rx, None).await, Wake::Stop) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    report(
+                        &engine,
+                        &account,
+                        ConnectionState::ConnectError,
+                        &text,
+                        "InternalConfigError",
+                        &mut last_error,
+                    )
+                    .await;
+                    attempt += 1;
+                    if matches!(
+                        wait_command(&mut rx, Some(backoff(attempt))).await,
+                        Wake::Stop
+                    ) {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::error!(account, err = %e, "Failed to load account settings");
+                attempt += 1;
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
+                    return;
+                }
+                continue;
+            }
+        };
+        engine
+            .set_state(&account, ConnectionState::Connecting, None)
+            .await;
+        let pool = engine.pool(&account);
+        let slot = tokio::select! {
+            slot = pool.reserve() => slot,
+            wake = wait_command(&mut rx, None) => match wake {
+                Wake::Stop => return,
+                _ => continue,
+            },
+        };
+        let session = match connect(&settings).await {
+            Ok(s) => s,
+            Err(err) => {
+                let (state, code) = match &err {
+                    ConnectError::Auth(_) => {
+                        (ConnectionState::AuthenticationError, "AUTHENTICATIONFAILED")
+                    }
+                    ConnectError::Network(_) => (ConnectionState::ConnectError, "ConnectionError"),
+                };
+                report(
+                    &engine,
+                    &account,
+                    state,
+                    &err.to_string(),
+                    code,
+                    &mut last_error,
+                )
+                .await;
+                attempt += 1;
+                tracing::warn!(account, err = %err, attempt, "IMAP connection failed");
+                drop(slot);
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
+                    return;
+                }
+                continue;
+            }
+        };
+        if last_error.is_some() || attempt == 0 {
+            engine
+                .events()
+                .emit(
+                    &account,
+                    "authenticationSuccess",
+                    None,
+                    None,
+                    json!({"user": settings.user}),
+                )
+                .await;
+        }
+        let outcome = crate::idle::connected(&engine, &account, &settings, session, &mut rx).await;
+        drop(slot);
+        match outcome {
+            Ok(Flow::Stop) => return,
+            Ok(Flow::Reconnect | Flow::Renew) => {
+                attempt = 0;
+                continue;
+            }
+            Err(Ended { error, connected }) => {
+                tracing::warn!(account, err = %error, "IMAP session ended");
+                if connected {
+                    attempt = 0;
+                    last_error = None;
+                    engine
+                        .set_state(
+                            &account,
+                            ConnectionState::Disconnected,
+                            Some(json!({"response": error.to_string()})),
+                        )
+                        .await;
+                } else {
+                    // The server took the login but refused what follows (LIST, SELECT …).
+                    let code = error.code().unwrap_or("ConnectionError").to_string();
+                    report(
+                        &engine,
+                        &account,
+                        ConnectionState::ConnectError,
+                        &error.to_string(),
+                        &code,
+                        &mut last_error,
+                    )
+                    .await;
+                }
+                attempt += 1;
+                if matches!(
+                    wait_command(&mut rx, Some(backoff(attempt))).await,
+                    Wake::Stop
+                ) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for a in 1..20 {
+            let d = backoff(a);
+            assert!(
+                d >= Duration::from_millis(1_400) && d <= Duration::from_millis(390_000),
+                "{a}: {d:?}"
+            );
+        }
+        assert!(backoff(1) < Duration::from_secs(3));
+    }
+}

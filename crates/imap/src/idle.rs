@@ -1,0 +1,358 @@
+//! A connected account: the sync after login, then the main folder kept in IDLE without
+//! interruption. Changes IDLE announces (and periodic or requested resyncs) are synced on a
+//! command session borrowed from the account's pool, so the IDLE never has a gap and its
+//! notifications arrive without the delay servers add to a freshly started IDLE. A store outage
+//! is waited out on the open session: the sync is repeated until the store takes it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_imap::extensions::idle::IdleResponse;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use emailengine_core::account::ServerSettings;
+use emailengine_core::connection::ConnectionState;
+
+use crate::account::{Wake, wait_command};
+use emailengine_store::Change;
+
+use crate::command::FolderStat;
+use crate::connect::{Abilities, Session};
+use crate::folders::{Folder, encode_path};
+use crate::registry::{Command, Engine};
+use crate::sync::SyncError;
+
+/// How long to wait before repeating a sync the store could not take.
+pub(crate) const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a background sync waits for a command session.
+const SYNC_WAIT: Duration = Duration::from_secs(300);
+
+/// A sync to run from the IDLE loop; `All` covers `Main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Resync {
+    Main,
+    All,
+}
+
+pub(crate) enum Flow {
+    Stop,
+    Reconnect,
+    /// Restart the IDLE command (servers end long IDLEs).
+    Renew,
+}
+
+/// A session that ended with an error; `connected` tells whether the account had reached
+/// `connected` on it.
+pub(crate) struct Ended {
+    pub error: SyncError,
+    pub connected: bool,
+}
+
+fn before(error: impl Into<SyncError>) -> Ended {
+    Ended {
+        error: error.into(),
+        connected: false,
+    }
+}
+
+fn after(error: impl Into<SyncError>) -> Ended {
+    Ended {
+        error: error.into(),
+        connected: true,
+    }
+}
+
+/// What a LIST-STATUS answer lets the sync skip: a folder whose counters (HIGHESTMODSEQ
+/// included) match the stored ones has not changed; a new folder with no messages only needs
+/// its status recorded. Both save opening the folder.
+enum Shortcut {
+    Unchanged,
+    NewAndEmpty(Vec<(String, String)>),
+    Open,
+}
+
+fn shortcut(
+    stat: Option<&FolderStat>,
+    stored: &BTreeMap<String, String>,
+    condstore: bool,
+) -> Shortcut {
+    let Some(stat) = stat else {
+        return Shortcut::Open;
+    };
+    let num = |k: &str| stored.get(k).and_then(|v| v.parse::<u64>().ok());
+    if stored.is_empty() {
+        if stat.messages != 0 {
+            return Shortcut::Open;
+        }
+        let (Some(validity), Some(next)) = (stat.uid_validity, stat.uid_next) else {
+            return Shortcut::Open;
+        };
+        let mut fields = vec![
+            ("uidValidity".to_string(), validity.to_string()),
+            ("messages".to_string(), "0".to_string()),
+            ("uidNext".to_string(), next.to_string()),
+            ("initialUidNext".to_string(), next.to_string()),
+            (
+                "lastFullSync".to_string(),
+                emailengine_core::units::iso_time(chrono::Utc::now().timestamp_millis())
+                    .unwrap_or_default(),
+            ),
+        ];
+        if let Some(m) = stat.highest_modseq {
+            fields.push(("highestModseq".to_string(), m.to_string()));
+        }
+        return Shortcut::NewAndEmpty(fields);
+    }
+    let same = condstore
+        && stat.highest_modseq.is_some()
+        && num("highestModseq") == stat.highest_modseq
+        && num("uidValidity") == stat.uid_validity.map(u64::from)
+        && num("uidNext") == stat.uid_next.map(u64::from)
+        && num("messages") == Some(u64::from(stat.messages));
+    if same {
+        Shortcut::Unchanged
+    } else {
+        Shortcut::Open
+    }
+}
+
+/// The sync after login (and every full resync): folder list and every folder. Folders the
+/// server refuses to open are skipped (and logged), so one broken folder never takes the
+/// account down.
+async fn initial_sync(
+    engine: &Engine,
+    account: &str,
+    session: &mut Session,
+    abilities: &Abilities,
+) -> Result<Vec<Folder>, SyncError> {
+    let condstore = abilities.condstore;
+    let listing = engine
+        .refresh_folders(account, session, abilities.list_status, condstore)
+        .await?;
+    let sink = engine.events();
+    let mut recorded = sink.batch().await;
+    for folder in listing.folders.iter().filter(|f| f.selectable()) {
+        let stored = if listing.stats.is_empty() {
+            BTreeMap::new()
+        } else {
+            sink.store.folder_status(account, &folder.path).await?
+        };
+        match shortcut(listing.stats.get(&folder.path), &stored, condstore) {
+            Shortcut::Unchanged => continue,
+            Shortcut::NewAndEmpty(mut fields) => {
+                fields.insert(0, ("path".to_string(), folder.path.clone()));
+                recorded.change(Change::FolderStatus {
+                    account: account.to_string(),
+                    path: folder.path.clone(),
+                    fields,
+                });
+                continue;
+            }
+            Shortcut::Open => {}
+        }
+        match engine
+            .sync_locked(session, account, folder, condstore)
+            .await
+        {
+            Ok(report) => tracing::debug!(account, path = %folder.path, ?report, "Folder synced"),
+            Err(SyncError::Imap(e)) if !e.breaks_session() => {
+                tracing::warn!(account, path = %folder.path, err = %e, "Folder skipped: the server refused to open it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sink.commit(recorded).await?;
+    Ok(listing.folders)
+}
+
+/// Syncs every folder (on a command session).
+async fn sync_all(
+    engine: &Engine,
+    account: &str,
+    session: &mut Session,
+    abilities: &Abilities,
+) -> Result<(), SyncError> {
+    initial_sync(engine, account, session, abilities)
+        .await
+        .map(drop)
+}
+
+pub(crate) async fn connected(
+    engine: &Engine,
+    account: &str,
+    settings: &ServerSettings,
+    mut session: Session,
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<Flow, Ended> {
+    engine
+        .set_state(account, ConnectionState::Syncing, None)
+        .await;
+    let abilities = Abilities::read(&mut session).await.map_err(before)?;
+    abilities.introduce(&mut session, settings).await;
+    engine.set_abilities(account, &abilities);
+    let condstore = abilities.condstore;
+    let folders = loop {
+        match initial_sync(engine, account, &mut session, &abilities).await {
+            Ok(done) => break done,
+            Err(SyncError::Store(e)) => {
+                tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
+                match wait_command(rx, Some(STORE_RETRY)).await {
+                    Wake::Stop => return Ok(Flow::Stop),
+                    Wake::Reconnect => return Ok(Flow::Reconnect),
+                    Wake::Other => {}
+                }
+            }
+            Err(e) => return Err(before(e)),
+        }
+    };
+    let first_time = match engine.record(account).await {
+        Ok(r) => r.is_some_and(|r| !r.was_connected),
+        Err(_) => false,
+    };
+    let main = folders
+        .iter()
+        .find(|f| f.path == "INBOX" && f.selectable())
+        .or_else(|| folders.iter().find(|f| f.selectable()))
+        .cloned();
+    engine
+        .set_state(account, ConnectionState::Connected, None)
+        .await;
+    if first_time {
+        engine
+            .events()
+            .emit(
+                account,
+                "accountInitialized",
+                None,
+                None,
+                json!({"initialized": true}),
+            )
+            .await;
+    }
+    let Some(main) = main else {
+        // Nothing to watch: only a stop or a reconnect ends the wait.
+        loop {
+            match wait_command(rx, None).await {
+                Wake::Stop => return Ok(Flow::Stop),
+                Wake::Reconnect => return Ok(Flow::Reconnect),
+                Wake::Other => {}
+            }
+        }
+    };
+    let _subconnections =
+        crate::subconnections::start(engine, account, settings, &folders, &main, condstore).await;
+    let quiet = engine.0.config.session_quiet;
+    let mut last_full = Instant::now();
+    let mut pending: Option<Resync> = None;
+    loop {
+        session
+            .select(encode_path(&main.path))
+            .await
+            .map_err(after)?;
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        let idle_started = Instant::now();
+        let mut idle = session.idle();
+        idle.init().await.map_err(after)?;
+        let flow = loop {
+            let until_resync = engine
+                .0
+                .config
+                .resync_interval
+                .saturating_sub(last_full.elapsed());
+            let until_renew = engine
+                .0
+                .config
+                .idle_renew
+                .saturating_sub(idle_started.elapsed());
+            let timeout = until_resync
+                .min(until_renew)
+                .min(quiet)
+                .min(if pending.is_some() {
+                    STORE_RETRY
+                } else {
+                    Duration::MAX
+                })
+                .max(Duration::from_secs(1));
+            let (outcome, command) = {
+                let (fut, stop) = idle.wait_with_timeout(timeout);
+                tokio::pin!(fut);
+                let mut stop = Some(stop);
+                let mut command = None;
+                let outcome = loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        c = rx.recv(), if command.is_none() => {
+                            command = Some(c.unwrap_or(Command::Stop));
+                            stop.take();
+                        }
+                    }
+                };
+                (outcome, command)
+            };
+            let outcome = outcome.map_err(after)?;
+            let wanted = match command {
+                Some(Command::Stop) => break Flow::Stop,
+                Some(Command::Reconnect) => break Flow::Reconnect,
+                Some(Command::Sync) => Some(Resync::All),
+                None => match outcome {
+                    IdleResponse::NewData(_) => {
+                        tracing::debug!(account, "IDLE notification");
+                        Some(Resync::Main)
+                    }
+                    _ if last_full.elapsed() >= engine.0.config.resync_interval => {
+                        Some(Resync::All)
+                    }
+                    _ if pending.is_some() => pending,
+                    _ if idle_started.elapsed() >= engine.0.config.idle_renew => {
+                        break Flow::Renew;
+                    }
+                    _ => None,
+                },
+            };
+            // A sync the store refused is owed: the next one covers it too.
+            if let Some(resync) = wanted.max(pending.take()) {
+                let mut borrowed = match engine.session(account, SYNC_WAIT).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(account, err = %e, "No session for a sync; it is owed");
+                        pending = Some(resync);
+                        continue;
+                    }
+                };
+                let result = match resync {
+                    Resync::Main => engine
+                        .sync_locked(borrowed.get(), account, &main, condstore)
+                        .await
+                        .map(drop),
+                    Resync::All => sync_all(engine, account, borrowed.get(), &abilities).await,
+                };
+                match result {
+                    Ok(()) if resync == Resync::All => last_full = Instant::now(),
+                    Ok(()) => {}
+                    Err(SyncError::Store(e)) => {
+                        tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
+                        pending = Some(resync);
+                    }
+                    Err(SyncError::Imap(e)) if e.breaks_session() => {
+                        // A broken command session is retired; the IDLE one carries on.
+                        tracing::warn!(account, err = %e, "Sync failed on a command session");
+                        borrowed.discard();
+                        pending = Some(resync);
+                    }
+                    Err(e) => tracing::warn!(account, err = %e, "Sync refused by the server"),
+                }
+            }
+            engine.pool(account).close_quiet(quiet);
+        };
+        session = idle.done().await.map_err(after)?;
+        match flow {
+            Flow::Renew => continue,
+            flow => {
+                let _ = session.logout().await;
+                return Ok(flow);
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The registry of account connections: one actor per account ([`crate::account`]), their
+//! live states, their connection budgets ([`crate::pool`]), and the locks that keep two
+//! connections from syncing the same folder at once. It is the IMAP side's
+//! [`MailRegistry`]: the API finds an account's [`MailBackend`] here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use emailengine_core::account::{AccountRecord, ServerSettings};
+use emailengine_core::connection::ConnectionState;
+use emailengine_core::secret::FieldCipher;
+use emailengine_mail::events::EventSink;
+use emailengine_mail::{MailBackend, MailError, MailRegistry, Verified};
+use emailengine_store::{Settings, Store, StoreError};
+
+use crate::connect::{ConnectError, Session, connect};
+use crate::pool::{AccountPool, PooledSession};
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often folders other than the main one are resynced.
+    pub resync_interval: Duration,
+    /// Longest single IDLE before it is renewed (servers drop IDLE after ~30 min).
+    pub idle_renew: Duration,
+    /// Most IMAP connections one account may hold: IDLE, subconnections and command sessions
+    /// together. Gmail allows 15 per user, Dovecot 10 per user and address by default.
+    pub max_connections: usize,
+    /// Command sessions unused this long are closed.
+    pub session_quiet: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(900),
+            idle_renew: Duration::from_secs(25 * 60),
+            max_connections: 8,
+            session_quiet: Duration::from_secs(300),
+        }
+    }
+}
+
+pub(crate) enum Command {
+    Reconnect,
+    Sync,
+    Stop,
+}
+
+type Lock = Arc<tokio::sync::Mutex<()>>;
+
+struct Handle {
+    tx: mpsc::UnboundedSender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) sink: EventSink,
+    pub(crate) cipher: Option<Arc<FieldCipher>>,
+    pub(crate) run: i64,
+    pub(crate) config: EngineConfig,
+    actors: Mutex<HashMap<String, Handle>>,
+    states: Mutex<HashMap<String, ConnectionState>>,
+    pools: Mutex<HashMap<String, Arc<AccountPool>>>,
+    /// One lock per (account, folder): two connections never sync the same folder at once,
+    /// which would report the same change twice.
+    folder_locks: Mutex<HashMap<(String, String), Lock>>,
+    /// One lock per account around folder-list refreshes, for the same reason.
+    listing_locks: Mutex<HashMap<String, Lock>>,
+    /// What each account's server offers, as read on its main connection.
+    abilities: Mutex<HashMap<String, crate::connect::Abilities>>,
+}
+
+/// Owner of every account's IMAP connections.
+#[derive(Clone)]
+pub struct Engine(pub(crate) Arc<Inner>);
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        cipher: Option<Arc<FieldCipher>>,
+        run: i64,
+        config: EngineConfig,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            sink: EventSink { store, settings },
+            cipher,
+            run,
+            config,
+            actors: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+            folder_locks: Mutex::new(HashMap::new()),
+            listing_locks: Mutex::new(HashMap::new()),
+            abilities: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.0.sink
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.0.sink.store
+    }
+
+    /// Starts an actor for every registered account.
+    pub async fn start_all(&self) -> Result<usize, StoreError> {
+        let ids = self.store().account_ids().await?;
+        for id in &ids {
+            self.start_account(id);
+        }
+        Ok(ids.len())
+    }
+
+    fn start_account(&self, account: &str) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = self.clone();
+        let name = account.to_string();
+        let task = tokio::spawn(async move { crate::account::run(engine, name, rx).await });
+        let old = self
+            .0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|mut a| a.insert(account.to_string(), Handle { tx, task }));
+        if let Some(old) = old {
+            let _ = old.tx.send(Command::Stop);
+        }
+        self.pool(account).clear();
+    }
+
+    async fn stop_account(&self, account: &str) {
+        let handle = self
+            .0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|mut a| a.remove(account));
+        if let Some(h) = handle {
+            let _ = h.tx.send(Command::Stop);
+            if tokio::time::timeout(Duration::from_secs(5), h.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(account, "Account connection did not stop in time");
+            }
+        }
+        if let Ok(mut p) = self.0.pools.lock()
+            && let Some(pool) = p.remove(account)
+        {
+            pool.clear();
+        }
+        self.forget_state(account);
+        if let Ok(mut l) = self.0.folder_locks.lock() {
+            l.retain(|(a, _), _| a != account);
+        }
+        if let Ok(mut l) = self.0.listing_locks.lock() {
+            l.remove(account);
+        }
+        if let Ok(mut a) = self.0.abilities.lock() {
+            a.remove(account);
+        }
+    }
+
+    /// Stops every actor (server shutdown).
+    pub async fn shutdown(&self) {
+        let accounts: Vec<String> = self
+            .0
+            .actors
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        for a in accounts {
+            self.stop_account(&a).await;
+        }
+    }
+
+    fn send(&self, account: &str, cmd: Command) -> bool {
+        self.0
+            .actors
+            .lock()
+            .ok()
+            .and_then(|a| a.get(account).map(|h| h.tx.send(cmd).is_ok()))
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn live_state(&self, account: &str) -> Option<ConnectionState> {
+        self.0.states.lock().ok()?.get(account).copied()
+    }
+
+    pub(crate) fn set_abilities(&self, account: &str, abilities: &crate::connect::Abilities) {
+        if let Ok(mut a) = self.0.abilities.lock() {
+            a.insert(account.to_string(), abilities.clone());
+        }
+    }
+
+    /// What the account's server offers, once its main connection has asked.
+    pub(crate) fn abilities(&self, account: &str) -> Option<crate::connect::Abilities> {
+        self.0.abilities.lock().ok()?.get(account).cloned()
+    }
+
+    pub(crate) fn forget_state(&self, account: &str) {
+        if let Ok(mut s) = self.0.states.lock() {
+            s.remove(account);
+        }
+    }
+
+    /// Records a connection state: in memory for the API, and in the store with the error.
+    pub(crate) async fn set_state(
+        &self,
+        account: &str,
+        state: ConnectionState,
+        error: Option<Value>,
+    ) {
+        if let Ok(mut s) = self.0.states.lock() {
+            s.insert(account.to_string(), state);
+        }
+        let err = error.map(|e| e.to_string());
+        if let Err(e) = self
+            .store()
+            .set_account_state(account, state.as_str(), self.0.run, err.as_deref())
+            .await
+        {
+            tracing::warn!(account, state = state.as_str(), err = %e, "Failed to store account state");
+        }
+        tracing::info!(account, state = state.as_str(), "Account state changed");
+    }
+
+    /// The account's budget and parked sessions.
+    pub(crate) fn pool(&self, account: &str) -> Arc<AccountPool> {
+        let cap = self.0.config.max_connections;
+        match self.0.pools.lock() {
+            Ok(mut p) => p
+                .entry(account.to_string())
+                .or_insert_with(|| AccountPool::new(cap))
+                .clone(),
+            Err(_) => AccountPool::new(cap),
+        }
+    }
+
+    /// The account record; `None` when it is gone.
+    pub(crate) async fn record(&self, account: &str) -> Result<Option<AccountRecord>, StoreError> {
+        Ok(self
+            .store()
+            .account(account)
+            .await?
+            .map(|f| AccountRecord::from_fields(account, f)))
+    }
+
+    /// The account's IMAP settings, decrypted.
+    pub(crate) async fn imap_settings(&self, account: &str) -> Result<ServerSettings, MailError> {
+        let record = self
+            .record(account)
+            .await?
+            .ok_or(MailError::AccountNotFound)?;
+        record
+            .imap(self.0.cipher.as_deref())
+            .map_err(|e| MailError::Connection(e.to_string()))?
+            .ok_or(MailError::NotConnected(ConnectionState::Unset))
+    }
+
+    /// Lends a command session for an API call or a background sync, waiting up to `wait`.
+    pub async fn session(&self, account: &str, wait: Duration) -> Result<PooledSession, MailError> {
+        let state = self
+            .live_state(account)
+            .unwrap_or(ConnectionState::Disconnected);
+        if !state.is_usable() {
+            return Err(MailError::NotConnected(state));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        self.pool(account)
+            .lend(deadline, || async {
+                let settings = self.imap_settings(account).await?;
+                connect(&settings).await.map_err(MailError::from)
+            })
+            .await
+    }
+
+    fn lock_of(map: &Mutex<HashMap<String, Lock>>, key: &str) -> Lock {
+        map.lock()
+            .map(|mut l| l.entry(key.to_string()).or_default().clone())
+            .unwrap_or_default()
+    }
+
+    /// Syncs a folder while holding its lock.
+    pub(crate) async fn sync_locked(
+        &self,
+        session: &mut Session,
+        account: &str,
+        folder: &crate::folders::Folder,
+        condstore: bool,
+    ) -> Result<crate::sync::SyncReport, crate::sync::SyncError> {
+        let lock = self
+            .0
+            .folder_locks
+            .lock()
+            .map(|mut l| {
+                l.entry((account.to_string(), folder.path.clone()))
+                    .or_default()
+                    .clone()
+            })
+            .unwrap_or_default();
+        let _held = lock.lock().await;
+        crate::sync::sync_folder(session, &self.0.sink, account, folder, condstore).await
+    }
+
+    /// Lists folders and records the listing, holding the account's listing lock.
+    pub(crate) async fn refresh_folders(
+        &self,
+        account: &str,
+        session: &mut Session,
+        list_status: bool,
+        condstore: bool,
+    ) -> Result<crate::folders::Listing, crate::sync::SyncError> {
+        let lock = Self::lock_of(&self.0.listing_locks, account);
+        let _held = lock.lock().await;
+        crate::folders::refresh(session, &self.0.sink, account, list_status, condstore).await
+    }
+}
+
+#[async_trait]
+impl MailRegistry for Engine {
+    async fn backend(
+        &self,
+        account: &str,
+        wait: Duration,
+    ) -> Result<Arc<dyn MailBackend>, MailError> {
+        Ok(Arc::new(crate::mail::ImapMail::new(
+            self.clone(),
+            account,
+            wait,
+        )))
+    }
+
+    fn start(&self, account: &str) {
+        self.start_account(account);
+    }
+
+    async fn stop(&self, account: &str) {
+        self.stop_account(account).await;
+    }
+
+    fn reconnect(&self, account: &str) -> bool {
+        self.pool(account).clear();
+        self.send(account, Command::Reconnect)
+    }
+
+    fn sync(&self, account: &str) -> bool {
+        self.send(account, Command::Sync)
+    }
+
+    fn state(&self, account: &str) -> Option<ConnectionState> {
+        self.live_state(account)
+    }
+
+    fn state_counts(&self) -> BTreeMap<ConnectionState, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(states) = self.0.states.lock() {
+            for s in states.values() {
+                *out.entry(*s).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    async fn verify(&self, settings: &ServerSettings, mailboxes: bool) -> Verified {
+        let mut session = match connect(settings).await {
+            Ok(s) => s,
+            Err(ConnectError::Auth(e)) => {
+                return Verified::Failed {
+                    error: e,
+                    code: "AUTHENTICATIONFAILED",
+                };
+            }
+            Err(e) => {
+                return Verified::Failed {
+                    error: e.to_string(),
+                    code: "ConnectionError",
+                };
+            }
+        };
+        let listed = if mailboxes {
+            match crate::folders::list_folders(&mut session).await {
+                Ok(folders) => Some(
+                    folders
+                        .iter()
+                        .map(crate::folders::Folder::to_json)
+                        .collect(),
+                ),
+                Err(e) => {
+                    return Verified::Failed {
+                        error: e.to_string(),
+                        code: "ListFailed",
+                    };
+                }
+            }
+        } else {
+            None
+        };
+        let _ = session.logout().await;
+        Verified::Success { mailboxes: listed }
+    }
+}
