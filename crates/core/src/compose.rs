@@ -57,12 +57,24 @@ pub const KEYS: &[&str] = &[
     "messageId",
 ];
 
+/// What [`is_email`] accepts, as an ECMA regular expression for the OpenAPI document: a local
+/// part without `@`, a domain, no spaces, controls or angle brackets.
+pub const EMAIL_PATTERN: &str = "^[^@\\s\\u0000-\\u0020\\u007f-\\u00a0<>\\ufeff]+@[^\\s\\u0000-\\u0020\\u007f-\\u00a0<>\\ufeff]+$";
+
 /// An address with a local part and a domain, and nothing that would break a header.
 pub fn is_email(address: &str) -> bool {
+    let bad = |c: char| {
+        c.is_whitespace()
+            || c <= ' '
+            || ('\u{7f}'..='\u{a0}').contains(&c)
+            || c == '<'
+            || c == '>'
+            || c == '\u{feff}'
+    };
     address
         .split_once('@')
         .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-        && !address.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c.is_control())
+        && !address.contains(bad)
 }
 
 fn mailbox(v: &Value, key: &str) -> Result<Mailbox, FieldError> {

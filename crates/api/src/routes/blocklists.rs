@@ -42,8 +42,8 @@ fn unknown_list() -> ApiError {
 
 /// List blocklists
 #[utoipa::path(get, path = "/v1/blocklists", tag = "Blocklists",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, blocklists: [{listId, count}]}`", body = Object)),
     extensions(("x-ee-group" = json!("blocklist")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -66,9 +66,9 @@ pub async fn list(State(state): State<AppState>, mut query: QueryParams) -> ApiR
 
 /// List the addresses of a blocklist
 #[utoipa::path(get, path = "/v1/blocklist/{listId}", tag = "Blocklists",
-    params(("listId" = String, Path, description = "List id"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("listId" = String, Path, max_length = 255, pattern = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", description = "List id (hostname-shaped)"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{listId, total, page, pages, addresses: [entry]}`", body = Object),
         (status = 404, description = "No such list")),
     extensions(("x-ee-group" = json!("blocklist")), ("x-ee-action" = json!("read"))),
@@ -103,11 +103,16 @@ pub async fn addresses(
 ///
 /// `{account, recipient, reason?}` (reason defaults to `block`). No webhook is sent.
 #[utoipa::path(post, path = "/v1/blocklist/{listId}", tag = "Blocklists",
-    params(("listId" = String, Path, description = "List id")),
-    request_body(content = Object, description = "`{account, recipient, reason?}`"),
+    params(("listId" = String, Path, max_length = 255, pattern = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", description = "List id (hostname-shaped)")),
     responses((status = 200, description = "`{success: true, added}`", body = Object),
         (status = 400, description = "Invalid input"), (status = 404, description = "Account not found")),
-    extensions(("x-ee-group" = json!("blocklist")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("blocklist")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["account", "recipient"],
+            "properties": {
+                "account": {"type": "string", "minLength": 1, "maxLength": 256},
+                "recipient": {"type": "string", "maxLength": 998, "pattern": emailengine_core::compose::EMAIL_PATTERN},
+                "reason": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
+            }}))),
     security(("bearerAuth" = [])))]
 pub async fn add(
     State(state): State<AppState>,
@@ -126,10 +131,10 @@ pub async fn add(
     if account.as_deref().is_none_or(str::is_empty) {
         errors.push(FieldError::about("account", "is required"));
     }
-    let recipient = string("recipient").map(|r| r.trim().to_string());
+    let recipient = string("recipient");
     match &recipient {
         None => errors.push(FieldError::about("recipient", "is required")),
-        Some(r) if !emailengine_core::compose::is_email(r) => {
+        Some(r) if r.len() > 998 || !emailengine_core::compose::is_email(r) => {
             errors.push(FieldError::about("recipient", "must be a valid email"))
         }
         Some(_) => {}
@@ -175,8 +180,8 @@ pub async fn add(
 
 /// Remove an address from a blocklist
 #[utoipa::path(delete, path = "/v1/blocklist/{listId}", tag = "Blocklists",
-    params(("listId" = String, Path, description = "List id"),
-        ("recipient" = String, Query, description = "The address to remove")),
+    params(("listId" = String, Path, max_length = 255, pattern = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$", description = "List id (hostname-shaped)"),
+        ("recipient" = String, Query, min_length = 1, max_length = 998, description = "The address to remove")),
     responses((status = 200, description = "`{deleted}`", body = Object), (status = 404, description = "No such list")),
     extensions(("x-ee-group" = json!("blocklist")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]

@@ -12,6 +12,29 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, QueryParams};
 use crate::state::AppState;
 
+/// The request body of gateway writes, for the OpenAPI document.
+fn gateway_body(create: bool) -> Value {
+    let optional = |max: u32| json!({"type": ["string", "null"], "maxLength": max});
+    let mut body = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 256},
+            "host": {"type": "string", "minLength": 1, "maxLength": 256},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "secure": {"type": ["boolean", "null"]},
+            "user": optional(1024),
+            "pass": optional(1024),
+        },
+    });
+    if create {
+        body["properties"]["gateway"] =
+            json!({"type": ["string", "null"], "minLength": 1, "maxLength": 256});
+        body["required"] = json!(["gateway", "name", "host", "port"]);
+    }
+    body
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("Gateway record was not found for requested ID").with("code", "NotFound")
 }
@@ -65,25 +88,34 @@ fn apply(
             }
         }
     };
-    if let Some(Some(name)) = string("name", 256, create) {
-        gateway.name = name;
-    }
     if let Some(user) = string("user", 1024, false) {
         gateway.user = user;
     }
     if let Some(pass) = string("pass", 1024, false) {
         gateway.pass = pass;
     }
-    if let Some(Some(host)) = string("host", 256, create) {
-        gateway.host = host;
+    // The name and the host are never empty.
+    for (key, slot) in [("name", &mut gateway.name), ("host", &mut gateway.host)] {
+        match body.get(key) {
+            None if create => errors.push(FieldError::about(key, "is required")),
+            None => {}
+            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 256 => {
+                *slot = s.clone()
+            }
+            Some(_) => errors.push(FieldError::about(
+                key,
+                "must be a string of 1 to 256 characters",
+            )),
+        }
     }
     match body.get("port") {
         None if create => errors.push(FieldError::about("port", "is required")),
         None => {}
+        // An integral number, as JSON Schema's `integer` (32924.0 included).
         Some(v) => match v
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0)
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (1.0..=65535.0).contains(f))
+            .map(|f| f as u16)
         {
             Some(p) => gateway.port = p,
             None => errors.push(FieldError::about("port", "must be a valid port")),
@@ -103,8 +135,8 @@ fn apply(
 
 /// List SMTP gateways
 #[utoipa::path(get, path = "/v1/gateways", tag = "SMTP Gateways",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, gateways: [{gateway, name, deliveries, lastUse, lastError}]}`", body = Object)),
     extensions(("x-ee-group" = json!("gateway")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -145,10 +177,10 @@ pub async fn get_one(
 ///
 /// `gateway: null` generates an id; an existing id gets its fields overwritten.
 #[utoipa::path(post, path = "/v1/gateway", tag = "SMTP Gateways",
-    request_body(content = Object, description = "`{gateway, name, host, port, secure?, user?, pass?}`"),
     responses((status = 200, description = "`{gateway, state: new|existing}`", body = Object),
         (status = 400, description = "Invalid input")),
-    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!(gateway_body(true)))),
     security(("bearerAuth" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -177,9 +209,9 @@ pub async fn create(
 /// Update an SMTP gateway
 #[utoipa::path(put, path = "/v1/gateway/edit/{gateway}", tag = "SMTP Gateways",
     params(("gateway" = String, Path, description = "Gateway id")),
-    request_body(content = Object, description = "Any of `{name, host, port, secure, user, pass}` (`pass: null` removes it)"),
     responses((status = 200, description = "`{gateway}`", body = Object), (status = 404, description = "Not found")),
-    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!(gateway_body(false)))),
     security(("bearerAuth" = [])))]
 pub async fn update(
     State(state): State<AppState>,

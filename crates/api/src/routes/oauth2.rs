@@ -31,8 +31,8 @@ fn is_pubsub(app: &OAuthApp) -> bool {
 
 /// List OAuth2 applications
 #[utoipa::path(get, path = "/v1/oauth2", tag = "OAuth2 Applications",
-    params(("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{total, page, pages, apps: [app]}` (secrets shown as `******`)", body = Object)),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]

@@ -16,6 +16,34 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, QueryParams};
 use crate::state::AppState;
 
+/// The request body of template writes, for the OpenAPI document.
+fn template_body(create: bool) -> Value {
+    let text = |max: u32| json!({"type": ["string", "null"], "maxLength": max});
+    let mut body = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 256},
+            "description": text(1024),
+            "format": {"enum": ["html", "markdown"]},
+            "content": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "subject": text(10_240), "text": text(5_242_880), "html": text(5_242_880),
+                    "previewText": text(1024),
+                },
+            },
+        },
+    });
+    if create {
+        body["properties"]["account"] =
+            json!({"type": ["string", "null"], "minLength": 1, "maxLength": 256});
+        body["required"] = json!(["account", "name", "content"]);
+    }
+    body
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("Document was not found").with("code", "NotFound")
 }
@@ -106,10 +134,10 @@ fn unknown_keys(body: &Map<String, Value>, allowed: &[&str], errors: &mut Vec<Fi
 /// `account` is required (`null` for a public template); a token bound to an account always
 /// creates templates for that account.
 #[utoipa::path(post, path = "/v1/templates/template", tag = "Templates",
-    request_body(content = Object, description = "`{account, name, description?, format?, content: {subject?, text?, html?, previewText?}}`"),
     responses((status = 200, description = "`{created: true, account, id}`", body = Object),
         (status = 400, description = "Invalid input"), (status = 404, description = "Account not found")),
-    extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!(template_body(true)))),
     security(("bearerAuth" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -134,7 +162,7 @@ pub async fn create(
             None
         }
     };
-    let name = text(&body, "name", 256, &mut errors);
+    let name = text(&body, "name", 256, &mut errors).filter(|n| !n.is_empty());
     if name.is_none() && !errors.iter().any(|e| e.key == "name") {
         errors.push(FieldError::about("name", "is required"));
     }
@@ -186,9 +214,9 @@ pub async fn create(
 /// Without `account`, the public templates; with it, that account's. Sorted by id, newest
 /// first.
 #[utoipa::path(get, path = "/v1/templates", tag = "Templates",
-    params(("account" = Option<String>, Query, description = "Account id"),
-        ("page" = Option<u32>, Query, description = "Page number, from 0"),
-        ("pageSize" = Option<u32>, Query, description = "Entries per page (1..1000, default 20)")),
+    params(("account" = Option<String>, Query, max_length = 256, description = "Account id"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (1..1000, default 20)")),
     responses((status = 200, description = "`{account, total, page, pages, templates: [{id, name, description, format, created, updated?}]}`", body = Object)),
     extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("read")), ("x-ee-account" = json!("query"))),
     security(("bearerAuth" = [])))]
@@ -231,7 +259,7 @@ async fn load(
 
 /// Get a template
 #[utoipa::path(get, path = "/v1/templates/template/{template}", tag = "Templates",
-    params(("template" = String, Path, description = "Template id")),
+    params(("template" = String, Path, pattern = "^[A-Za-z0-9_-]+$", description = "Template id")),
     responses((status = 200, description = "`{account, id, name, description, format, created, updated?, content}`", body = Object),
         (status = 404, description = "Not found")),
     extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("read")), ("x-ee-account" = json!("template"))),
@@ -257,11 +285,11 @@ pub async fn get_one(
 ///
 /// Any of `name`, `description`, `format`, `content` (replaced whole).
 #[utoipa::path(put, path = "/v1/templates/template/{template}", tag = "Templates",
-    params(("template" = String, Path, description = "Template id")),
-    request_body(content = Object, description = "`{name?, description?, format?, content?}`"),
+    params(("template" = String, Path, pattern = "^[A-Za-z0-9_-]+$", description = "Template id")),
     responses((status = 200, description = "`{updated: true, account, id}`", body = Object),
         (status = 400, description = "Invalid input"), (status = 404, description = "Not found")),
-    extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("write")), ("x-ee-account" = json!("template"))),
+    extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("write")), ("x-ee-account" = json!("template")),
+        ("x-ee-body" = json!(template_body(false)))),
     security(("bearerAuth" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -309,7 +337,7 @@ pub async fn update(
 
 /// Delete a template
 #[utoipa::path(delete, path = "/v1/templates/template/{template}", tag = "Templates",
-    params(("template" = String, Path, description = "Template id")),
+    params(("template" = String, Path, pattern = "^[A-Za-z0-9_-]+$", description = "Template id")),
     responses((status = 200, description = "`{deleted, account, id}`", body = Object), (status = 404, description = "Not found")),
     extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("destructive")), ("x-ee-account" = json!("template"))),
     security(("bearerAuth" = [])))]
@@ -333,7 +361,7 @@ pub async fn delete(
 /// Delete every template of an account
 #[utoipa::path(delete, path = "/v1/templates/account/{account}", tag = "Templates",
     params(("account" = String, Path, description = "Account id"),
-        ("force" = Option<bool>, Query, description = "Must be true")),
+        ("force" = String, Query, pattern = "^true$", description = "Must be `true`")),
     responses((status = 200, description = "`{flushed: true, account}`", body = Object), (status = 400, description = "force missing")),
     extensions(("x-ee-group" = json!("template")), ("x-ee-action" = json!("destructive"))),
     security(("bearerAuth" = [])))]
@@ -342,7 +370,7 @@ pub async fn flush(
     Path(account): Path<String>,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
-    let force = query.bool("force").unwrap_or(false);
+    let force = query.string("force", 5).as_deref() == Some("true");
     query.finish()?;
     if !force {
         return Err(ApiError::new(
