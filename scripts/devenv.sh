@@ -22,13 +22,14 @@ chmod 755 "$dir"
 dir=$(cd "$dir" && pwd)
 port=$(free_port 16379)
 start_redis "$port" "$dir"
-export IMAP_PORT SMTP_PORT
+export IMAP_PORT SMTP_PORT GATEWAY_PORT
 IMAP_PORT=$(free_port 12143)
 SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
+GATEWAY_PORT=$(free_port $((SMTP_PORT + 1)))
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
 cat > "$dir/env.sh" <<ENV
 export EE_TEST_REDIS_URL=redis://127.0.0.1:$port/0
-export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
+export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT EE_TEST_GATEWAY_PORT=$GATEWAY_PORT
 export EE_TEST_MAILDIR=$dir/mail/home/example.com
 export TMPDIR=$dir/tmp
 ENV

@@ -2,7 +2,10 @@
 # A throwaway mail system on loopback for the tests and benchmarks of this project:
 #   Dovecot IMAP  127.0.0.1:$IMAP_PORT  (any user@$DOMAIN, password "pass")
 #   Postfix SMTP  127.0.0.1:$SMTP_PORT  (accepts mail for $DOMAIN, delivers into Dovecot over LMTP;
-#                                        SMTP AUTH via Dovecot SASL with the same users)
+#                                        SMTP AUTH via Dovecot SASL with the same users;
+#                                        refused@$DOMAIN and any other domain bounce with a DSN)
+#   a second SMTP listener on 127.0.0.1:$GATEWAY_PORT when set (announces itself as
+#                                        gateway.$DOMAIN; stands in for an SMTP gateway)
 # Usage: scripts/mailenv.sh start|stop [DIR]   (defaults: DIR=/tmp/mailenv, IMAP_PORT=2143,
 #        SMTP_PORT=2525, DOMAIN=example.com). Installs dovecot-imapd, dovecot-lmtpd and postfix
 #        with apt-get when they are missing (needs root).
@@ -107,6 +110,10 @@ grep -q "^alternate_config_directories.*$DIR/postfix" /etc/postfix/main.cf || po
 master=/etc/postfix/master.cf; [ -f "$master" ] || master=/etc/postfix/master.cf.proto
 awk 'BEGIN{OFS="  "} /^[a-z0-9]/ && NF>=8 {$5="n"} {print}' "$master" > "$DIR/postfix/master.cf"
 sed -i "s/^smtp  inet .*/127.0.0.1:$SMTP_PORT  inet  n  -  n  -  -  smtpd/" "$DIR/postfix/master.cf"
+if [ -n "${GATEWAY_PORT:-}" ]; then
+  echo "127.0.0.1:$GATEWAY_PORT  inet  n  -  n  -  -  smtpd -o myhostname=gateway.$DOMAIN -o smtpd_sasl_auth_enable=no" >> "$DIR/postfix/master.cf"
+fi
+echo "refused@$DOMAIN  error:5.1.1 mailbox unavailable" > "$DIR/postfix/transport"
 cat > "$DIR/postfix/main.cf" <<CONF
 compatibility_level = 3.6
 queue_directory = $DIR/spool
@@ -128,8 +135,9 @@ maillog_file = /dev/stdout
 relayhost =
 default_transport = error:outside mail is not delivered in this test system
 smtputf8_enable = yes
+transport_maps = texthash:$DIR/postfix/transport
 CONF
 mkdir -p "$DIR/spool/data"; chown postfix "$DIR/spool/data"
 (setsid postfix -c "$DIR/postfix" start-fg </dev/null >"$DIR/postfix.log" 2>&1 &)
-for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$SMTP_PORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$IMAP_PORT) 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$SMTP_PORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$IMAP_PORT) 2>/dev/null && { [ -z "${GATEWAY_PORT:-}" ] || (exec 3<>/dev/tcp/127.0.0.1/$GATEWAY_PORT) 2>/dev/null; } && break; sleep 0.2; done
 echo "imap=127.0.0.1:$IMAP_PORT smtp=127.0.0.1:$SMTP_PORT users=*@$DOMAIN password=pass dir=$DIR"

@@ -20,11 +20,12 @@ start_redis "$port" "$dir"
 export EE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 
 # Dovecot (IMAP) and Postfix (SMTP → LMTP → Dovecot) for the mail tests.
-export IMAP_PORT SMTP_PORT
+export IMAP_PORT SMTP_PORT GATEWAY_PORT
 IMAP_PORT=$(free_port 12143)
 SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
+GATEWAY_PORT=$(free_port $((SMTP_PORT + 1)))
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
-export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT
+export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT EE_TEST_GATEWAY_PORT=$GATEWAY_PORT
 export EE_TEST_MAILDIR="$dir/mail/home/example.com"
 
 # Headless Chromium driven over WebDriver for the admin UI tests (tests/admin_ui.rs):

@@ -137,6 +137,9 @@ pub struct AuthContext {
     /// Accepted without a token because the `disableTokens` setting is on.
     pub preauth: bool,
     pub remote: Option<IpAddr>,
+    /// The token is narrowed by a `permissions` record (or is a `sess_` token): it may not
+    /// pick its own connection route (`proxy` on submit).
+    pub restricted: bool,
 }
 
 /// Marks a request the admin web interface makes inside this process on behalf of a signed-in
@@ -169,9 +172,17 @@ fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Result<Option<St
 /// The client address: the socket peer, or the left-most `X-Forwarded-For` entry when the
 /// server is configured to sit behind a proxy.
 pub fn client_ip(req: &Request, trust_proxy: bool) -> Option<IpAddr> {
+    client_ip_of(req.headers(), req.extensions(), trust_proxy)
+}
+
+/// [`client_ip`] from a request's parts.
+pub fn client_ip_of(
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_proxy: bool,
+) -> Option<IpAddr> {
     if trust_proxy
-        && let Some(ip) = req
-            .headers()
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -179,7 +190,7 @@ pub fn client_ip(req: &Request, trust_proxy: bool) -> Option<IpAddr> {
     {
         return Some(ip);
     }
-    req.extensions()
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
 }
@@ -326,6 +337,7 @@ pub async fn authenticate(
         account: record.account.clone(),
         preauth: false,
         remote,
+        restricted: record.permissions.is_some() || presented.starts_with("sess_"),
     };
     req.extensions_mut().insert(ctx.clone());
     let mut response = next.run(req).await;

@@ -144,6 +144,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(doc) }
             }),
         )
+        .merge(routes::links::router())
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

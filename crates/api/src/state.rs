@@ -65,6 +65,8 @@ pub struct Inner {
     pub activity: Activity,
     pub started: Instant,
     pub backend_info: RwLock<Option<(Instant, BackendInfo)>>,
+    /// `serviceSecret`, read at most every [`SECRET_TTL`] for the public link routes.
+    service_secret: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,6 +78,8 @@ impl std::ops::Deref for AppState {
 
 /// How long `/v1/stats` reuses the backend's version details.
 const BACKEND_INFO_TTL: Duration = Duration::from_secs(30);
+/// How long a read of `serviceSecret` is reused; a rotated secret applies after this.
+const SECRET_TTL: Duration = Duration::from_secs(2);
 
 impl AppState {
     pub fn new(
@@ -98,7 +102,30 @@ impl AppState {
             activity: Activity::default(),
             started: Instant::now(),
             backend_info: RwLock::new(None),
+            service_secret: Mutex::new(None),
         }))
+    }
+
+    /// The `serviceSecret` setting that signs tracking and unsubscribe links. Cached for
+    /// [`SECRET_TTL`]: the public link routes are hit once per opened message and click.
+    pub async fn service_secret(&self) -> ApiResult<Arc<Vec<u8>>> {
+        if let Ok(cached) = self.service_secret.lock()
+            && let Some((at, secret)) = &*cached
+            && at.elapsed() < SECRET_TTL
+        {
+            return Ok(secret.clone());
+        }
+        let secret = Arc::new(
+            self.settings
+                .get_one("serviceSecret")
+                .await?
+                .and_then(|v| v.as_str().map(|s| s.as_bytes().to_vec()))
+                .unwrap_or_default(),
+        );
+        if let Ok(mut cached) = self.service_secret.lock() {
+            *cached = Some((Instant::now(), secret.clone()));
+        }
+        Ok(secret)
     }
 
     /// The `disableTokens` setting: requests without a token are let through.

@@ -260,6 +260,15 @@ pub fn parse(body: &Map<String, Value>) -> Result<Compose, Vec<FieldError>> {
     }
 }
 
+/// One address header line (`To: …\r\n`), encoded as built messages encode it.
+pub fn address_line(name: &str, list: &[Mailbox]) -> Vec<u8> {
+    use mail_builder::headers::Header;
+    let mut out = format!("{name}: ").into_bytes();
+    let written = out.len();
+    address(list).write_header(&mut out, written);
+    out
+}
+
 fn address<'x>(list: &'x [Mailbox]) -> Address<'x> {
     Address::new_list(
         list.iter()
@@ -352,6 +361,18 @@ mod tests {
         assert!(raw.contains(id.trim_matches(['<', '>'])));
         assert!(!raw.contains("hidden@example.com"), "bcc is not written");
         assert_eq!(c.bcc[0].address, "hidden@example.com");
+    }
+
+    #[test]
+    fn address_lines_are_encoded() {
+        let list = [Mailbox {
+            name: Some("Jürgen".into()),
+            address: "j@example.com".into(),
+        }];
+        assert_eq!(
+            String::from_utf8(address_line("To", &list)).unwrap(),
+            "To: =?utf-8?Q?J=C3=BCrgen?= <j@example.com>\r\n"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use rmpv::Value;
 use serde_json::json;
 
 use emailengine_core::account::{AccountRecord, ServerSettings};
+use emailengine_core::gateway::Gateway;
 use emailengine_core::msgpack;
 use emailengine_core::secret::FieldCipher;
 use emailengine_mail::MailRegistry;
@@ -37,11 +38,110 @@ pub struct OutboxEntry {
     pub max_attempts: u32,
     pub copy: bool,
     pub last_error: Option<String>,
+    /// Send through this SMTP gateway instead of the account's server (spec §22).
+    pub gateway: Option<String>,
+    /// Delivery status notification parameters for the SMTP envelope.
+    pub dsn: Option<Dsn>,
+    /// Preferred source address of the SMTP connection (spec §23).
+    pub local_address: Option<String>,
+    /// The Sent folder copy goes here instead of the account's Sent folder.
+    pub sent_mail_path: Option<String>,
+    /// Transient key that receives `{success, error?}` once the attempt settles.
+    pub feedback_key: Option<String>,
+}
+
+/// SMTP DSN parameters (RFC 3461): `RET`/`ENVID` on `MAIL FROM`, `NOTIFY`/`ORCPT` on `RCPT TO`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dsn {
+    pub id: Option<String>,
+    /// `headers` or `full`.
+    pub ret: String,
+    /// Any of `never`, `success`, `failure`, `delay`.
+    pub notify: Vec<String>,
+    pub recipient: Option<String>,
+}
+
+impl Dsn {
+    fn to_msgpack(&self) -> Value {
+        let s = |v: &str| Value::from(v);
+        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Nil, s);
+        Value::Map(vec![
+            (s("id"), opt(&self.id)),
+            (s("return"), s(&self.ret)),
+            (
+                s("notify"),
+                Value::Array(self.notify.iter().map(|n| s(n)).collect()),
+            ),
+            (s("recipient"), opt(&self.recipient)),
+        ])
+    }
+
+    fn from_msgpack(v: &Value) -> Option<Self> {
+        let map = v.as_map()?;
+        let get = |k: &str| {
+            map.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        let text = |k: &str| get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Self {
+            id: text("id"),
+            ret: text("return")?,
+            notify: get("notify")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            recipient: text("recipient"),
+        })
+    }
+
+    /// `MAIL FROM` parameters.
+    fn mail_parameters(&self) -> mail_send::smtp::message::Parameters<'static> {
+        let mut p = mail_send::smtp::message::Parameters::new();
+        p.add(("RET".to_string(), self.ret.to_ascii_uppercase()));
+        if let Some(id) = &self.id {
+            p.add(("ENVID".to_string(), xtext(id)));
+        }
+        p
+    }
+
+    /// `RCPT TO` parameters.
+    fn rcpt_parameters(&self) -> mail_send::smtp::message::Parameters<'static> {
+        let mut p = mail_send::smtp::message::Parameters::new();
+        if !self.notify.is_empty() {
+            p.add((
+                "NOTIFY".to_string(),
+                self.notify.join(",").to_ascii_uppercase(),
+            ));
+        }
+        if let Some(r) = &self.recipient {
+            p.add(("ORCPT".to_string(), format!("rfc822;{}", xtext(r))));
+        }
+        p
+    }
+}
+
+/// RFC 3461 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
+fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 impl OutboxEntry {
     pub fn encode(&self) -> Vec<u8> {
         let s = |v: &str| Value::from(v);
+        let opt = |v: &Option<String>| v.as_deref().map_or(Value::Nil, s);
         let map = Value::Map(vec![
             (s("queueId"), s(&self.queue_id)),
             (s("messageId"), s(&self.message_id)),
@@ -66,6 +166,14 @@ impl OutboxEntry {
                 s("lastError"),
                 self.last_error.as_deref().map_or(Value::Nil, s),
             ),
+            (s("gateway"), opt(&self.gateway)),
+            (
+                s("dsn"),
+                self.dsn.as_ref().map_or(Value::Nil, Dsn::to_msgpack),
+            ),
+            (s("localAddress"), opt(&self.local_address)),
+            (s("sentMailPath"), opt(&self.sent_mail_path)),
+            (s("feedbackKey"), opt(&self.feedback_key)),
         ]);
         msgpack::encode(&map)
     }
@@ -115,6 +223,11 @@ impl OutboxEntry {
             max_attempts: get("attempts").and_then(Value::as_u64).unwrap_or(10) as u32,
             copy: get("copy").and_then(Value::as_bool).unwrap_or(true),
             last_error: text("lastError"),
+            gateway: text("gateway"),
+            dsn: get("dsn").and_then(Dsn::from_msgpack),
+            local_address: text("localAddress"),
+            sent_mail_path: text("sentMailPath"),
+            feedback_key: text("feedbackKey"),
         })
     }
 
@@ -249,6 +362,72 @@ impl Submitter {
             .ok_or_else(|| fail("Invalid SMTP settings"))
     }
 
+    /// The server, credentials and source address for one entry: its gateway when it names
+    /// one that exists (an unknown gateway falls back to the account's server, as in
+    /// EmailEngine), else the account's SMTP settings.
+    async fn route(&self, account: &str, entry: &OutboxEntry) -> Result<Route, Failure> {
+        let local_ip = entry
+            .local_address
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+        if let Some(id) = &entry.gateway {
+            match self.store.gateway(id).await {
+                Ok(Some(fields)) => {
+                    let g =
+                        Gateway::from_fields(id, &fields, self.cipher.as_deref()).map_err(|e| {
+                            Failure {
+                                message: e.to_string(),
+                                code: None,
+                                permanent: true,
+                            }
+                        })?;
+                    return Ok(Route {
+                        settings: ServerSettings {
+                            host: g.host,
+                            port: g.port,
+                            secure: g.secure,
+                            starttls: None,
+                            user: g.user.unwrap_or_default(),
+                            pass: g.pass.unwrap_or_default(),
+                            accept_invalid_certs: false,
+                            disabled: false,
+                            disable_imap4rev2: false,
+                        },
+                        local_ip,
+                        gateway: Some(id.clone()),
+                    });
+                }
+                Ok(None) => {
+                    tracing::warn!(account, gateway = %id, "Gateway not found; sending through the account's server")
+                }
+                Err(e) => {
+                    return Err(Failure {
+                        message: e.to_string(),
+                        code: None,
+                        permanent: false,
+                    });
+                }
+            }
+        }
+        Ok(Route {
+            settings: self.smtp_settings(account).await?,
+            local_ip,
+            gateway: None,
+        })
+    }
+
+    /// Records a gateway's last use and error, and counts its deliveries.
+    async fn gateway_outcome(&self, id: &str, now: i64, error: Option<&serde_json::Value>) {
+        let fields = Gateway::outcome_fields(now, error);
+        let mut result = self.store.put_gateway(id, &fields, &[]).await.map(drop);
+        if result.is_ok() && error.is_none() {
+            result = self.store.count_gateway_delivery(id).await;
+        }
+        if let Err(e) = result {
+            tracing::warn!(gateway = id, err = %e, "Failed to record a gateway delivery");
+        }
+    }
+
     async fn attempt(&self, item: OutboxItem) {
         let Some(mut entry) = OutboxEntry::decode(&item.entry) else {
             tracing::error!(queueId = %item.queue_id, "Unreadable outbox entry removed");
@@ -256,20 +435,33 @@ impl Submitter {
             return;
         };
         entry.attempts_made += 1;
-        let result = match self.smtp_settings(&item.account).await {
-            Ok(settings) => self.pool.send(&item.account, &settings, &entry).await,
-            Err(f) => Err(f),
+        let route = self.route(&item.account, &entry).await;
+        let result = match &route {
+            Ok(route) => self.pool.send(&item.account, route, &entry).await,
+            Err(f) => Err(Failure {
+                message: f.message.clone(),
+                code: f.code,
+                permanent: f.permanent,
+            }),
+        };
+        let routing = match &route {
+            Ok(Route {
+                local_ip: Some(ip), ..
+            }) => json!({"localAddress": ip.to_string()}),
+            _ => serde_json::Value::Null,
         };
         let sink = &self.events;
         let envelope = json!({"from": entry.envelope_from, "to": entry.envelope_to});
         let now = chrono::Utc::now().timestamp_millis();
         let mut batch = sink.batch().await;
         let sent = result.is_ok();
+        let outcome_error = result.as_ref().err().map(|f| (f.message.clone(), f.code));
         match result {
             Ok(response) => {
                 tracing::info!(account = %item.account, queueId = %entry.queue_id, response = %response, "Message sent");
                 batch.event(&item.account, "messageSent", None, None, json!({
                     "messageId": entry.message_id, "response": response, "queueId": entry.queue_id, "envelope": envelope,
+                    "networkRouting": routing,
                 }));
                 batch.change(Change::RemoveOutbox {
                     queue_id: entry.queue_id.clone(),
@@ -294,6 +486,7 @@ impl Submitter {
                     batch.event(&item.account, "messageDeliveryError", None, None, json!({
                         "queueId": entry.queue_id, "envelope": envelope, "messageId": entry.message_id,
                         "error": failure.message, "smtpResponseCode": failure.code,
+                        "networkRouting": routing,
                         "job": {"attemptsMade": entry.attempts_made, "attempts": entry.max_attempts,
                                 "nextAttempt": emailengine_core::units::iso_time(next)},
                     }));
@@ -307,6 +500,28 @@ impl Submitter {
             }
         }
         self.record(&entry.queue_id, batch).await;
+        if let Ok(Route {
+            gateway: Some(id), ..
+        }) = &route
+        {
+            let error = outcome_error.as_ref().map(|(message, code)| {
+                json!({"created": now, "status": "error", "response": message, "responseCode": code})
+            });
+            self.gateway_outcome(id, now, error.as_ref()).await;
+        }
+        if let Some(key) = &entry.feedback_key {
+            let value = match &outcome_error {
+                None => json!({"success": true}),
+                Some((message, _)) => json!({"success": false, "error": message}),
+            };
+            if let Err(e) = self
+                .store
+                .put_transient(key, &value.to_string(), 3600, false)
+                .await
+            {
+                tracing::warn!(err = %e, "Failed to store delivery feedback");
+            }
+        }
         let counter = if sent {
             "submit:success"
         } else {
@@ -363,7 +578,10 @@ impl Submitter {
 
     async fn copy_to_sent(&self, account: &str, entry: &OutboxEntry) {
         let copied = match self.mail.backend(account, SENT_COPY_WAIT).await {
-            Ok(mail) => mail.copy_to_sent(&entry.raw).await,
+            Ok(mail) => {
+                mail.copy_to_sent(&entry.raw, entry.sent_mail_path.as_deref())
+                    .await
+            }
             Err(e) => Err(e),
         };
         match copied {
@@ -422,68 +640,137 @@ fn smtp_builder(
     Ok(builder)
 }
 
-/// An open SMTP session, over TLS or not.
-enum Connection {
+/// An open SMTP session, over TLS or not, and whether the server takes DSN parameters.
+struct Connection {
+    session: Session,
+    dsn: bool,
+}
+
+enum Session {
     Tls(Box<mail_send::SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
     Plain(mail_send::SmtpClient<tokio::net::TcpStream>),
+}
+
+/// EHLO and AUTH on a fresh session, keeping the capabilities (mail-send discards them).
+async fn greet<T>(
+    client: &mut mail_send::SmtpClient<T>,
+    settings: &ServerSettings,
+) -> mail_send::Result<bool>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let host = ehlo_name();
+    let caps = client.capabilities(&host, false).await?;
+    if !settings.user.is_empty() {
+        let credentials = mail_send::Credentials::new(settings.user.clone(), settings.pass.clone());
+        client.authenticate(&credentials, &caps).await?;
+    }
+    Ok(caps.has_capability(smtp_proto::EXT_DSN))
+}
+
+/// The name this host gives in EHLO.
+fn ehlo_name() -> String {
+    gethostname()
+}
+
+fn gethostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 impl Connection {
     /// Opens a session. `plain_known` skips the STARTTLS attempt for a server already seen
     /// without it (each attempt costs a connection).
-    async fn open(settings: &ServerSettings, plain_known: bool) -> Result<Self, Failure> {
-        let builder = smtp_builder(settings)?;
+    async fn open(route: &Route, plain_known: bool) -> Result<Self, Failure> {
+        let settings = &route.settings;
+        let mut builder = smtp_builder(settings)?
+            .say_ehlo(false)
+            .helo_host(ehlo_name());
+        if let Some(ip) = route.local_ip {
+            builder = builder.local_ip(ip);
+        }
+        let tls = async |b: &mail_send::SmtpClientBuilder<String>| -> mail_send::Result<Self> {
+            let mut c = b.connect().await?;
+            let dsn = greet(&mut c, settings).await?;
+            Ok(Self {
+                session: Session::Tls(Box::new(c)),
+                dsn,
+            })
+        };
+        let plain = async |b: &mail_send::SmtpClientBuilder<String>| -> mail_send::Result<Self> {
+            let mut c = b.connect_plain().await?;
+            let dsn = greet(&mut c, settings).await?;
+            Ok(Self {
+                session: Session::Plain(c),
+                dsn,
+            })
+        };
         if plain_known && settings.starttls.is_none() && !settings.secure {
-            return builder
-                .connect_plain()
-                .await
-                .map(Connection::Plain)
-                .map_err(failure);
+            return plain(&builder).await.map_err(failure);
         }
         if settings.secure || settings.starttls == Some(true) {
-            return builder
-                .connect()
-                .await
-                .map(|c| Connection::Tls(Box::new(c)))
-                .map_err(failure);
+            return tls(&builder).await.map_err(failure);
         }
         if settings.starttls == Some(false) {
-            return builder
-                .connect_plain()
-                .await
-                .map(Connection::Plain)
-                .map_err(failure);
+            return plain(&builder).await.map_err(failure);
         }
-        match builder.connect().await {
-            Ok(c) => Ok(Connection::Tls(Box::new(c))),
-            Err(mail_send::Error::MissingStartTls) => builder
-                .connect_plain()
-                .await
-                .map(Connection::Plain)
-                .map_err(failure),
+        match tls(&builder).await {
+            Ok(c) => Ok(c),
+            Err(mail_send::Error::MissingStartTls) => plain(&builder).await.map_err(failure),
             Err(e) => Err(failure(e)),
         }
     }
 
+    fn is_plain(&self) -> bool {
+        matches!(self.session, Session::Plain(_))
+    }
+
     async fn send(&mut self, entry: &OutboxEntry) -> mail_send::Result<String> {
-        let message = mail_send::smtp::message::Message::new(
-            entry.envelope_from.as_str(),
-            entry.envelope_to.iter().map(String::as_str),
-            entry.raw.as_slice(),
-        );
-        let r = match self {
-            Connection::Tls(c) => c.send(message).await?,
-            Connection::Plain(c) => c.send(message).await?,
+        use mail_send::smtp::message::{Address, Message, Parameters};
+        let dsn = entry.dsn.as_ref().filter(|_| self.dsn);
+        let message = Message {
+            mail_from: Address::new(
+                entry.envelope_from.as_str(),
+                dsn.map(Dsn::mail_parameters).unwrap_or_default(),
+            ),
+            rcpt_to: entry
+                .envelope_to
+                .iter()
+                .map(|to| {
+                    Address::new(
+                        to.as_str(),
+                        dsn.map(Dsn::rcpt_parameters)
+                            .unwrap_or_else(Parameters::new),
+                    )
+                })
+                .collect(),
+            body: entry.raw.as_slice().into(),
+        };
+        let r = match &mut self.session {
+            Session::Tls(c) => c.send(message).await?,
+            Session::Plain(c) => c.send(message).await?,
         };
         Ok(reply_text(r.code, r.esc, &r.message))
     }
 
     async fn rset(&mut self) -> bool {
-        match self {
-            Connection::Tls(c) => c.rset().await.is_ok(),
-            Connection::Plain(c) => c.rset().await.is_ok(),
+        match &mut self.session {
+            Session::Tls(c) => c.rset().await.is_ok(),
+            Session::Plain(c) => c.rset().await.is_ok(),
         }
     }
+}
+
+/// Where one message goes out: the server and credentials (the account's or a gateway's) and
+/// the local address to bind.
+struct Route {
+    settings: ServerSettings,
+    local_ip: Option<std::net::IpAddr>,
+    /// The gateway used, when one was.
+    gateway: Option<String>,
 }
 
 /// Idle SMTP sessions kept for reuse, per account and server settings: opening a session
@@ -525,12 +812,13 @@ impl SmtpPool {
     async fn send(
         &self,
         account: &str,
-        settings: &ServerSettings,
+        route: &Route,
         entry: &OutboxEntry,
     ) -> Result<String, Failure> {
+        let settings = &route.settings;
         let key = format!(
-            "{account}\0{}:{}:{}:{}",
-            settings.host, settings.port, settings.user, settings.secure
+            "{account}\0{}:{}:{}:{}\0{:?}",
+            settings.host, settings.port, settings.user, settings.secure, route.local_ip
         );
         if let Some(mut conn) = self.take(&key) {
             match conn.send(entry).await {
@@ -550,8 +838,8 @@ impl SmtpPool {
             }
         }
         let plain_known = self.plain.lock().is_ok_and(|p| p.contains(&key));
-        let mut conn = Connection::open(settings, plain_known).await?;
-        if matches!(conn, Connection::Plain(_))
+        let mut conn = Connection::open(route, plain_known).await?;
+        if conn.is_plain()
             && settings.starttls.is_none()
             && let Ok(mut p) = self.plain.lock()
         {
@@ -602,6 +890,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dsn_parameters_are_xtext() {
+        let d = Dsn {
+            id: Some("a+b=c d".into()),
+            ret: "full".into(),
+            notify: vec!["success".into(), "failure".into()],
+            recipient: Some("x@y".into()),
+        };
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        let m = mail_send::smtp::message::Address::new("a@x", d.mail_parameters());
+        assert_eq!(m.parameters.to_string(), " RET=FULL ENVID=a+2Bb+3Dc+20d");
+        let r = mail_send::smtp::message::Address::new("b@x", d.rcpt_parameters());
+        assert_eq!(
+            r.parameters.to_string(),
+            " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y"
+        );
+    }
+
+    #[test]
     fn queue_ids_are_19_hex_chars() {
         let id = new_queue_id(1_700_000_000_000);
         assert_eq!(id.len(), 19);
@@ -623,6 +929,16 @@ mod tests {
             max_attempts: 10,
             copy: false,
             last_error: None,
+            gateway: Some("g1".into()),
+            dsn: Some(Dsn {
+                id: Some("env 1".into()),
+                ret: "headers".into(),
+                notify: vec!["failure".into(), "delay".into()],
+                recipient: Some("b@x".into()),
+            }),
+            local_address: Some("127.0.0.2".into()),
+            sent_mail_path: None,
+            feedback_key: None,
         };
         assert_eq!(OutboxEntry::decode(&e.encode()), Some(e));
     }

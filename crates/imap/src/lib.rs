@@ -17,6 +17,7 @@ pub mod account;
 pub mod command;
 pub mod connect;
 pub mod error;
+pub mod feedback;
 pub mod folders;
 pub mod idle;
 pub mod mail;

@@ -853,13 +853,16 @@ impl MailBackend for ImapMail {
         Ok(out)
     }
 
-    async fn copy_to_sent(&self, raw: &[u8]) -> Result<bool> {
-        let sent = self
-            .listing()
-            .await?
-            .into_iter()
-            .find(|f| f.special_use.as_deref() == Some("\\Sent"))
-            .map(|f| f.path);
+    async fn copy_to_sent(&self, raw: &[u8], path: Option<&str>) -> Result<bool> {
+        let sent = match path {
+            Some(p) => Some(p.to_string()),
+            None => self
+                .listing()
+                .await?
+                .into_iter()
+                .find(|f| f.special_use.as_deref() == Some("\\Sent"))
+                .map(|f| f.path),
+        };
         let Some(path) = sent else {
             return Ok(false);
         };

@@ -355,11 +355,25 @@ pub async fn sync_folder(
             let set = uid_set(chunk);
             let mut summaries = fetch_summaries(session, &set, true, false).await?;
             summaries.sort_by_key(|f| f.uid);
-            let sources = if notify.wants_source() {
+            let mut sources = if notify.wants_source() {
                 fetch_sources(session, &set).await?
             } else {
                 HashMap::new()
             };
+            // Bounces and complaints are told by their full content: download the candidates.
+            let placement = crate::feedback::placement(&folder.path, special);
+            if let Some(p) = placement {
+                let wanted: Vec<u32> = summaries
+                    .iter()
+                    .filter(|f| !sources.contains_key(&f.uid))
+                    .filter(|f| crate::feedback::is_candidate(&f.header, p))
+                    .map(|f| f.uid)
+                    .collect();
+                if !wanted.is_empty() {
+                    sources.extend(fetch_sources(session, &uid_set(&wanted)).await?);
+                }
+            }
+            let now = chrono::Utc::now().timestamp_millis();
             let mut batch = sink.batch().await;
             for f in summaries {
                 // Messages older than the account's `notifyFrom` are indexed but not reported.
@@ -383,7 +397,25 @@ pub async fn sync_folder(
                         data["headers"] = crate::message::header_map(source, &notify.headers);
                     }
                 }
+                let feedback = match (placement, sources.get(&f.uid)) {
+                    (Some(p), Some(source)) if crate::feedback::is_candidate(&f.header, p) => {
+                        Some(crate::feedback::classify(source, p, &mut data))
+                    }
+                    _ => None,
+                };
+                let message = data["id"].as_str().unwrap_or_default().to_string();
                 batch.event(account, "messageNew", Some(&folder.path), special, data);
+                if let Some(feedback) = &feedback {
+                    crate::feedback::report(
+                        &mut batch,
+                        account,
+                        &folder.path,
+                        special,
+                        &message,
+                        feedback,
+                        now,
+                    );
+                }
                 report.new += 1;
             }
             let upsert = chunk.iter().map(|uid| (*uid, new_entry(*uid))).collect();

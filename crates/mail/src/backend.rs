@@ -260,8 +260,9 @@ pub trait MailBackend: Send + Sync {
     async fn bulk_delete(&self, path: &str, search: &Search, force: bool) -> Result<Deleted>;
 
     async fn upload(&self, upload: &Upload) -> Result<Uploaded>;
-    /// Stores a copy of sent mail in the account's Sent folder; false when it has none.
-    async fn copy_to_sent(&self, raw: &[u8]) -> Result<bool>;
+    /// Stores a copy of sent mail in `path`, else the account's Sent folder; false when there
+    /// is no such folder.
+    async fn copy_to_sent(&self, raw: &[u8], path: Option<&str>) -> Result<bool>;
 }
 
 #[cfg(test)]

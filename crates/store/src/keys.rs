@@ -72,6 +72,10 @@ impl Keys {
     pub fn mailbox_registry(&self, account: &str) -> String {
         self.k(&format!("iah:{account}"))
     }
+    /// Hash: original Message-ID → concatenated msgpack bounce records.
+    pub fn bounces(&self, account: &str) -> String {
+        self.k(&format!("iar:b:{account}"))
+    }
     /// Hash: sync status of one folder.
     pub fn folder_status(&self, account: &str, path_hash: &str) -> String {
         self.k(&format!("iam:{account}:h:{path_hash}"))

@@ -206,6 +206,12 @@ pub struct MailboxGeneration {
 /// The per-account mailbox and message index the sync engine keeps (spec §7.2–§7.3).
 #[async_trait]
 pub trait MailboxIndex: Transactions {
+    /// The concatenated bounce records of each Message-ID (spec §21.4), in order.
+    async fn bounce_records(
+        &self,
+        account: &str,
+        message_ids: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>>;
     /// The numeric id of a mailbox generation, assigned on first use (`iah:<account>`); the
     /// counter is the account's `listRegistry` field.
     async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32>;
@@ -463,6 +469,13 @@ pub enum Change {
     RemoveOutbox { queue_id: String },
     /// Removes a given-up webhook delivery from the dead list.
     RemoveDeadEvent { id: String },
+    /// Appends a bounce record to the list kept under the original's Message-ID
+    /// (`iar:b:<account>`, records concatenated).
+    AppendBounce {
+        account: String,
+        message_id: String,
+        record: Vec<u8>,
+    },
 }
 
 /// Atomic application of several changes: all of them or none.

@@ -122,6 +122,7 @@ contract!(
     dead_events,
     outbox,
     idempotency,
+    bounce_records,
     commit_is_one_unit,
     templates,
     blocklists,
@@ -779,6 +780,44 @@ async fn idempotency(s: &dyn Store) {
         s.idempotent("bob", "k", "bob's", 60).await.unwrap(),
         None,
         "per account"
+    );
+}
+
+async fn bounce_records(s: &dyn Store) {
+    let append = |id: &str, record: &[u8]| Change::AppendBounce {
+        account: "ann".into(),
+        message_id: id.into(),
+        record: record.to_vec(),
+    };
+    s.commit(vec![append("<a@x>", b"\x81\xa1i\x01")])
+        .await
+        .unwrap();
+    s.commit(vec![
+        append("<a@x>", b"\x81\xa1i\x02"),
+        append("<b@x>", b"B"),
+    ])
+    .await
+    .unwrap();
+    let ids = ["<a@x>".to_string(), "<none@x>".into(), "<b@x>".into()];
+    assert_eq!(
+        s.bounce_records("ann", &ids).await.unwrap(),
+        vec![
+            Some(b"\x81\xa1i\x01\x81\xa1i\x02".to_vec()),
+            None,
+            Some(b"B".to_vec())
+        ]
+    );
+    assert_eq!(
+        s.bounce_records("bob", &ids[..1]).await.unwrap(),
+        vec![None]
+    );
+    s.put_account("ann", &fields(&[("account", "ann")]))
+        .await
+        .unwrap();
+    s.delete_account("ann").await.unwrap();
+    assert_eq!(
+        s.bounce_records("ann", &ids[..1]).await.unwrap(),
+        vec![None]
     );
 }
 

@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -17,6 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonObject, QueryParams};
 use crate::mail::AccountMail;
 use crate::reference;
+use crate::state::AppState;
 
 const DEFAULT_MAX_BYTES: i64 = 5 * 1024 * 1024;
 
@@ -65,6 +67,39 @@ fn message_page(p: MessagePage) -> Json<Value> {
         "prevPageCursor": cursor(p.page.saturating_sub(1), p.page > 0),
         "messages": p.messages,
     }))
+}
+
+/// Adds `bounces` to messages whose Message-ID has bounce records (spec §21.4).
+async fn with_bounces(state: &AppState, account: &str, messages: &mut [Value]) -> ApiResult<()> {
+    let ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| {
+            m.get("messageId")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let records = state.store.bounce_records(account, &ids).await?;
+    let mut found = ids.into_iter().zip(records);
+    for m in messages.iter_mut() {
+        if m.get("messageId").and_then(Value::as_str).is_none() {
+            continue;
+        }
+        let Some((_, Some(bytes))) = found.next() else {
+            continue;
+        };
+        match emailengine_feedback::bounce_listing(&bytes) {
+            Ok(list) if !list.is_empty() => {
+                m["bounces"] = serde_json::to_value(list).unwrap_or(Value::Null);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(account, err = %e, "Unreadable bounce records"),
+        }
+    }
+    Ok(())
 }
 
 /// The `search` object of a request body.
@@ -126,13 +161,17 @@ fn read_options(query: &mut QueryParams, mark: bool) -> DetailsOptions {
     extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn list(
+    State(state): State<AppState>,
     AccountMail(mail): AccountMail,
+    axum::extract::Path(account): axum::extract::Path<String>,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let path = query.folder("path");
     let page = paging(&mut query)?;
     query.finish()?;
-    Ok(message_page(mail.list(&path, page).await?))
+    let mut listed = mail.list(&path, page).await?;
+    with_bounces(&state, &account, &mut listed.messages).await?;
+    Ok(message_page(listed))
 }
 
 /// Search messages
@@ -177,13 +216,17 @@ pub async fn search(
     extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
 pub async fn get_one(
+    State(state): State<AppState>,
     AccountMail(mail): AccountMail,
-    axum::extract::Path((_account, message)): axum::extract::Path<(String, String)>,
+    axum::extract::Path((account, message)): axum::extract::Path<(String, String)>,
     mut query: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let options = read_options(&mut query, true);
     query.finish()?;
-    Ok(Json(mail.message(&message, &options).await?))
+    let mut details = [mail.message(&message, &options).await?];
+    with_bounces(&state, &account, &mut details).await?;
+    let [details] = details;
+    Ok(Json(details))
 }
 
 /// Download raw message

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod blocklists;
 pub mod gateways;
 pub mod health;
+pub mod links;
 pub mod mailboxes;
 pub mod messages;
 pub mod metrics;

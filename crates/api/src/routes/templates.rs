@@ -242,7 +242,8 @@ pub async fn list(State(state): State<AppState>, mut query: QueryParams) -> ApiR
     })))
 }
 
-async fn load(
+/// A stored template by id: its owning account (`None`: public), record and content.
+pub(crate) async fn load(
     state: &AppState,
     id: &str,
 ) -> ApiResult<(Option<String>, TemplateMeta, TemplateContent)> {

@@ -167,6 +167,8 @@ impl AccountStore for RedisStore {
             .del(self.keys.listing(account))
             .ignore()
             .del(self.keys.mailbox_registry(account))
+            .ignore()
+            .del(self.keys.bounces(account))
             .ignore();
         let (removed,): (u64,) = pipe.query_async(&mut self.conn()).await?;
         self.delete_matching(&self.keys.folder_keys_pattern(&glob_escape(account)))
@@ -204,6 +206,21 @@ impl AccountStore for RedisStore {
 
 #[async_trait]
 impl MailboxIndex for RedisStore {
+    async fn bounce_records(
+        &self,
+        account: &str,
+        message_ids: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(redis::cmd("HMGET")
+            .arg(self.keys.bounces(account))
+            .arg(message_ids)
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32> {
         let field = emailengine_core::ids::mailbox_registry_field(uid_validity, path);
         let id: i64 = Script::new(MAILBOX_ID)

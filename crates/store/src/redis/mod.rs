@@ -51,6 +51,11 @@ pub fn redact_url(url: &str) -> String {
     emailengine_core::settings::mask_url_credentials(url).replace("******", "***")
 }
 
+/// Appends bytes to a hash field (EmailEngine's `hPush`).
+const APPEND_FIELD: &str = "local v = redis.call('HGET', KEYS[1], ARGV[1]) or ''\n\
+    redis.call('HSET', KEYS[1], ARGV[1], v .. ARGV[2])\n\
+    return 1";
+
 impl RedisStore {
     /// Connects, failing within a few seconds when Redis cannot be reached.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
@@ -211,6 +216,19 @@ impl Transactions for RedisStore {
                         .zadd(self.keys.outbox_due(), queue_id, *due)
                         .ignore()
                         .hdel(self.keys.outbox_leases(), queue_id)
+                        .ignore();
+                }
+                Change::AppendBounce {
+                    account,
+                    message_id,
+                    record,
+                } => {
+                    pipe.cmd("EVAL")
+                        .arg(APPEND_FIELD)
+                        .arg(1)
+                        .arg(self.keys.bounces(&account))
+                        .arg(message_id)
+                        .arg(record)
                         .ignore();
                 }
                 Change::RemoveDeadEvent { id } => {

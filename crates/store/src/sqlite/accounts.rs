@@ -190,6 +190,7 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM tokens WHERE account = ?1",
                     "DELETE FROM account_fields WHERE account = ?1",
                     "DELETE FROM mailbox_ids WHERE account = ?1",
+                    "DELETE FROM bounces WHERE account = ?1",
                 ] {
                     tx.prepare_cached(sql)?.execute([&account])?;
                 }
@@ -248,6 +249,27 @@ impl AccountStore for SqliteStore {
 
 #[async_trait]
 impl MailboxIndex for SqliteStore {
+    async fn bounce_records(
+        &self,
+        account: &str,
+        message_ids: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let (account, ids) = (account.to_string(), message_ids.to_vec());
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT records FROM bounces WHERE account = ?1 AND message_id = ?2",
+                )?;
+                ids.iter()
+                    .map(|id| {
+                        stmt.query_row(params![account, id], |r| r.get(0))
+                            .optional()
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     async fn mailbox_id(&self, account: &str, uid_validity: u64, path: &str) -> Result<u32> {
         let (account, path) = (account.to_string(), path.to_string());
         let validity = uid_validity as i64;

@@ -302,6 +302,17 @@ fn apply(tx: &Connection, change: &Change, now: i64, ids: &mut Vec<String>) -> R
             )?
             .execute(params![queue_id, account, entry, due])?;
         }
+        Change::AppendBounce {
+            account,
+            message_id,
+            record,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO bounces (account, message_id, records) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, message_id) DO UPDATE SET records = records || excluded.records",
+            )?
+            .execute(params![account, message_id, record])?;
+        }
         Change::RemoveDeadEvent { id } => {
             tx.prepare_cached("DELETE FROM dead_events WHERE id = ?1")?
                 .execute([id])?;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-pub(crate) const VERSION: i64 = 1;
+pub(crate) const VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE tokens (
@@ -171,13 +171,26 @@ CREATE TABLE probe (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: bounce records by original Message-ID (`iar:b:<account>`).
+const SCHEMA_V2: &str = "
+CREATE TABLE bounces (
+  account TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  records BLOB NOT NULL,
+  PRIMARY KEY (account, message_id)
+) WITHOUT ROWID;
+";
+
 /// Creates the tables of a new database, or checks that an existing one is of a known version.
 pub(crate) fn prepare(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
-        0 => {
+        0 | 1 => {
             let tx = conn.transaction()?;
-            tx.execute_batch(SCHEMA_V1)?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA_V1)?;
+            }
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
             Ok(())
