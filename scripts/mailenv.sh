@@ -136,6 +136,7 @@ relayhost =
 default_transport = error:outside mail is not delivered in this test system
 smtputf8_enable = yes
 transport_maps = texthash:$DIR/postfix/transport
+smtpd_reject_unlisted_recipient = no
 CONF
 mkdir -p "$DIR/spool/data"; chown postfix "$DIR/spool/data"
 (setsid postfix -c "$DIR/postfix" start-fg </dev/null >"$DIR/postfix.log" 2>&1 &)

@@ -747,7 +747,7 @@ impl Connection {
                     )
                 })
                 .collect(),
-            body: entry.raw.as_slice().into(),
+            body: smtp_body(&entry.raw).into(),
         };
         let r = match &mut self.session {
             Session::Tls(c) => c.send(message).await?,
@@ -762,6 +762,15 @@ impl Connection {
             Session::Plain(c) => c.rset().await.is_ok(),
         }
     }
+}
+
+/// The message as handed to mail-send, which ends the data with CRLF before the final dot
+/// itself: a message that already ends with a line break gives up that one, so the body
+/// arrives byte for byte.
+fn smtp_body(raw: &[u8]) -> &[u8] {
+    raw.strip_suffix(b"\r\n")
+        .or_else(|| raw.strip_suffix(b"\n"))
+        .unwrap_or(raw)
 }
 
 /// Where one message goes out: the server and credentials (the account's or a gateway's) and
@@ -888,6 +897,13 @@ fn failure(e: mail_send::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_final_line_break_is_left_to_the_smtp_client() {
+        assert_eq!(smtp_body(b"a\r\n\r\n"), b"a\r\n");
+        assert_eq!(smtp_body(b"a\n"), b"a");
+        assert_eq!(smtp_body(b"a"), b"a");
+    }
 
     #[test]
     fn dsn_parameters_are_xtext() {

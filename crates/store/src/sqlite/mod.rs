@@ -307,11 +307,19 @@ fn apply(tx: &Connection, change: &Change, now: i64, ids: &mut Vec<String>) -> R
             message_id,
             record,
         } => {
+            // Concatenated in Rust: SQL's `||` would turn the bytes into text.
+            let mut records: Vec<u8> = tx
+                .prepare_cached(
+                    "SELECT records FROM bounces WHERE account = ?1 AND message_id = ?2",
+                )?
+                .query_row(params![account, message_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or_default();
+            records.extend_from_slice(record);
             tx.prepare_cached(
-                "INSERT INTO bounces (account, message_id, records) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account, message_id) DO UPDATE SET records = records || excluded.records",
+                "INSERT OR REPLACE INTO bounces (account, message_id, records) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![account, message_id, record])?;
+            .execute(params![account, message_id, records])?;
         }
         Change::RemoveDeadEvent { id } => {
             tx.prepare_cached("DELETE FROM dead_events WHERE id = ?1")?

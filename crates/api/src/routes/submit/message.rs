@@ -70,7 +70,7 @@ fn render_error(e: emailengine_sending::Error) -> ApiError {
     };
     ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         .with("code", "RenderFailed")
-        .with("details", json!([{"message": e.to_string(), "key": field}]))
+        .with("fields", json!([{"message": e.to_string(), "key": field}]))
 }
 
 fn text_field(payload: &Map<String, Value>, key: &str) -> Option<String> {
