@@ -49,6 +49,8 @@ pub struct ServerSettings {
     pub disabled: bool,
     /// Never ENABLE IMAP4rev2, even where the server offers it (`disableIMAP4rev2`).
     pub disable_imap4rev2: bool,
+    /// The source address to bind (chosen per connection from `localAddresses`, spec §23).
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl ServerSettings {
@@ -87,6 +89,7 @@ impl ServerSettings {
                 == Some(false),
             disabled: flag("disabled").unwrap_or(false),
             disable_imap4rev2: flag("disableIMAP4rev2").unwrap_or(false),
+            local_address: None,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod ids;
 pub mod index;
 pub mod msgpack;
+pub mod network;
 pub mod password;
 pub mod permissions;
 pub mod secret;

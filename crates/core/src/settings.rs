@@ -27,6 +27,10 @@ pub enum Kind {
     Headers,
     /// `{all: bool, maxLogLines: int}`.
     Logs,
+    /// One of fixed words.
+    OneOf(&'static [&'static str]),
+    /// IP addresses without a prefix length.
+    IpList,
 }
 
 pub struct SettingDef {
@@ -73,7 +77,16 @@ pub const SETTINGS: &[SettingDef] = &[
     def("logs", Kind::Logs),
     def("locale", Kind::Text { max: 32 }),
     def("timezone", Kind::Text { max: 64 }),
+    def("trackClicks", Kind::Bool),
+    def("trackOpens", Kind::Bool),
+    def("trackSentMessages", Kind::Bool),
+    def("localAddresses", Kind::IpList),
+    def("smtpStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
+    def("imapStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
 ];
+
+/// How a connection picks its source address among `localAddresses` (spec §23).
+pub const ADDRESS_STRATEGIES: &[&str] = &["default", "dedicated", "random"];
 
 /// Settings whose whole JSON value is stored in `$wd01$` form when a service secret is set.
 pub const ENCRYPTED_KEYS: &[&str] = &[
@@ -259,6 +272,32 @@ fn convert(key: &str, kind: Kind, value: &Value) -> Result<Value, FieldError> {
                 out.push(serde_json::json!({"key": name, "value": v}));
             }
             Ok(Value::Array(out))
+        }
+        Kind::OneOf(words) => match value {
+            Value::String(w) if words.contains(&w.as_str()) => Ok(Value::String(w.clone())),
+            _ => Err(FieldError::about(
+                key,
+                &format!("must be one of [{}]", words.join(", ")),
+            )),
+        },
+        Kind::IpList => {
+            let Value::Array(items) = value else {
+                return Err(FieldError::about(key, "must be an array"));
+            };
+            items
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, v)| match v.as_str().map(|s| s.parse::<std::net::IpAddr>()) {
+                        Some(Ok(ip)) => Ok(Value::String(ip.to_string())),
+                        _ => Err(FieldError::about(
+                            &format!("{key}[{i}]"),
+                            "must be a valid ip address without a CIDR",
+                        )),
+                    },
+                )
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
         }
         Kind::Logs => {
             let Value::Object(map) = value else {

@@ -17,6 +17,7 @@ use emailengine_core::msgpack;
 use emailengine_core::secret::FieldCipher;
 use emailengine_mail::MailRegistry;
 use emailengine_mail::events::{EventBatch, EventSink};
+use emailengine_mail::network::{Protocol, local_address};
 use emailengine_store::{Change, OutboxItem, Store};
 
 /// How long a claimed entry is reserved for one attempt before another worker may retry it.
@@ -366,10 +367,13 @@ impl Submitter {
     /// one that exists (an unknown gateway falls back to the account's server, as in
     /// EmailEngine), else the account's SMTP settings.
     async fn route(&self, account: &str, entry: &OutboxEntry) -> Result<Route, Failure> {
-        let local_ip = entry
+        let hint = entry
             .local_address
             .as_deref()
             .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+        let local_ip = local_address(self.store.as_ref(), account, Protocol::Smtp, hint)
+            .await
+            .address;
         if let Some(id) = &entry.gateway {
             match self.store.gateway(id).await {
                 Ok(Some(fields)) => {
@@ -392,6 +396,7 @@ impl Submitter {
                             accept_invalid_certs: false,
                             disabled: false,
                             disable_imap4rev2: false,
+                            local_address: None,
                         },
                         local_ip,
                         gateway: Some(id.clone()),

@@ -573,6 +573,43 @@ async fn gateways_and_local_addresses_carry_the_mail() {
         sent.payload["data"]["networkRouting"]["localAddress"],
         "127.0.0.2"
     );
+
+    // The localAddresses setting: SMTP and IMAP connections bind to the configured address.
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"localAddresses": ["127.0.0.3", "192.0.2.1"], "smtpStrategy": "dedicated", "imapStrategy": "random"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let configured = format!("{}-configured@example.com", env.prefix);
+    let (status, _) = submit(
+        &server,
+        &token,
+        "g",
+        json!({"to": [{"address": configured}], "subject": "configured", "text": "x", "copy": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let raw = &wait_delivered(&configured, 1).await[0];
+    assert!(
+        String::from_utf8_lossy(raw).contains("[127.0.0.3]"),
+        "192.0.2.1 is not on this host; 127.0.0.3 is the one candidate"
+    );
+    let imap_user = format!("{}-imapbound@example.com", env.prefix);
+    add_account(&server, &token, "ib", &imap_user, true, smtp).await;
+    let log = std::path::PathBuf::from(std::env::var("EE_TEST_MAILDIR").unwrap())
+        .join("../../dovecot.log");
+    let login = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .rev()
+        .find(|l| l.contains("Login:") && l.contains(&imap_user))
+        .map(str::to_string)
+        .expect("Dovecot logged the login");
+    assert!(login.contains("rip=127.0.0.3"), "{login}");
 }
 
 #[tokio::test]

@@ -142,6 +142,8 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 _ => continue,
             },
         };
+        let mut settings = settings;
+        settings.local_address = engine.local_address(&account).await;
         let session = match connect(&settings).await {
             Ok(s) => s,
             Err(err) => {

@@ -180,10 +180,44 @@ pub async fn connect(settings: &ServerSettings) -> Result<Session, ConnectError>
         .map_err(|_| ConnectError::Network("Connection timed out".into()))?
 }
 
-async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectError> {
-    let tcp = TcpStream::connect((settings.host.as_str(), settings.port))
-        .await
+/// Connects from a chosen local address, trying each address the host name resolves to.
+async fn bound_connect(
+    local: std::net::IpAddr,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, ConnectError> {
+    let mut last = None;
+    for remote in tokio::net::lookup_host((host, port)).await.map_err(net)? {
+        if remote.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
         .map_err(net)?;
+        socket
+            .bind(std::net::SocketAddr::new(local, 0))
+            .map_err(net)?;
+        match socket.connect(remote).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => net(e),
+        None => net(format!("{host} has no address reachable from {local}")),
+    })
+}
+
+async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectError> {
+    let tcp = match settings.local_address {
+        None => TcpStream::connect((settings.host.as_str(), settings.port))
+            .await
+            .map_err(net)?,
+        Some(local) => bound_connect(local, &settings.host, settings.port).await?,
+    };
     let _ = tcp.set_nodelay(true);
     let stream = if settings.secure {
         ImapStream::Tls(Box::new(tls(tcp, settings).await?))

@@ -260,10 +260,24 @@ impl Engine {
             .record(account)
             .await?
             .ok_or(MailError::AccountNotFound)?;
-        record
+        let mut settings = record
             .imap(self.0.cipher.as_deref())
             .map_err(|e| MailError::Connection(e.to_string()))?
-            .ok_or(MailError::NotConnected(ConnectionState::Unset))
+            .ok_or(MailError::NotConnected(ConnectionState::Unset))?;
+        settings.local_address = self.local_address(account).await;
+        Ok(settings)
+    }
+
+    /// The source address of the account's next IMAP connection (`imapStrategy`).
+    pub(crate) async fn local_address(&self, account: &str) -> Option<std::net::IpAddr> {
+        emailengine_mail::network::local_address(
+            self.store().as_ref(),
+            account,
+            emailengine_mail::network::Protocol::Imap,
+            None,
+        )
+        .await
+        .address
     }
 
     /// Lends a command session for an API call or a background sync, waiting up to `wait`.

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod error;
 pub mod events;
 pub mod html;
+pub mod network;
 pub mod registry;
 pub mod search;
 
