@@ -734,7 +734,7 @@ impl Connection {
     }
 
     async fn send(&mut self, entry: &OutboxEntry) -> mail_send::Result<String> {
-        use mail_send::smtp::message::{Address, Message, Parameters};
+        use mail_send::smtp::message::{Address, Message};
         let dsn = entry.dsn.as_ref().filter(|_| self.dsn);
         let message = Message {
             mail_from: Address::new(
@@ -748,7 +748,7 @@ impl Connection {
                     Address::new(
                         to.as_str(),
                         dsn.map(Dsn::rcpt_parameters)
-                            .unwrap_or_else(Parameters::new),
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),

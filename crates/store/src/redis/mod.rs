@@ -226,7 +226,7 @@ impl Transactions for RedisStore {
                     pipe.cmd("EVAL")
                         .arg(APPEND_FIELD)
                         .arg(1)
-                        .arg(self.keys.bounces(&account))
+                        .arg(self.keys.bounces(account))
                         .arg(message_id)
                         .arg(record)
                         .ignore();

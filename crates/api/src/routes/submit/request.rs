@@ -362,7 +362,7 @@ fn merge_entry(i: usize, entry: &Value, errors: &mut Vec<FieldError>) {
         ));
     }
     if let Some(m) = e.get("messageId").filter(|v| !v.is_null())
-        && !m.as_str().is_some_and(|m| m.len() <= 996)
+        && m.as_str().is_none_or(|m| m.len() > 996)
     {
         errors.push(FieldError::about(&at("messageId"), "must be a string"));
     }
