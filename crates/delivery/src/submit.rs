@@ -747,8 +747,7 @@ impl Connection {
                 .map(|to| {
                     Address::new(
                         to.as_str(),
-                        dsn.map(Dsn::rcpt_parameters)
-                            .unwrap_or_default(),
+                        dsn.map(Dsn::rcpt_parameters).unwrap_or_default(),
                     )
                 })
                 .collect(),
