@@ -323,15 +323,23 @@ pub async fn submit(
     responses((status = 200, description = "`{response, messageId, queueId, sendAt}`", body = Object)),
     extensions(("x-ee-group" = json!("submit")), ("x-ee-action" = json!("send")),
         ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "properties": {
-            "envelope": {"type": ["object", "null"]},
+            "envelope": {"type": ["object", "null"], "additionalProperties": false, "properties": {
+                "from": {"anyOf": [{"type": "string", "maxLength": 998, "pattern": emailengine_core::compose::EMAIL_PATTERN}, {"const": ""}, {"type": "null"}]},
+                "to": {"type": ["array", "null"], "items": {"type": "string", "maxLength": 998, "pattern": emailengine_core::compose::EMAIL_PATTERN}}}},
             "sendAt": {"type": ["string", "null"], "format": "date-time"},
             "deliveryAttempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
             "copy": {"type": ["boolean", "null"]},
             "sentMailPath": {"type": ["string", "null"], "maxLength": 1024},
             "gateway": {"type": ["string", "null"], "maxLength": 256},
-            "dsn": {"type": ["object", "null"]},
-            "proxy": {"type": ["string", "null"]},
-            "localAddress": {"type": ["string", "null"]},
+            "dsn": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": false, "required": ["return"], "properties": {
+                "id": {"type": ["string", "null"]},
+                "return": {"enum": ["headers", "full"]},
+                "notify": {"anyOf": [{"type": "null"},
+                    {"type": "array", "items": {"enum": ["success", "failure", "delay"]}},
+                    {"type": "array", "items": {"const": "never"}, "minItems": 1, "maxItems": 1}]},
+                "recipient": {"type": ["string", "null"], "maxLength": 998, "pattern": emailengine_core::compose::EMAIL_PATTERN}}}]},
+            "proxy": {"type": ["string", "null"], "maxLength": 1024, "pattern": "^(http|https|socks|socks4|socks4a|socks5)://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,4})?/?$"},
+            "localAddress": {"anyOf": [{"type": "null"}, {"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]},
             "feedbackKey": {"type": ["string", "null"], "maxLength": 1024}}}))),
     security(("bearerAuth" = [])))]
 pub async fn submit_stored(
