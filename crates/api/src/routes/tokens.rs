@@ -190,6 +190,9 @@ fn parse_provision(body: &Map<String, Value>) -> Result<TokenRecord, Vec<FieldEr
     }
     match body.get("permissions") {
         None | Some(Value::Null) => {}
+        Some(v) if !requested_permission_errors(v).is_empty() => {
+            errors.extend(requested_permission_errors(v));
+        }
         Some(v) => match Permissions::parse(v) {
             Ok(_) => record.permissions = Some(v.clone()),
             Err(e) => errors.push(FieldError::new(
@@ -230,6 +233,53 @@ fn parse_provision(body: &Map<String, Value>) -> Result<TokenRecord, Vec<FieldEr
     } else {
         Err(errors)
     }
+}
+
+/// What a client may ask for beyond a well-formed narrowing: every axis names at least one
+/// value (an empty list would mint a token that can do nothing), and `admin` is not a group
+/// that can be granted. EmailEngine's schema labels the values `TokenAction` / `TokenGroup`.
+fn requested_permission_errors(v: &Value) -> Vec<FieldError> {
+    use emailengine_core::permissions::{Action, Group};
+    let mut errors = Vec::new();
+    let Value::Object(axes) = v else {
+        return errors;
+    };
+    for (axis, label, allowed) in [
+        (
+            "actions",
+            "TokenAction",
+            Action::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        ),
+        (
+            "groups",
+            "TokenGroup",
+            Group::ALL
+                .iter()
+                .filter(|g| **g != Group::Admin)
+                .map(|g| g.as_str())
+                .collect(),
+        ),
+    ] {
+        let Some(Value::Array(items)) = axes.get(axis) else {
+            continue;
+        };
+        let at = format!("permissions.{axis}");
+        if items.is_empty() {
+            errors.push(FieldError::new(
+                at.clone(),
+                format!("\"{axis}\" must contain at least 1 items"),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if !item.as_str().is_some_and(|n| allowed.contains(&n)) {
+                errors.push(FieldError::new(
+                    format!("{at}[{i}]"),
+                    format!("\"{label}\" must be one of [{}]", allowed.join(", ")),
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// One token as the API lists it.
