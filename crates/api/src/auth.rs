@@ -264,7 +264,21 @@ pub async fn authenticate(
             .map(|(_, v)| v),
         AccountSource::None => None,
     };
+    let method = req.method().as_str().to_string();
+    let audit = Audit {
+        state: &state,
+        id: &id,
+        record: &record,
+        method: &method,
+        route: &route,
+        policy: route_spec.policy,
+        account: route_account.as_deref(),
+        remote,
+    };
     if let Err(denial) = auth::authorize(&record, route_spec.policy, route_account.as_deref()) {
+        audit
+            .record("denied", Some(denial_reason(&record, &denial)))
+            .await;
         return deny(&id, &record, denial);
     }
 
@@ -286,6 +300,9 @@ pub async fn authenticate(
                 .get(axum::http::header::REFERER)
                 .and_then(|v| v.to_str().ok());
             if let Err(denial) = restrictions.check(remote, referer) {
+                audit
+                    .record("denied", Some(denial_reason(&record, &denial)))
+                    .await;
                 return deny(&id, &record, denial);
             }
             if let Some(limit) = restrictions.rate_limit {
@@ -299,6 +316,7 @@ pub async fn authenticate(
                     Err(e) => return ApiError::from(e).into_response(),
                 };
                 if count > limit.max_requests {
+                    audit.record("denied", Some("rateLimit")).await;
                     tracing::warn!(token = %id, "Rate limited");
                     return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
                         .with("ttl", window.ttl)
@@ -321,6 +339,7 @@ pub async fn authenticate(
         }
     }
 
+    audit.record("allowed", None).await;
     let ctx = AuthContext {
         token_id: Some(id),
         account: record.account.clone(),
@@ -352,6 +371,77 @@ async fn path_account(req: Request) -> (Request, Option<String>) {
                 .map(|(_, v)| v.to_string())
         });
     (Request::from_parts(parts, body), account)
+}
+
+/// Audit entries kept per token, and how long a token's log lives after its last entry
+/// (EmailEngine's `EENGINE_TOKEN_LOG_ENTRIES` / `EENGINE_TOKEN_LOG_AGE` defaults).
+pub const AUDIT_ENTRIES: usize = 1000;
+pub const AUDIT_AGE_SECS: u64 = 604_800;
+
+/// One request of a token, as the audit log (spec §3.12) records it.
+struct Audit<'a> {
+    state: &'a AppState,
+    id: &'a str,
+    record: &'a TokenRecord,
+    method: &'a str,
+    route: &'a str,
+    policy: RoutePolicy,
+    account: Option<&'a str>,
+    remote: Option<IpAddr>,
+}
+
+impl Audit<'_> {
+    /// Appends the entry when `tokenAuditLog` is on. A failed write is logged, never fatal.
+    async fn record(&self, status: &str, reason: Option<&str>) {
+        if !self.state.audit_enabled().await {
+            return;
+        }
+        let account: Option<String> = self
+            .account
+            .or(self.record.account.as_deref())
+            .map(|a| a.chars().take(256).collect());
+        let entry = serde_json::json!({
+            "time": now_ms(),
+            "ip": self.remote.map(|r| r.to_string()),
+            "method": self.method,
+            "path": self.route,
+            "action": self.policy.action.as_str(),
+            "group": self.policy.group.as_str(),
+            "account": account,
+            "status": status,
+            "reason": reason,
+        });
+        let bytes =
+            emailengine_core::msgpack::encode(&emailengine_core::msgpack::from_json(&entry));
+        if let Err(e) = self
+            .state
+            .store
+            .push_token_audit(self.id, &bytes, AUDIT_ENTRIES, AUDIT_AGE_SECS)
+            .await
+        {
+            tracing::warn!(token = %self.id, err = %e, "Failed to write a token audit entry");
+        }
+    }
+}
+
+/// The audit log's word for a denial.
+fn denial_reason(record: &TokenRecord, denial: &Denial) -> &'static str {
+    match denial {
+        Denial::Scope { .. } => "scope",
+        Denial::Account => "account",
+        Denial::Address { .. } => "address",
+        Denial::Referrer => "referrer",
+        Denial::Permission { action, .. } => match record
+            .permissions
+            .as_ref()
+            .map(emailengine_core::permissions::Permissions::parse)
+        {
+            Some(Err(_)) => "malformed",
+            Some(Ok(p)) if p.actions.as_ref().is_some_and(|a| !a.contains(action)) => "action",
+            Some(Ok(_)) => "group",
+            None => "unclassified",
+        },
+    }
 }
 
 fn deny(id: &str, record: &TokenRecord, denial: Denial) -> Response {
@@ -645,6 +735,25 @@ mod tests {
         ("GET", "/v1/oauth2/{app}", "admin", "read"),
         ("PUT", "/v1/oauth2/{app}", "admin", "write"),
         ("DELETE", "/v1/oauth2/{app}", "admin", "destructive"),
+        ("GET", "/v1/settings/queue/{queue}", "admin", "read"),
+        ("PUT", "/v1/settings/queue/{queue}", "admin", "write"),
+        ("GET", "/v1/webhookRoutes", "webhook", "read"),
+        (
+            "GET",
+            "/v1/webhookRoutes/webhookRoute/{webhookRoute}",
+            "webhook",
+            "read",
+        ),
+        ("GET", "/v1/tokens/{token}/log", "admin", "read"),
+        ("GET", "/v1/license", "admin", "read"),
+        ("POST", "/v1/license", "admin", "write"),
+        ("DELETE", "/v1/license", "admin", "destructive"),
+        (
+            "GET",
+            "/v1/account/{account}/server-signatures",
+            "account",
+            "read",
+        ),
     ];
 
     #[test]

@@ -32,8 +32,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, mailboxes, messages, metrics, oauth2, settings, stats,
-    submit, templates, tokens, webhooks,
+    accounts, blocklists, gateways, health, license, mailboxes, messages, metrics, oauth2, queues,
+    settings, stats, submit, templates, tokens, webhook_routes, webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -41,9 +41,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(stats::stats))
         .routes(routes!(settings::get_settings, settings::set_settings))
+        .routes(routes!(queues::get_queue, queues::set_queue))
+        .routes(routes!(
+            license::get_license,
+            license::set_license,
+            license::delete_license
+        ))
         .routes(routes!(tokens::provision, tokens::list))
         .routes(routes!(tokens::provision_deprecated))
         .routes(routes!(tokens::get_one, tokens::delete))
+        .routes(routes!(tokens::audit_log))
         .routes(routes!(tokens::delete_deprecated))
         .routes(routes!(tokens::list_for_account))
         .routes(routes!(metrics::metrics))
@@ -58,6 +65,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::sync))
         .routes(routes!(accounts::flush))
         .routes(routes!(accounts::verify))
+        .routes(routes!(accounts::server_signatures))
         .routes(routes!(mailboxes::list))
         .routes(routes!(
             mailboxes::create,
@@ -73,6 +81,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(submit::outbox))
         .routes(routes!(submit::outbox_item, submit::outbox_delete))
         .routes(routes!(webhooks::list_failed))
+        .routes(routes!(webhook_routes::list))
+        .routes(routes!(webhook_routes::get_one))
         .routes(routes!(webhooks::resend_failed))
         .routes(routes!(messages::search))
         .routes(routes!(

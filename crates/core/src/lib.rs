@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod ids;
 pub mod index;
+pub mod license;
 pub mod msgpack;
 pub mod password;
 pub mod permissions;

@@ -70,6 +70,7 @@ pub const SETTINGS: &[SettingDef] = &[
     def("imapIndexer", Kind::Text { max: 16 }),
     def("ignoreMailCertErrors", Kind::Bool),
     def("enableApiProxy", Kind::Bool),
+    def("tokenAuditLog", Kind::Bool),
     def("logs", Kind::Logs),
     def("locale", Kind::Text { max: 32 }),
     def("timezone", Kind::Text { max: 64 }),
@@ -118,6 +119,15 @@ pub const EVENT_TYPES: &[&str] = &[
     "exportCompleted",
     "exportFailed",
 ];
+
+/// The queues `GET|PUT /v1/settings/queue/{queue}` know (spec §25.2).
+pub const QUEUES: &[&str] = &["notify", "submit", "documents"];
+
+/// The raw `settings` field that holds whether a queue is paused (`"true"` when it is). It is
+/// in the shared store, so a pause holds for every instance.
+pub fn queue_paused_key(queue: &str) -> String {
+    format!("queuePaused:{queue}")
+}
 
 pub fn is_encrypted_key(key: &str) -> bool {
     ENCRYPTED_KEYS.contains(&key)

@@ -128,6 +128,8 @@ contract!(
     gateways,
     oauth_apps,
     transient_keys_and_locks,
+    webhook_routes,
+    token_audit_log,
 );
 
 fn record(account: Option<&str>, description: &str) -> TokenRecord {
@@ -1219,4 +1221,44 @@ async fn migrate_round_trip() {
         // The copied registry counter keeps new ids unique.
         assert_eq!(s.mailbox_id("ann", 7, "Sent").await.unwrap(), 2);
     }
+}
+
+async fn webhook_routes(s: &dyn Store) {
+    use emailengine_store::StoredWebhookRoute;
+    assert!(s.webhook_route_ids().await.unwrap().is_empty());
+    assert_eq!(s.webhook_route("r1").await.unwrap(), None);
+    let full = StoredWebhookRoute {
+        meta: b"meta-1".to_vec(),
+        content: Some(b"content-1".to_vec()),
+        tcount: Some(7),
+    };
+    let bare = StoredWebhookRoute {
+        meta: b"meta-2".to_vec(),
+        content: None,
+        tcount: None,
+    };
+    s.put_webhook_route("r1", &full).await.unwrap();
+    s.put_webhook_route("r2", &bare).await.unwrap();
+    let mut ids = s.webhook_route_ids().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["r1", "r2"]);
+    assert_eq!(s.webhook_route("r1").await.unwrap(), Some(full));
+    assert_eq!(s.webhook_route("r2").await.unwrap(), Some(bare));
+}
+
+async fn token_audit_log(s: &dyn Store) {
+    assert_eq!(s.token_audit("t1", 0, 10).await.unwrap(), (0, vec![]));
+    for i in 0..5u8 {
+        s.push_token_audit("t1", &[i], 3, 60).await.unwrap();
+    }
+    s.push_token_audit("t2", b"other", 3, 60).await.unwrap();
+    assert_eq!(
+        s.token_audit("t1", 0, 10).await.unwrap(),
+        (3, vec![vec![4], vec![3], vec![2]]),
+        "newest first, trimmed to the bound"
+    );
+    assert_eq!(s.token_audit("t1", 1, 1).await.unwrap(), (3, vec![vec![3]]));
+    s.delete_token_audit("t1").await.unwrap();
+    assert_eq!(s.token_audit("t1", 0, 10).await.unwrap(), (0, vec![]));
+    assert_eq!(s.token_audit("t2", 0, 10).await.unwrap().0, 1);
 }

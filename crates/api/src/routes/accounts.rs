@@ -507,3 +507,23 @@ pub async fn verify(
     }
     Ok(Json(Value::Object(out)))
 }
+
+/// List the account's server-side signatures
+///
+/// Signatures are kept by API providers (Gmail's send-as settings); an IMAP/SMTP account has
+/// none: `{signatures: [], signaturesSupported: false}`.
+#[utoipa::path(get, path = "/v1/account/{account}/server-signatures", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{signatures: [{address, signature}], signaturesSupported}`", body = Object),
+        (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("read"))),
+    security(("bearerAuth" = [])))]
+pub async fn server_signatures(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    load(&state, &account).await?;
+    Ok(Json(
+        json!({"signatures": [], "signaturesSupported": false}),
+    ))
+}

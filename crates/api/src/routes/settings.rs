@@ -105,6 +105,9 @@ pub async fn set_settings(
     if !values.is_empty() {
         state.settings.set(&values).await?;
     }
+    if values.iter().any(|(k, _)| k == "tokenAuditLog") {
+        *state.audit_enabled.write().await = None;
+    }
     Ok(Json(SettingsUpdated {
         updated: values.into_iter().map(|(k, _)| k).collect(),
     }))

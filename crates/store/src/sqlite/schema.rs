@@ -171,6 +171,27 @@ CREATE TABLE probe (
 ) WITHOUT ROWID;
 ";
 
+/// Tables added within version 1: created when missing, so a file written by an earlier build
+/// gains them on open and an earlier build reading a newer file simply ignores them.
+const ADDITIONS_V1: &str = "
+CREATE TABLE IF NOT EXISTS webhook_routes (
+  id TEXT PRIMARY KEY,
+  meta BLOB NOT NULL,
+  content BLOB,
+  tcount INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS token_log_id ON token_log(id, seq);
+CREATE TABLE IF NOT EXISTS token_log_expiry (
+  id TEXT PRIMARY KEY,
+  expires INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Creates the tables of a new database, or checks that an existing one is of a known version.
 pub(crate) fn prepare(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -178,11 +199,15 @@ pub(crate) fn prepare(conn: &mut Connection) -> Result<()> {
         0 => {
             let tx = conn.transaction()?;
             tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(ADDITIONS_V1)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
             Ok(())
         }
-        VERSION => Ok(()),
+        VERSION => {
+            conn.execute_batch(ADDITIONS_V1)?;
+            Ok(())
+        }
         v => Err(StoreError::Data(format!(
             "the database has schema version {v}, newer than this build knows ({VERSION}); use a newer emailengine"
         ))),
