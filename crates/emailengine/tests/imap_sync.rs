@@ -78,6 +78,28 @@ async fn deliver_list_read_flag_move_delete() {
         json!({"name": "Bob", "address": "bob@example.com"})
     );
     let id = data["id"].as_str().unwrap().to_string();
+    // A receiver fetches the text and the attachment by the ids in the webhook.
+    assert!(data["text"]["id"].is_string(), "{data}");
+    assert!(data["text"]["encodedSize"]["plain"].as_u64().unwrap() > 0);
+    assert_eq!(data["attachments"][0]["filename"], "data.bin");
+    let text_id = data["text"]["id"].as_str().unwrap();
+    let (status, text) = server
+        .get(&format!("/v1/account/ann/text/{text_id}"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text["plain"].as_str().map(str::trim),
+        Some("Hello from Bob")
+    );
+    let att = data["attachments"][0]["id"].as_str().unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/attachment/{att}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let (status, list) = server
         .get("/v1/account/ann/messages?path=INBOX", Some(&token))

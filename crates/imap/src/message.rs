@@ -474,35 +474,6 @@ mod tests {
     }
 }
 
-/// The `text` object of a `messageNew` payload: plain and HTML text cut to `max` bytes.
-pub fn notify_text(source: &[u8], max: usize) -> Value {
-    let Some(msg) = MessageParser::new().parse(source) else {
-        return json!({"hasMore": false});
-    };
-    let plain: String = msg
-        .text_bodies()
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let html: String = msg
-        .html_bodies()
-        .filter(|p| matches!(p.body, PartType::Html(_)))
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (plain, more_p) = truncate(&plain, max);
-    let (html, more_h) = truncate(&html, max);
-    let mut out = Map::new();
-    if !plain.is_empty() {
-        out.insert("plain".into(), Value::from(plain));
-    }
-    if !html.is_empty() {
-        out.insert("html".into(), Value::from(html));
-    }
-    out.insert("hasMore".into(), Value::Bool(more_p || more_h));
-    Value::Object(out)
-}
-
 /// Raw header values by lower-case name, for the names asked for (`*` = all).
 pub fn header_map(source: &[u8], names: &[String]) -> Value {
     let all = names.iter().any(|n| n == "*");
@@ -546,11 +517,8 @@ mod notify_tests {
     use super::*;
 
     #[test]
-    fn text_and_headers_for_webhooks() {
+    fn headers_for_webhooks() {
         let raw = b"Subject: Hi\r\nX-Tag: a\r\nX-Tag: b\r\n continued\r\nContent-Type: text/plain\r\n\r\nHello world\r\n";
-        let t = notify_text(raw, 5);
-        assert_eq!(t["plain"], "Hello");
-        assert_eq!(t["hasMore"], true);
         let h = header_map(raw, &["X-Tag".into()]);
         assert_eq!(h, json!({"x-tag": ["a", "b continued"]}));
         assert_eq!(header_map(raw, &["*".into()])["subject"], json!(["Hi"]));

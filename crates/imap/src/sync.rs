@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_imap::types::Flag;
 use futures_util::TryStreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use emailengine_core::ids::MessageId;
 use emailengine_core::index::IndexEntry;
@@ -148,8 +148,26 @@ impl NotifyOptions {
         }
     }
 
-    fn wants_source(&self) -> bool {
-        self.text || !self.headers.is_empty()
+    /// The `messageNew` data of a new message: its list entry with `text` (`id`,
+    /// `encodedSize`, and `plain`/`html`/`hasMore` when `notifyText` is on) and `attachments`,
+    /// plus `headers` when `notifyHeaders` names any.
+    fn payload(&self, place: crate::message::Place<'_>, f: &Fetched, source: &[u8]) -> Value {
+        let options = emailengine_mail::DetailsOptions {
+            max_bytes: self.text_size,
+            text_type: emailengine_mail::TextType::All,
+            web_safe_html: false,
+            mark_as_seen: false,
+        };
+        let mut data = crate::message::details(place, f, source, &options);
+        if !self.text
+            && let Some(Value::Object(text)) = data.get_mut("text")
+        {
+            text.retain(|k, _| k == "id" || k == "encodedSize");
+        }
+        if !self.headers.is_empty() {
+            data["headers"] = crate::message::header_map(source, &self.headers);
+        }
+        data
     }
 }
 
@@ -355,11 +373,9 @@ pub async fn sync_folder(
             let set = uid_set(chunk);
             let mut summaries = fetch_summaries(session, &set, true, false).await?;
             summaries.sort_by_key(|f| f.uid);
-            let sources = if notify.wants_source() {
-                fetch_sources(session, &set).await?
-            } else {
-                HashMap::new()
-            };
+            // The whole source: the text id, text sizes and attachment ids receivers fetch
+            // content with come from the MIME structure, and the text from the parts.
+            let sources = fetch_sources(session, &set).await?;
             let mut batch = sink.batch().await;
             for f in summaries {
                 // Messages older than the account's `notifyFrom` are indexed but not reported.
@@ -374,15 +390,10 @@ pub async fn sync_folder(
                     path: &folder.path,
                     special_use: folder.special_use.as_deref(),
                 };
-                let mut data = list_entry(place, &f);
-                if let Some(source) = sources.get(&f.uid) {
-                    if notify.text {
-                        data["text"] = crate::message::notify_text(source, notify.text_size);
-                    }
-                    if !notify.headers.is_empty() {
-                        data["headers"] = crate::message::header_map(source, &notify.headers);
-                    }
-                }
+                let data = match sources.get(&f.uid) {
+                    Some(source) => notify.payload(place, &f, source),
+                    None => list_entry(place, &f),
+                };
                 batch.event(account, "messageNew", Some(&folder.path), special, data);
                 report.new += 1;
             }

@@ -34,10 +34,11 @@ pub async fn get_license(State(state): State<AppState>) -> ApiResult<Json<Value>
 
 /// Register a licence key
 #[utoipa::path(post, path = "/v1/license", tag = "License",
-    request_body(content = Object, description = "`{license: \"<key text>\"}`"),
     responses((status = 200, description = "`{active, type, details, suspended}`", body = Object),
         (status = 400, description = "Invalid input")),
-    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false, "required": ["license"],
+            "properties": {"license": {"type": "string", "minLength": 1, "maxLength": 10240, "pattern": "\\S"}}}))),
     security(("bearerAuth" = [])))]
 pub async fn set_license(
     State(state): State<AppState>,

@@ -73,7 +73,7 @@ async fn job_counts(state: &AppState, queue: &str) -> ApiResult<JobCounts> {
 
 /// Show queue information
 #[utoipa::path(get, path = "/v1/settings/queue/{queue}", tag = "Settings",
-    params(("queue" = String, Path, description = "`notify`, `submit` or `documents`")),
+    params(("queue" = String, Path, pattern = "^(notify|submit|documents)$", description = "`notify`, `submit` or `documents`")),
     responses((status = 200, body = QueueInfo), (status = 400, description = "Unknown queue")),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
     security(("bearerAuth" = [])))]
@@ -96,10 +96,11 @@ pub async fn get_queue(
 /// `{paused: true}` holds the queue's worker on every instance (webhooks stay queued, outgoing
 /// mail stays in the outbox) until `{paused: false}`; `{}` only reports.
 #[utoipa::path(put, path = "/v1/settings/queue/{queue}", tag = "Settings",
-    params(("queue" = String, Path, description = "`notify`, `submit` or `documents`")),
-    request_body(content = Object, description = "`{paused: bool}`"),
+    params(("queue" = String, Path, pattern = "^(notify|submit|documents)$", description = "`notify`, `submit` or `documents`")),
     responses((status = 200, body = QueuePaused), (status = 400, description = "Invalid input")),
-    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write")),
+        ("x-ee-body" = json!({"type": "object", "additionalProperties": false,
+            "properties": {"paused": {"type": "boolean"}}}))),
     security(("bearerAuth" = [])))]
 pub async fn set_queue(
     State(state): State<AppState>,
