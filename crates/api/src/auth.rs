@@ -745,6 +745,7 @@ mod tests {
             "read",
         ),
         ("GET", "/v1/tokens/{token}/log", "admin", "read"),
+        ("GET", "/v1/logs/{account}", "logs", "read"),
         ("GET", "/v1/license", "admin", "read"),
         ("POST", "/v1/license", "admin", "write"),
         ("DELETE", "/v1/license", "admin", "destructive"),

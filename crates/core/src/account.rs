@@ -122,6 +122,8 @@ pub struct AccountRecord {
     pub last_error: Option<Value>,
     /// True once the account reached `connected` at least once (`state:count:connected`).
     pub was_connected: bool,
+    /// `logs`: keep a protocol log of the account's IMAP connection.
+    pub logs: bool,
     fields: BTreeMap<String, String>,
 }
 
@@ -156,6 +158,7 @@ impl AccountRecord {
                 .get("lastErrorState")
                 .and_then(|e| serde_json::from_str(e).ok()),
             was_connected: fields.contains_key("state:count:connected"),
+            logs: fields.get("logs").is_some_and(|v| v == "true"),
             fields,
         }
     }

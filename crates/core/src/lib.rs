@@ -17,6 +17,7 @@ pub mod license;
 pub mod msgpack;
 pub mod password;
 pub mod permissions;
+pub mod protocol_log;
 pub mod secret;
 pub mod settings;
 pub mod signed;

@@ -865,3 +865,96 @@ async fn a_recreated_folder_is_reset_and_changes_are_reported() {
     })
     .await;
 }
+
+/// `logs: true` keeps the account's IMAP protocol log: NDJSON lines from both sides, the
+/// LOGIN password hidden, at most `logs.maxLogLines` lines.
+#[tokio::test]
+async fn protocol_logs_are_kept_redacted_and_bounded() {
+    let env = Env::new("imap-logs");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let mut payload = account_payload("ann", &user, "pass");
+    payload["logs"] = json!(true);
+    let (status, _) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(payload))
+        .await;
+    assert_eq!(status, 200);
+    wait_state(&server, &token, "ann", "connected").await;
+    let fetch = || async {
+        let r = server
+            .http
+            .get(server.url("/v1/logs/ann"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-disposition"],
+            "attachment; filename=\"logs.ann.txt\""
+        );
+        r.text().await.unwrap()
+    };
+    let text = wait_for("the login in the protocol log", 10, || async {
+        let t = fetch().await;
+        t.contains(" LOGIN ").then_some(t)
+    })
+    .await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let login = lines
+        .iter()
+        .find(|l| l["src"] == "c" && l["msg"].as_str().unwrap().contains(" LOGIN "))
+        .unwrap_or_else(|| panic!("no LOGIN line: {text}"));
+    assert!(
+        login["msg"]
+            .as_str()
+            .unwrap()
+            .ends_with("\"(* value hidden *)\""),
+        "{login}"
+    );
+    assert!(!text.contains("\"pass\""), "password leaked: {text}");
+    assert!(!text.contains(&token));
+    assert!(lines.iter().any(|l| l["src"] == "s"));
+    for l in &lines {
+        assert!(
+            l["t"].is_i64() && l["cid"].is_string() && l["lo"].is_u64(),
+            "{l}"
+        );
+    }
+
+    // Bounded: with `maxLogLines: 5` a reconnect leaves at most five lines.
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"logs": {"maxLogLines": 5}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann/reconnect",
+            Some(&token),
+            Some(json!({"reconnect": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = fetch().await;
+    assert!(text.lines().count() <= 5, "{text}");
+
+    let r = server
+        .http
+        .get(server.url("/v1/logs/nobody"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "No logs found for nobody\n");
+}

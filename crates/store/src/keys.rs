@@ -124,6 +124,10 @@ impl Keys {
     pub fn stats_day(&self, counter: &str, day: &str) -> String {
         self.k(&format!("stats:{counter}:{day}"))
     }
+    /// List: an account's protocol log entries (msgpack), oldest first.
+    pub fn account_log(&self, account: &str) -> String {
+        self.k(&format!("iam:{account}:g"))
+    }
     /// Set of custom webhook route ids.
     pub fn webhook_route_ids(&self) -> String {
         self.k("wh:i")

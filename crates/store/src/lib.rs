@@ -597,6 +597,20 @@ pub trait WebhookRouteStore: Send + Sync {
     async fn put_webhook_route(&self, id: &str, route: &StoredWebhookRoute) -> Result<()>;
 }
 
+/// Per-account protocol logs (`iam:<account>:g`, spec §25.1): entries appended in order, only
+/// the newest `max_lines` kept. Removed with the account.
+#[async_trait]
+pub trait AccountLog: Send + Sync {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()>;
+    /// Every kept entry, oldest first.
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>>;
+}
+
 /// The per-token audit log (`tokens:log:<id>`, spec §3.12): newest entry first, at most
 /// `max_entries` kept, the whole log expiring `max_age_secs` after its last entry.
 #[async_trait]
@@ -636,6 +650,7 @@ pub trait Store:
     + TransientStore
     + WebhookRouteStore
     + TokenAuditLog
+    + AccountLog
 {
 }
 impl<T> Store for T where
@@ -655,5 +670,6 @@ impl<T> Store for T where
         + TransientStore
         + WebhookRouteStore
         + TokenAuditLog
+        + AccountLog
 {
 }

@@ -130,6 +130,7 @@ contract!(
     transient_keys_and_locks,
     webhook_routes,
     token_audit_log,
+    account_logs,
 );
 
 fn record(account: Option<&str>, description: &str) -> TokenRecord {
@@ -1261,4 +1262,29 @@ async fn token_audit_log(s: &dyn Store) {
     s.delete_token_audit("t1").await.unwrap();
     assert_eq!(s.token_audit("t1", 0, 10).await.unwrap(), (0, vec![]));
     assert_eq!(s.token_audit("t2", 0, 10).await.unwrap().0, 1);
+}
+
+async fn account_logs(s: &dyn Store) {
+    assert!(s.account_log("ann").await.unwrap().is_empty());
+    s.push_account_log("ann", &[vec![1], vec![2]], 3)
+        .await
+        .unwrap();
+    s.push_account_log("ann", &[vec![3], vec![4]], 3)
+        .await
+        .unwrap();
+    s.push_account_log("bob", &[vec![9]], 3).await.unwrap();
+    assert_eq!(
+        s.account_log("ann").await.unwrap(),
+        [vec![2], vec![3], vec![4]],
+        "oldest first, the newest kept"
+    );
+    s.push_account_log("ann", &[], 3).await.unwrap();
+    let fields = std::collections::BTreeMap::from([("account".to_string(), "ann".to_string())]);
+    s.put_account("ann", &fields).await.unwrap();
+    assert!(s.delete_account("ann").await.unwrap());
+    assert!(
+        s.account_log("ann").await.unwrap().is_empty(),
+        "removed with the account"
+    );
+    assert_eq!(s.account_log("bob").await.unwrap(), [vec![9]]);
 }

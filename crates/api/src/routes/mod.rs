@@ -5,6 +5,7 @@ pub mod blocklists;
 pub mod gateways;
 pub mod health;
 pub mod license;
+pub mod logs;
 pub mod mailboxes;
 pub mod messages;
 pub mod metrics;

@@ -8,8 +8,8 @@ use redis::{AsyncCommands, Script};
 
 use super::RedisStore;
 use crate::{
-    BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute, TemplateStore,
-    TokenAuditLog, TransientStore, WebhookRouteStore,
+    AccountLog, BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute,
+    TemplateStore, TokenAuditLog, TransientStore, WebhookRouteStore,
 };
 
 /// Adds or replaces a list entry, counting new addresses (EmailEngine's `eeListAdd`).
@@ -500,5 +500,36 @@ impl TokenAuditLog for RedisStore {
     async fn delete_token_audit(&self, id: &str) -> Result<()> {
         let _: () = self.conn().del(self.keys.token_log(id)).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountLog for RedisStore {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.account_log(account);
+        let _: () = redis::pipe()
+            .atomic()
+            .rpush(&key, entries)
+            .ignore()
+            .ltrim(&key, -(max_lines.max(1) as isize), -1)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .lrange(self.keys.account_log(account), 0, -1)
+            .await?)
     }
 }

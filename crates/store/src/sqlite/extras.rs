@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, now_ms};
 use crate::{
-    BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute, TemplateStore,
-    TokenAuditLog, TransientStore, WebhookRouteStore,
+    AccountLog, BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute,
+    TemplateStore, TokenAuditLog, TransientStore, WebhookRouteStore,
 };
 
 #[async_trait]
@@ -650,6 +650,49 @@ impl TokenAuditLog for SqliteStore {
                 tx.prepare_cached("DELETE FROM token_log_expiry WHERE id = ?1")?
                     .execute([&id])?;
                 Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl AccountLog for SqliteStore {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (account, entries) = (account.to_string(), entries.to_vec());
+        self.pool
+            .write(move |tx| {
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO account_log (account, entry) VALUES (?1, ?2)")?;
+                for e in &entries {
+                    insert.execute(params![account, e])?;
+                }
+                tx.prepare_cached(
+                    "DELETE FROM account_log WHERE account = ?1 AND seq <= \
+                     (SELECT seq FROM account_log WHERE account = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                )?
+                .execute(params![account, max_lines.max(1) as i64])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>> {
+        let account = account.to_string();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT entry FROM account_log WHERE account = ?1 ORDER BY seq",
+                )?
+                .query_map([account], |r| r.get(0))?
+                .collect()
             })
             .await
     }

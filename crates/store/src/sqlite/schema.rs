@@ -186,6 +186,12 @@ CREATE TABLE IF NOT EXISTS token_log (
   entry BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS token_log_id ON token_log(id, seq);
+CREATE TABLE IF NOT EXISTS account_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  account TEXT NOT NULL,
+  entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS account_log_account ON account_log(account, seq);
 CREATE TABLE IF NOT EXISTS token_log_expiry (
   id TEXT PRIMARY KEY,
   expires INTEGER NOT NULL
