@@ -106,11 +106,31 @@ pub async fn fetch_summaries(
         .collect())
 }
 
+/// Largest attachment put into `messageNew` with `notifyAttachments` when
+/// `notifyAttachmentSize` is not set (EmailEngine's default, 2 MiB).
+const DEFAULT_ATTACHMENT_SIZE: usize = 2 * 1024 * 1024;
+
+/// Whether a new message looks like new mail to its owner: not read, not a draft, and not in
+/// a folder where the owner's own or discarded mail lands.
+fn seems_like_new(special_use: Option<&str>, flags: &[String]) -> bool {
+    let own_folder = matches!(
+        special_use,
+        Some("\\Sent" | "\\Drafts" | "\\Trash" | "\\Junk")
+    );
+    let flagged = |name: &str| flags.iter().any(|f| f.eq_ignore_ascii_case(name));
+    !own_folder && !flagged("\\Seen") && !flagged("\\Draft")
+}
+
 /// What `messageNew` reports: the settings `notifyText`, `notifyTextSize` (default 64 KiB) and
 /// `notifyHeaders`, and the account's `notifyFrom`.
 struct NotifyOptions {
     text: bool,
     text_size: usize,
+    /// `notifyWebSafeHtml`: the HTML sanitised, inline images embedded.
+    web_safe_html: bool,
+    /// `notifyAttachments` with `notifyAttachmentSize`: attachments up to this size carry
+    /// their content.
+    attachments: Option<usize>,
     headers: Vec<String>,
     /// The account's `notifyFrom` (ms).
     from: Option<i64>,
@@ -127,7 +147,14 @@ impl NotifyOptions {
             .and_then(|v| emailengine_core::units::parse_iso_time(&v));
         let values = sink
             .settings
-            .get(&["notifyText", "notifyTextSize", "notifyHeaders"])
+            .get(&[
+                "notifyText",
+                "notifyTextSize",
+                "notifyHeaders",
+                "notifyWebSafeHtml",
+                "notifyAttachments",
+                "notifyAttachmentSize",
+            ])
             .await
             .unwrap_or_default();
         let get = |i: usize| values.get(i).cloned().flatten();
@@ -144,6 +171,12 @@ impl NotifyOptions {
                         .collect()
                 })
                 .unwrap_or_default(),
+            web_safe_html: get(3).and_then(|v| v.as_bool()).unwrap_or(false),
+            attachments: get(4).and_then(|v| v.as_bool()).unwrap_or(false).then(|| {
+                get(5)
+                    .and_then(|v| v.as_u64())
+                    .map_or(DEFAULT_ATTACHMENT_SIZE, |n| n as usize)
+            }),
             from,
         }
     }
@@ -155,10 +188,14 @@ impl NotifyOptions {
         let options = emailengine_mail::DetailsOptions {
             max_bytes: self.text_size,
             text_type: emailengine_mail::TextType::All,
-            web_safe_html: false,
+            web_safe_html: self.web_safe_html,
             mark_as_seen: false,
         };
         let mut data = crate::message::details(place, f, source, &options);
+        if let Some(max) = self.attachments {
+            crate::message::attachment_contents(&mut data, source, max);
+        }
+        data["seemsLikeNew"] = Value::Bool(seems_like_new(place.special_use, &f.flags));
         if !self.text
             && let Some(Value::Object(text)) = data.get_mut("text")
         {
@@ -499,5 +536,15 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn new_looking_mail() {
+        assert!(seems_like_new(Some("\\Inbox"), &[]));
+        assert!(seems_like_new(None, &["$Label".into()]));
+        assert!(!seems_like_new(None, &["\\seen".into()]));
+        assert!(!seems_like_new(None, &["\\Draft".into()]));
+        assert!(!seems_like_new(Some("\\Sent"), &[]));
+        assert!(!seems_like_new(Some("\\Junk"), &[]));
     }
 }
