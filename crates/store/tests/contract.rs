@@ -1108,6 +1108,16 @@ async fn migrate_round_trip() {
     )
     .await
     .unwrap();
+    a.put_webhook_route(
+        "wh1",
+        &emailengine_store::StoredWebhookRoute {
+            meta: b"meta".to_vec(),
+            content: Some(b"content".to_vec()),
+            tcount: Some(2),
+        },
+    )
+    .await
+    .unwrap();
     a.put_app("app1", b"data", Some(b"meta"), false)
         .await
         .unwrap();
@@ -1143,6 +1153,7 @@ async fn migrate_round_trip() {
             blocklist_entries: 1,
             gateways: 1,
             apps: 1,
+            webhook_routes: 1,
         }
     );
     let r = redis("migrate-r").await;
@@ -1193,6 +1204,10 @@ async fn migrate_round_trip() {
         assert_eq!(
             s.undelivered_events(migrate::WEBHOOK_GROUP).await.unwrap(),
             a.undelivered_events(migrate::WEBHOOK_GROUP).await.unwrap()
+        );
+        assert_eq!(
+            s.webhook_route("wh1").await.unwrap(),
+            a.webhook_route("wh1").await.unwrap()
         );
         assert_eq!(
             s.dead_events(0, 10).await.unwrap(),
