@@ -188,6 +188,36 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The answer to a `/v1` path this server does not serve: like every `/v1` route it first
+/// wants a credential (401 without one, or with a token that is not valid), then 404. So a
+/// client can never tell a route it may not call from one that does not exist.
+pub async fn unknown_api_route(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> ApiError {
+    let not_found = ApiError::new(StatusCode::NOT_FOUND, "Not Found");
+    let presented = match presented_token(headers, query) {
+        Ok(t) => t.filter(|t| !t.is_empty()),
+        Err(()) => return ApiError::missing_authentication(),
+    };
+    let Some(presented) = presented else {
+        return match state.tokens_disabled().await {
+            Ok(true) => not_found,
+            Ok(false) => ApiError::missing_authentication(),
+            Err(e) => e,
+        };
+    };
+    let Ok(value) = TokenValue::parse(&presented) else {
+        return ApiError::bad_token();
+    };
+    match state.store.token(&value.id()).await {
+        Ok(Some(r)) if !r.is_expired(now_ms()) => not_found,
+        Ok(_) => ApiError::bad_token(),
+        Err(e) => ApiError::from(e),
+    }
+}
+
 /// Middleware for every authenticated route.
 pub async fn authenticate(
     State((state, policies)): State<(AppState, std::sync::Arc<Policies>)>,

@@ -191,7 +191,16 @@ fn cors_layer(config: &ApiConfig) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-async fn not_found() -> ApiError {
+/// Unknown paths: 404, except that a `/v1` path first asks for a credential (see
+/// [`auth::unknown_api_route`]).
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiError {
+    if uri.path().starts_with("/v1/") {
+        return auth::unknown_api_route(&state, &headers, uri.query()).await;
+    }
     ApiError::new(StatusCode::NOT_FOUND, "Not Found")
 }
 

@@ -39,6 +39,44 @@ async fn new_routes_answer_401_without_a_token() {
     }
 }
 
+/// A `/v1` path this server does not serve (an EmailEngine route not implemented here, or a
+/// wrong method) asks for a credential first, as every EmailEngine route does, then is 404.
+#[tokio::test]
+async fn unserved_v1_paths_want_a_token_before_they_404() {
+    let env = Env::new("core-unserved");
+    let admin = env.issue(&[]);
+    let server = env.start(&[]).await;
+    for (method, path) in [
+        (Method::GET, "/v1/account/a/oauth-token"),
+        (Method::GET, "/v1/no/such/route"),
+        (Method::DELETE, "/v1/stats"),
+    ] {
+        let (status, body) = server.send(method.clone(), path, None, None).await;
+        assert_eq!(
+            (status, body["message"].clone()),
+            (401, json!("Missing authentication")),
+            "{path}"
+        );
+        let (status, _) = server
+            .send(
+                method.clone(),
+                path,
+                Some("0000000000000000000000000000000000000000000000000000000000000000"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 401, "{path} with an unknown token");
+        let (status, body) = server.send(method, path, Some(&admin), None).await;
+        assert_eq!(
+            (status, body["message"].clone()),
+            (404, json!("Not Found")),
+            "{path}"
+        );
+    }
+    let (status, _) = server.get("/no-such-page", None).await;
+    assert_eq!(status, 404, "outside /v1 nothing is asked");
+}
+
 #[tokio::test]
 async fn paused_notify_queue_holds_webhooks_until_resumed() {
     let receiver = Receiver::default();
