@@ -919,6 +919,12 @@ async fn protocol_logs_are_kept_redacted_and_bounded() {
     assert!(!text.contains("\"pass\""), "password leaked: {text}");
     assert!(!text.contains(&token));
     assert!(lines.iter().any(|l| l["src"] == "s"));
+    eprintln!(
+        "protocol log after connect and sync: {} lines, {} bytes; {}",
+        lines.len(),
+        text.len(),
+        login["msg"]
+    );
     for l in &lines {
         assert!(
             l["t"].is_i64() && l["cid"].is_string() && l["lo"].is_u64(),
