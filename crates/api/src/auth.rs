@@ -199,6 +199,36 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The answer to a `/v1` path this server does not serve: like every `/v1` route it first
+/// wants a credential (401 without one, or with a token that is not valid), then 404. So a
+/// client can never tell a route it may not call from one that does not exist.
+pub async fn unknown_api_route(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> ApiError {
+    let not_found = ApiError::new(StatusCode::NOT_FOUND, "Not Found");
+    let presented = match presented_token(headers, query) {
+        Ok(t) => t.filter(|t| !t.is_empty()),
+        Err(()) => return ApiError::missing_authentication(),
+    };
+    let Some(presented) = presented else {
+        return match state.tokens_disabled().await {
+            Ok(true) => not_found,
+            Ok(false) => ApiError::missing_authentication(),
+            Err(e) => e,
+        };
+    };
+    let Ok(value) = TokenValue::parse(&presented) else {
+        return ApiError::bad_token();
+    };
+    match state.store.token(&value.id()).await {
+        Ok(Some(r)) if !r.is_expired(now_ms()) => not_found,
+        Ok(_) => ApiError::bad_token(),
+        Err(e) => ApiError::from(e),
+    }
+}
+
 /// Middleware for every authenticated route.
 pub async fn authenticate(
     State((state, policies)): State<(AppState, std::sync::Arc<Policies>)>,
@@ -275,7 +305,21 @@ pub async fn authenticate(
             .map(|(_, v)| v),
         AccountSource::None => None,
     };
+    let method = req.method().as_str().to_string();
+    let audit = Audit {
+        state: &state,
+        id: &id,
+        record: &record,
+        method: &method,
+        route: &route,
+        policy: route_spec.policy,
+        account: route_account.as_deref(),
+        remote,
+    };
     if let Err(denial) = auth::authorize(&record, route_spec.policy, route_account.as_deref()) {
+        audit
+            .record("denied", Some(denial_reason(&record, &denial)))
+            .await;
         return deny(&id, &record, denial);
     }
 
@@ -297,6 +341,9 @@ pub async fn authenticate(
                 .get(axum::http::header::REFERER)
                 .and_then(|v| v.to_str().ok());
             if let Err(denial) = restrictions.check(remote, referer) {
+                audit
+                    .record("denied", Some(denial_reason(&record, &denial)))
+                    .await;
                 return deny(&id, &record, denial);
             }
             if let Some(limit) = restrictions.rate_limit {
@@ -310,6 +357,7 @@ pub async fn authenticate(
                     Err(e) => return ApiError::from(e).into_response(),
                 };
                 if count > limit.max_requests {
+                    audit.record("denied", Some("rateLimit")).await;
                     tracing::warn!(token = %id, "Rate limited");
                     return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
                         .with("ttl", window.ttl)
@@ -332,6 +380,7 @@ pub async fn authenticate(
         }
     }
 
+    audit.record("allowed", None).await;
     let ctx = AuthContext {
         token_id: Some(id),
         account: record.account.clone(),
@@ -364,6 +413,77 @@ async fn path_account(req: Request) -> (Request, Option<String>) {
                 .map(|(_, v)| v.to_string())
         });
     (Request::from_parts(parts, body), account)
+}
+
+/// Audit entries kept per token, and how long a token's log lives after its last entry
+/// (EmailEngine's `EENGINE_TOKEN_LOG_ENTRIES` / `EENGINE_TOKEN_LOG_AGE` defaults).
+pub const AUDIT_ENTRIES: usize = 1000;
+pub const AUDIT_AGE_SECS: u64 = 604_800;
+
+/// One request of a token, as the audit log (spec §3.12) records it.
+struct Audit<'a> {
+    state: &'a AppState,
+    id: &'a str,
+    record: &'a TokenRecord,
+    method: &'a str,
+    route: &'a str,
+    policy: RoutePolicy,
+    account: Option<&'a str>,
+    remote: Option<IpAddr>,
+}
+
+impl Audit<'_> {
+    /// Appends the entry when `tokenAuditLog` is on. A failed write is logged, never fatal.
+    async fn record(&self, status: &str, reason: Option<&str>) {
+        if !self.state.audit_enabled().await {
+            return;
+        }
+        let account: Option<String> = self
+            .account
+            .or(self.record.account.as_deref())
+            .map(|a| a.chars().take(256).collect());
+        let entry = serde_json::json!({
+            "time": now_ms(),
+            "ip": self.remote.map(|r| r.to_string()),
+            "method": self.method,
+            "path": self.route,
+            "action": self.policy.action.as_str(),
+            "group": self.policy.group.as_str(),
+            "account": account,
+            "status": status,
+            "reason": reason,
+        });
+        let bytes =
+            emailengine_core::msgpack::encode(&emailengine_core::msgpack::from_json(&entry));
+        if let Err(e) = self
+            .state
+            .store
+            .push_token_audit(self.id, &bytes, AUDIT_ENTRIES, AUDIT_AGE_SECS)
+            .await
+        {
+            tracing::warn!(token = %self.id, err = %e, "Failed to write a token audit entry");
+        }
+    }
+}
+
+/// The audit log's word for a denial.
+fn denial_reason(record: &TokenRecord, denial: &Denial) -> &'static str {
+    match denial {
+        Denial::Scope { .. } => "scope",
+        Denial::Account => "account",
+        Denial::Address { .. } => "address",
+        Denial::Referrer => "referrer",
+        Denial::Permission { action, .. } => match record
+            .permissions
+            .as_ref()
+            .map(emailengine_core::permissions::Permissions::parse)
+        {
+            Some(Err(_)) => "malformed",
+            Some(Ok(p)) if p.actions.as_ref().is_some_and(|a| !a.contains(action)) => "action",
+            Some(Ok(_)) => "group",
+            None => "unclassified",
+        },
+    }
 }
 
 fn deny(id: &str, record: &TokenRecord, denial: Denial) -> Response {
@@ -657,6 +777,26 @@ mod tests {
         ("GET", "/v1/oauth2/{app}", "admin", "read"),
         ("PUT", "/v1/oauth2/{app}", "admin", "write"),
         ("DELETE", "/v1/oauth2/{app}", "admin", "destructive"),
+        ("GET", "/v1/settings/queue/{queue}", "admin", "read"),
+        ("PUT", "/v1/settings/queue/{queue}", "admin", "write"),
+        ("GET", "/v1/webhookRoutes", "webhook", "read"),
+        (
+            "GET",
+            "/v1/webhookRoutes/webhookRoute/{webhookRoute}",
+            "webhook",
+            "read",
+        ),
+        ("GET", "/v1/tokens/{token}/log", "admin", "read"),
+        ("GET", "/v1/logs/{account}", "logs", "read"),
+        ("GET", "/v1/license", "admin", "read"),
+        ("POST", "/v1/license", "admin", "write"),
+        ("DELETE", "/v1/license", "admin", "destructive"),
+        (
+            "GET",
+            "/v1/account/{account}/server-signatures",
+            "account",
+            "read",
+        ),
     ];
 
     #[test]

@@ -32,8 +32,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, mailboxes, messages, metrics, oauth2, settings, stats,
-    submit, templates, tokens, webhooks,
+    accounts, blocklists, gateways, health, license, logs, mailboxes, messages, metrics, oauth2,
+    queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -41,9 +41,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(stats::stats))
         .routes(routes!(settings::get_settings, settings::set_settings))
+        .routes(routes!(queues::get_queue, queues::set_queue))
+        .routes(routes!(
+            license::get_license,
+            license::set_license,
+            license::delete_license
+        ))
         .routes(routes!(tokens::provision, tokens::list))
         .routes(routes!(tokens::provision_deprecated))
         .routes(routes!(tokens::get_one, tokens::delete))
+        .routes(routes!(tokens::audit_log))
         .routes(routes!(tokens::delete_deprecated))
         .routes(routes!(tokens::list_for_account))
         .routes(routes!(metrics::metrics))
@@ -58,6 +65,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::sync))
         .routes(routes!(accounts::flush))
         .routes(routes!(accounts::verify))
+        .routes(routes!(accounts::server_signatures))
+        .routes(routes!(logs::account_log))
         .routes(routes!(mailboxes::list))
         .routes(routes!(
             mailboxes::create,
@@ -73,6 +82,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(submit::outbox))
         .routes(routes!(submit::outbox_item, submit::outbox_delete))
         .routes(routes!(webhooks::list_failed))
+        .routes(routes!(webhook_routes::list))
+        .routes(routes!(webhook_routes::get_one))
         .routes(routes!(webhooks::resend_failed))
         .routes(routes!(messages::search))
         .routes(routes!(
@@ -181,7 +192,16 @@ fn cors_layer(config: &ApiConfig) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-async fn not_found() -> ApiError {
+/// Unknown paths: 404, except that a `/v1` path first asks for a credential (see
+/// [`auth::unknown_api_route`]).
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiError {
+    if uri.path().starts_with("/v1/") {
+        return auth::unknown_api_route(&state, &headers, uri.query()).await;
+    }
     ApiError::new(StatusCode::NOT_FOUND, "Not Found")
 }
 

@@ -67,6 +67,8 @@ pub struct Inner {
     pub backend_info: RwLock<Option<(Instant, BackendInfo)>>,
     /// `serviceSecret`, read at most every [`SECRET_TTL`] for the public link routes.
     service_secret: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
+    /// The `tokenAuditLog` setting, re-read every 10 seconds (and when this instance sets it).
+    pub audit_enabled: RwLock<Option<(Instant, bool)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -75,6 +77,9 @@ impl std::ops::Deref for AppState {
         &self.0
     }
 }
+
+/// How long the `tokenAuditLog` setting is reused before it is read again.
+const AUDIT_SETTING_TTL: Duration = Duration::from_secs(10);
 
 /// How long `/v1/stats` reuses the backend's version details.
 const BACKEND_INFO_TTL: Duration = Duration::from_secs(30);
@@ -103,6 +108,7 @@ impl AppState {
             started: Instant::now(),
             backend_info: RwLock::new(None),
             service_secret: Mutex::new(None),
+            audit_enabled: RwLock::new(None),
         }))
     }
 
@@ -135,6 +141,21 @@ impl AppState {
             .get_one("disableTokens")
             .await?
             .is_some_and(|v| v == serde_json::Value::Bool(true)))
+    }
+
+    /// Whether token requests are written to the audit log (`tokenAuditLog`).
+    pub async fn audit_enabled(&self) -> bool {
+        if let Some((at, on)) = *self.audit_enabled.read().await
+            && at.elapsed() < AUDIT_SETTING_TTL
+        {
+            return on;
+        }
+        let on = matches!(
+            self.settings.get_one("tokenAuditLog").await,
+            Ok(Some(serde_json::Value::Bool(true)))
+        );
+        *self.audit_enabled.write().await = Some((Instant::now(), on));
+        on
     }
 
     /// The backend's version details, refreshed every 30 seconds.

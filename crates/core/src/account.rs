@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::connection::ConnectionState;
 use crate::secret::FieldCipher;
+use crate::settings::MASK;
 use crate::units::parse_iso_time;
 use crate::validation::FieldError;
 
@@ -124,6 +125,8 @@ pub struct AccountRecord {
     pub last_error: Option<Value>,
     /// True once the account reached `connected` at least once (`state:count:connected`).
     pub was_connected: bool,
+    /// `logs`: keep a protocol log of the account's IMAP connection.
+    pub logs: bool,
     fields: BTreeMap<String, String>,
 }
 
@@ -158,6 +161,7 @@ impl AccountRecord {
                 .get("lastErrorState")
                 .and_then(|e| serde_json::from_str(e).ok()),
             was_connected: fields.contains_key("state:count:connected"),
+            logs: fields.get("logs").is_some_and(|v| v == "true"),
             fields,
         }
     }
@@ -277,7 +281,101 @@ pub fn rotate_secrets(
 
 /// Replaces secrets with `******` for display.
 pub fn mask_secrets(v: &mut Value) {
-    let _ = map_secrets(v, &mut |_| Ok("******".to_string()));
+    let _ = map_secrets(v, &mut |_| Ok(MASK.to_string()));
+}
+
+/// The first address an account would act as that is not its pinned `expectedEmail`: its
+/// `email`, or a login user of its IMAP/SMTP settings that is an address (compared without
+/// case). `None` when every identity matches.
+pub fn foreign_identity(
+    expected: &str,
+    email: Option<&str>,
+    logins: &[Option<&Value>],
+) -> Option<String> {
+    let expected = expected.trim().to_lowercase();
+    let users = logins.iter().filter_map(|l| {
+        l.and_then(|v| v.get("auth"))
+            .and_then(|a| a.get("user"))
+            .and_then(Value::as_str)
+            .filter(|u| u.contains('@'))
+    });
+    email
+        .into_iter()
+        .chain(users)
+        .find(|id| id.trim().to_lowercase() != expected)
+        .map(str::to_string)
+}
+
+/// Puts the stored secrets back where an update sent the `******` it was shown, so a client's
+/// read-modify-write of an account keeps its passwords. `key` names the object (`imap`, `smtp`)
+/// in errors. A mask is refused when nothing is stored at that place or when the object now
+/// points at another host: the stored secret must not be sent to a different server.
+pub fn restore_masked_secrets(
+    key: &str,
+    submitted: &mut Value,
+    stored: Option<&Value>,
+) -> Result<(), FieldError> {
+    let host = |v: Option<&Value>| {
+        v.and_then(|v| v.get("host"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+    };
+    let same_host = host(Some(submitted)) == host(stored);
+    let Value::Object(obj) = submitted else {
+        return Ok(());
+    };
+    let restore = |place: &mut Map<String, Value>,
+                   prefix: String,
+                   stored: Option<&Value>|
+     -> Result<(), FieldError> {
+        for secret in SECRET_KEYS {
+            if place.get(*secret).and_then(Value::as_str) != Some(MASK) {
+                continue;
+            }
+            let real = stored
+                .and_then(|s| s.get(*secret))
+                .filter(|_| same_host)
+                .filter(|v| v.is_string())
+                .ok_or_else(|| {
+                    FieldError::about(
+                        &format!("{prefix}.{secret}"),
+                        "is masked but does not stand for a stored secret of this server",
+                    )
+                })?;
+            place.insert((*secret).to_string(), real.clone());
+        }
+        Ok(())
+    };
+    restore(obj, key.to_string(), stored)?;
+    if let Some(Value::Object(auth)) = obj.get_mut("auth") {
+        restore(
+            auth,
+            format!("{key}.auth"),
+            stored.and_then(|s| s.get("auth")),
+        )?;
+    }
+    Ok(())
+}
+
+/// A submitted webhook/proxy URL with masked credentials: the stored URL when it is an exact
+/// echo of the shown one, else an error (the mask would stand for credentials of another target).
+pub fn restore_masked_url(
+    key: &str,
+    submitted: &str,
+    stored: Option<&str>,
+) -> Result<String, FieldError> {
+    if !crate::settings::has_masked_credentials(submitted) {
+        return Ok(submitted.to_string());
+    }
+    match stored {
+        Some(real) if crate::settings::mask_url_credentials(real) == submitted => {
+            Ok(real.to_string())
+        }
+        _ => Err(FieldError::about(
+            key,
+            "masked credentials do not match the stored value; send the full value",
+        )),
+    }
 }
 
 /// The account as the API shows it (`GET /v1/account/{account}`), from its hash fields.
@@ -304,9 +402,11 @@ pub fn display(fields: &BTreeMap<String, String>) -> Map<String, Value> {
             mask_secrets(v);
         }
     }
-    if let Some(Value::String(url)) = out.get("webhooks") {
-        let masked = crate::settings::mask_url_credentials(url);
-        out.insert("webhooks".into(), Value::String(masked));
+    for key in ["webhooks", "proxy"] {
+        if let Some(Value::String(url)) = out.get(key) {
+            let masked = crate::settings::mask_url_credentials(url);
+            out.insert(key.into(), Value::String(masked));
+        }
     }
     out
 }
@@ -341,6 +441,7 @@ const ALLOWED: &[&str] = &[
     "imapIndexer",
     "locale",
     "tz",
+    "expectedEmail",
 ];
 
 /// Validates an account payload. `create` requires `name` and a connection; on update every
@@ -397,6 +498,16 @@ pub fn parse_input(
             input.fields.insert("email".into(), email);
         } else {
             errors.push(FieldError::about("email", "must be a valid email"));
+        }
+    }
+    if let Some(expected) = string("expectedEmail", 256, &mut errors) {
+        if expected.contains('@') && !expected.contains(char::is_whitespace) {
+            if create && !input.fields.contains_key("email") && !body.contains_key("email") {
+                input.fields.insert("email".into(), expected.clone());
+            }
+            input.fields.insert("expectedEmail".into(), expected);
+        } else {
+            errors.push(FieldError::about("expectedEmail", "must be a valid email"));
         }
     }
     if let Some(w) = string("webhooks", 2048, &mut errors) {
@@ -546,6 +657,78 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn pinned_identity() {
+        let imap = json!({"host": "h", "auth": {"user": "Ann@Example.com", "pass": "x"}});
+        let other = json!({"host": "h", "auth": {"user": "bob@example.com"}});
+        let plain = json!({"host": "h", "auth": {"user": "ann"}});
+        assert_eq!(
+            foreign_identity(
+                "ann@example.com",
+                Some("ann@example.com"),
+                &[Some(&imap), Some(&plain)]
+            ),
+            None
+        );
+        assert_eq!(
+            foreign_identity("ann@example.com", None, &[Some(&imap), Some(&other)]),
+            Some("bob@example.com".to_string())
+        );
+        assert_eq!(
+            foreign_identity("ann@example.com", Some("eve@example.com"), &[None]),
+            Some("eve@example.com".to_string())
+        );
+        let input = parse_input(
+            &obj(json!({"name": "A", "expectedEmail": "ann@example.com",
+            "imap": {"host": "h", "port": 143}})),
+            true,
+        )
+        .unwrap();
+        assert_eq!(input.fields["email"], "ann@example.com");
+        assert_eq!(input.fields["expectedEmail"], "ann@example.com");
+    }
+
+    #[test]
+    fn masked_secrets_are_restored_only_for_the_same_server() {
+        let stored =
+            json!({"host": "mail.example", "port": 993, "auth": {"user": "u", "pass": "$wd01$x"}});
+        let mut echo =
+            json!({"host": "MAIL.example", "port": 143, "auth": {"user": "u", "pass": "******"}});
+        restore_masked_secrets("imap", &mut echo, Some(&stored)).unwrap();
+        assert_eq!(echo["auth"]["pass"], "$wd01$x");
+        let mut elsewhere =
+            json!({"host": "evil.example", "port": 993, "auth": {"user": "u", "pass": "******"}});
+        let err = restore_masked_secrets("imap", &mut elsewhere, Some(&stored)).unwrap_err();
+        assert_eq!(err.key, "imap.auth.pass");
+        let mut nothing = json!({"host": "mail.example", "auth": {"pass": "******"}});
+        assert!(restore_masked_secrets("smtp", &mut nothing, None).is_err());
+        let mut fresh = json!({"host": "evil.example", "auth": {"pass": "new"}});
+        restore_masked_secrets("imap", &mut fresh, Some(&stored)).unwrap();
+        assert_eq!(fresh["auth"]["pass"], "new");
+
+        let real = "https://u:p@hook.example/in";
+        assert_eq!(
+            restore_masked_url(
+                "webhooks",
+                "https://******:******@hook.example/in",
+                Some(real)
+            ),
+            Ok(real.to_string())
+        );
+        assert!(
+            restore_masked_url(
+                "webhooks",
+                "https://******:******@other.example/in",
+                Some(real)
+            )
+            .is_err()
+        );
+        assert_eq!(
+            restore_masked_url("webhooks", "https://a:b@other.example/", Some(real)),
+            Ok("https://a:b@other.example/".to_string())
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The runtime settings EmailEngine keeps in its `settings` hash (JSON values): which keys exist,
 //! what each accepts, which are stored encrypted, and how they are shown back (credentials in
-//! URLs and sensitive headers masked). Validation mirrors Joi with `convert: true`.
+//! URLs and custom header values masked, and masked echoes resolved). Validation mirrors Joi with `convert: true`.
 
 use serde_json::{Map, Value};
 
@@ -74,6 +74,7 @@ pub const SETTINGS: &[SettingDef] = &[
     def("imapIndexer", Kind::Text { max: 16 }),
     def("ignoreMailCertErrors", Kind::Bool),
     def("enableApiProxy", Kind::Bool),
+    def("tokenAuditLog", Kind::Bool),
     def("logs", Kind::Logs),
     def("locale", Kind::Text { max: 32 }),
     def("timezone", Kind::Text { max: 64 }),
@@ -131,6 +132,15 @@ pub const EVENT_TYPES: &[&str] = &[
     "exportCompleted",
     "exportFailed",
 ];
+
+/// The queues `GET|PUT /v1/settings/queue/{queue}` know (spec §25.2).
+pub const QUEUES: &[&str] = &["notify", "submit", "documents"];
+
+/// The raw `settings` field that holds whether a queue is paused (`"true"` when it is). It is
+/// in the shared store, so a pause holds for every instance.
+pub fn queue_paused_key(queue: &str) -> String {
+    format!("queuePaused:{queue}")
+}
 
 pub fn is_encrypted_key(key: &str) -> bool {
     ENCRYPTED_KEYS.contains(&key)
@@ -351,44 +361,40 @@ pub fn is_http_url(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// A URL with the password of its userinfo replaced by `******`.
-pub fn mask_url_credentials(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let after = scheme_end + 3;
+/// What a masked secret looks like in every answer.
+pub const MASK: &str = "******";
+
+/// The userinfo of a URL (`user:pass` of `scheme://user:pass@host/...`), with its byte range.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let after = url.find("://")? + 3;
     let authority_end = url[after..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| after + i);
-    let authority = &url[after..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let at = url[after..authority_end].rfind('@')?;
+    Some((after, after + at))
+}
+
+/// A URL with both parts of its userinfo replaced by `******` (`******:******@host`), as
+/// EmailEngine shows webhook and proxy URLs.
+pub fn mask_url_credentials(url: &str) -> String {
+    let Some((start, end)) = userinfo(url) else {
         return url.to_string();
     };
-    let userinfo = &authority[..at];
-    let masked = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:******"),
-        None => "******".to_string(),
+    let masked = if url[start..end].contains(':') {
+        format!("{MASK}:{MASK}")
+    } else {
+        MASK.to_string()
     };
-    format!("{}{}{}", &url[..after], masked, &url[after + at..])
+    format!("{}{}{}", &url[..start], masked, &url[end..])
 }
 
-/// Header names whose values are credentials and are shown masked.
-pub fn is_sensitive_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "authorization",
-        "cookie",
-        "token",
-        "secret",
-        "key",
-        "password",
-        "auth",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
+/// Whether the userinfo of a URL carries the mask, i.e. the client sent back a shown value.
+pub fn has_masked_credentials(url: &str) -> bool {
+    userinfo(url).is_some_and(|(start, end)| url[start..end].contains(MASK))
 }
 
-/// How a stored setting is shown by `GET /v1/settings`.
+/// How a stored setting is shown by `GET /v1/settings`: secret settings as set-or-not, URL
+/// credentials and every custom header value masked.
 pub fn display_value(key: &str, value: Value) -> Value {
     if is_encrypted_key(key) {
         return Value::Bool(!value.is_null());
@@ -399,18 +405,99 @@ pub fn display_value(key: &str, value: Value) -> Value {
             items
                 .into_iter()
                 .map(|mut h| {
-                    let sensitive = h
-                        .get("key")
-                        .and_then(Value::as_str)
-                        .is_some_and(is_sensitive_header);
-                    if sensitive && let Some(v) = h.get_mut("value") {
-                        *v = Value::String("******".into());
+                    if let Some(v) = h.get_mut("value") {
+                        *v = Value::String(MASK.into());
                     }
                     h
                 })
                 .collect(),
         ),
         (_, v) => v,
+    }
+}
+
+/// Settings whose shown form hides part of the stored value, so a client's read-modify-write
+/// sends masks back.
+pub fn is_masked_key(key: &str) -> bool {
+    is_encrypted_key(key) || matches!(key, "webhooks" | "serviceUrl" | "webhooksCustomHeaders")
+}
+
+/// What a submitted value of a masked setting means against the stored one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// The shown form came back unchanged: nothing to write.
+    Echo,
+    /// A value to validate and write, with any masked parts filled in from the stored value.
+    Write(Value),
+}
+
+/// Resolves the masks in a submitted setting. An exact echo of the shown value is [`Submitted::Echo`];
+/// masked header values are filled in from the stored header of the same name; a mask that
+/// does not stand for the stored credentials (other host or path, unknown header, nothing
+/// stored) is an error, so a literal `******` is never stored in place of a secret.
+pub fn resolve_masked(
+    key: &str,
+    submitted: &Value,
+    stored: Option<&Value>,
+) -> Result<Submitted, FieldError> {
+    let shown = stored.map(|v| display_value(key, v.clone()));
+    if stored.is_some() && shown.as_ref() == Some(submitted) {
+        return Ok(Submitted::Echo);
+    }
+    let mismatch = || {
+        FieldError::about(
+            key,
+            "masked credentials do not match the stored value; send the full value",
+        )
+    };
+    match (key, submitted) {
+        (_, Value::String(s)) if is_encrypted_key(key) && s == MASK => match stored {
+            Some(_) => Ok(Submitted::Echo),
+            None => Err(mismatch()),
+        },
+        ("webhooks" | "serviceUrl", Value::String(s)) if has_masked_credentials(s) => {
+            Err(mismatch())
+        }
+        ("webhooksCustomHeaders", Value::Array(items)) => {
+            let known: Vec<(&str, &Value)> = stored
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|h| Some((h.get("key")?.as_str()?, h.get("value")?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let mut item = item.clone();
+                let masked = item.get("value").and_then(Value::as_str) == Some(MASK);
+                if let (true, Some(name), Value::Object(fields)) = (
+                    masked,
+                    items[i].get("key").and_then(Value::as_str),
+                    &mut item,
+                ) {
+                    let real = known
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| (*v).clone())
+                        .ok_or_else(|| {
+                            FieldError::about(
+                                &format!("{key}[{i}].value"),
+                                "is masked but no stored header of that name exists",
+                            )
+                        })?;
+                    fields.insert("value".into(), real);
+                }
+                out.push(item);
+            }
+            let merged = Value::Array(out);
+            if stored == Some(&merged) {
+                Ok(Submitted::Echo)
+            } else {
+                Ok(Submitted::Write(merged))
+            }
+        }
+        _ => Ok(Submitted::Write(submitted.clone())),
     }
 }
 
@@ -465,7 +552,11 @@ mod tests {
     fn masking() {
         assert_eq!(
             mask_url_credentials("https://u:p@h.example/x?y"),
-            "https://u:******@h.example/x?y"
+            "https://******:******@h.example/x?y"
+        );
+        assert_eq!(
+            mask_url_credentials("https://token@h.example/"),
+            "https://******@h.example/"
         );
         assert_eq!(
             mask_url_credentials("https://h.example/a@b"),
@@ -476,8 +567,61 @@ mod tests {
             "webhooksCustomHeaders",
             json!([{"key": "Authorization", "value": "Bearer x"}, {"key": "X-Team", "value": "a"}]),
         );
-        assert_eq!(headers[0]["value"], "******");
-        assert_eq!(headers[1]["value"], "a");
+        assert_eq!(
+            headers,
+            json!([{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "******"}])
+        );
+    }
+
+    #[test]
+    fn masked_echoes_keep_the_stored_secret() {
+        let url = json!("https://u:p@h.example/in");
+        let echo = json!("https://******:******@h.example/in");
+        assert_eq!(
+            resolve_masked("webhooks", &echo, Some(&url)),
+            Ok(Submitted::Echo)
+        );
+        let elsewhere = json!("https://******:******@other.example/in");
+        let err = resolve_masked("webhooks", &elsewhere, Some(&url)).unwrap_err();
+        assert_eq!(err.key, "webhooks");
+        assert!(resolve_masked("webhooks", &echo, None).is_err());
+        let fresh = json!("https://a:b@other.example/in");
+        assert_eq!(
+            resolve_masked("webhooks", &fresh, Some(&url)),
+            Ok(Submitted::Write(fresh.clone()))
+        );
+
+        let stored =
+            json!([{"key": "Authorization", "value": "Bearer x"}, {"key": "X-Team", "value": "a"}]);
+        let echo = display_value("webhooksCustomHeaders", stored.clone());
+        assert_eq!(
+            resolve_masked("webhooksCustomHeaders", &echo, Some(&stored)),
+            Ok(Submitted::Echo)
+        );
+        let partly =
+            json!([{"key": "authorization", "value": "******"}, {"key": "X-New", "value": "n"}]);
+        assert_eq!(
+            resolve_masked("webhooksCustomHeaders", &partly, Some(&stored)),
+            Ok(Submitted::Write(
+                json!([{"key": "authorization", "value": "Bearer x"}, {"key": "X-New", "value": "n"}])
+            ))
+        );
+        let unknown = json!([{"key": "X-Other", "value": "******"}]);
+        let err = resolve_masked("webhooksCustomHeaders", &unknown, Some(&stored)).unwrap_err();
+        assert_eq!(err.key, "webhooksCustomHeaders[0].value");
+
+        let secret = json!("0123abcd");
+        for shown in [json!(true), json!("******")] {
+            assert_eq!(
+                resolve_masked("serviceSecret", &shown, Some(&secret)),
+                Ok(Submitted::Echo)
+            );
+        }
+        assert!(resolve_masked("serviceSecret", &json!("******"), None).is_err());
+        assert_eq!(
+            resolve_masked("serviceSecret", &json!("new"), Some(&secret)),
+            Ok(Submitted::Write(json!("new")))
+        );
     }
 
     #[test]

@@ -313,6 +313,7 @@ impl Submitter {
                 Err(e) => tracing::warn!(err = %e, "Failed to take back interrupted deliveries"),
             }
             loop {
+                crate::hold_while_paused(self.store.as_ref(), "submit").await;
                 let now = chrono::Utc::now().timestamp_millis();
                 match self.store.claim_due(&self.owner, now, LEASE_MS, 50).await {
                     Ok(items) if !items.is_empty() => {

@@ -306,6 +306,7 @@ impl Webhooks {
         let queued_at = event.queued_at;
         let mut attempt: u32 = 0;
         loop {
+            crate::hold_while_paused(self.store.as_ref(), "notify").await;
             attempt += 1;
             let result = match self.route(event).await {
                 Ok(Route::Skip(why)) => {

@@ -49,7 +49,7 @@ pub fn version() -> ExitCode {
 const HELP: &[(&str, &str)] = &[
     (
         "",
-        "Start the server.\n  Options: --config=FILE --dbs.path=DIR --dbs.redis=URL --api.host=HOST --api.port=PORT\n           --log.level=trace|debug|info|warn|error|fatal|silent --service.secret=SECRET\n           --settings=JSON --preparedToken=EXPORT --preparedPassword=HASH",
+        "Start the server.\n  Options: --config=FILE --dbs.path=DIR --dbs.redis=URL --api.host=HOST --api.port=PORT\n           --log.level=trace|debug|info|warn|error|fatal|silent --service.secret=SECRET\n           --settings=JSON --preparedToken=EXPORT --preparedPassword=HASH --preparedLicense=KEY",
     ),
     (
         "tokens",

@@ -83,6 +83,8 @@ pub struct Config {
     pub service_secret: Option<String>,
     pub prepared_token: Option<String>,
     pub prepared_password: Option<String>,
+    /// Licence key text to register at every start (`EENGINE_PREPARED_LICENSE`).
+    pub prepared_license: Option<String>,
     /// JSON text of settings to apply at every start (`EENGINE_SETTINGS` / `--settings`).
     pub prepared_settings: Option<String>,
     /// `EENGINE_REQUIRE_API_AUTH`: when set, the initial value of `disableTokens` is its negation.
@@ -139,7 +141,13 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     }
     for (key, value) in &args.options {
         if key.contains('.')
-            || ["settings", "preparedToken", "preparedPassword"].contains(&key.as_str())
+            || [
+                "settings",
+                "preparedToken",
+                "preparedPassword",
+                "preparedLicense",
+            ]
+            .contains(&key.as_str())
         {
             set_path(&mut tree, key, value)?;
         }
@@ -193,6 +201,9 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .filter(|s| !s.is_empty());
     let prepared_password = read("EENGINE_PREPARED_PASSWORD")?
         .or_else(|| text("preparedPassword"))
+        .filter(|s| !s.is_empty());
+    let prepared_license = read("EENGINE_PREPARED_LICENSE")?
+        .or_else(|| text("preparedLicense"))
         .filter(|s| !s.is_empty());
     let prepared_settings = read("EENGINE_SETTINGS")?
         .or_else(|| match get(&tree, "settings") {
@@ -321,6 +332,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         service_secret,
         prepared_token,
         prepared_password,
+        prepared_license,
         prepared_settings,
         require_api_auth,
         webhook_concurrency,

@@ -35,6 +35,7 @@ fn fatal(msg: &str, err: &dyn std::fmt::Display) -> ExitCode {
 struct Prepared {
     token: Option<ImportedToken>,
     password: Option<String>,
+    license: Option<emailengine_core::license::License>,
     settings: Vec<(String, Value)>,
 }
 
@@ -79,9 +80,20 @@ fn decode_prepared(config: &Config) -> Result<Prepared, ExitCode> {
             })?
         }
     };
+    let license = match &config.prepared_license {
+        None => None,
+        Some(raw) => match emailengine_core::license::License::parse(raw) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(target: FATAL, err = %e, "Failed to register prepared license key");
+                return Err(ExitCode::from(13));
+            }
+        },
+    };
     Ok(Prepared {
         token,
         password,
+        license,
         settings,
     })
 }
@@ -258,7 +270,7 @@ fn http_limits(config: &Config) -> Result<Limits, ExitCode> {
 }
 
 /// Start-up writes, in EmailEngine's order: prepared settings, generated service secret, token
-/// switch, prepared password, prepared token. (The run counter is taken next, by `run`.)
+/// switch, prepared password, prepared licence, prepared token. (The run counter is taken next, by `run`.)
 async fn prepare_storage(
     config: &Config,
     store: &Arc<dyn Store>,
@@ -291,6 +303,15 @@ async fn prepare_storage(
     if let Some(hash) = &prepared.password {
         crate::commands::store_password(settings, hash).await?;
         tracing::info!("Imported prepared password");
+    }
+    if let Some(license) = &prepared.license {
+        store
+            .put_raw_settings(&[(
+                emailengine_core::license::LICENSE_KEY_FIELD.to_string(),
+                license.text().to_string(),
+            )])
+            .await?;
+        tracing::info!(key = %license.fingerprint(), "Registered prepared license key");
     }
     if let Some(token) = &prepared.token {
         let now = chrono::Utc::now().timestamp_millis();

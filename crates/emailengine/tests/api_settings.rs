@@ -36,10 +36,10 @@ async fn settings_round_trip_with_masking() {
     assert_eq!(
         body,
         json!({
-            "webhooks": "https://user:******@hooks.example.com/in",
+            "webhooks": "https://******:******@hooks.example.com/in",
             "webhooksEnabled": true,
             "webhookEvents": ["messageNew", "messageSent"],
-            "webhooksCustomHeaders": [{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "mail"}],
+            "webhooksCustomHeaders": [{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "******"}],
             "notifyTextSize": 2048,
             "serviceSecret": true
         })
@@ -58,6 +58,114 @@ async fn settings_round_trip_with_masking() {
         (status, body["fields"][0]["message"].clone()),
         (400, json!("\"bogus\" is not allowed"))
     );
+}
+
+async fn settings_of(env: &Env) -> Vec<Option<String>> {
+    env.store()
+        .await
+        .raw_settings(&["webhooks", "webhooksCustomHeaders", "notifyTextSize"])
+        .await
+        .unwrap()
+}
+
+/// A client reads the settings page, changes one field and posts everything back: the masked
+/// URL credentials, header values and service secret stay what they were.
+#[tokio::test]
+async fn settings_read_modify_write_keeps_every_secret() {
+    let env = Env::new("settings-rmw");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let secrets = json!({
+        "webhooks": "https://hookuser:hookpass@hooks.example.com/in",
+        "webhooksCustomHeaders": [{"key": "Authorization", "value": "Bearer s3cret"}, {"key": "X-Team", "value": "mail"}],
+        "serviceSecret": "0123456789abcdef",
+        "notifyTextSize": 1024
+    });
+    let (status, body) = server
+        .send(Method::POST, "/v1/settings", Some(&token), Some(secrets))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let read = "/v1/settings?webhooks=true&webhooksCustomHeaders=true&serviceSecret=true&notifyTextSize=true";
+    let (_, mut page) = server.get(read, Some(&token)).await;
+    assert_eq!(
+        page,
+        json!({
+            "webhooks": "https://******:******@hooks.example.com/in",
+            "webhooksCustomHeaders": [{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "******"}],
+            "serviceSecret": true,
+            "notifyTextSize": 1024
+        })
+    );
+    page["notifyTextSize"] = json!(4096);
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(page.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"updated": ["notifyTextSize"]}))
+    );
+    assert_eq!(
+        settings_of(&env).await,
+        [
+            Some("\"https://hookuser:hookpass@hooks.example.com/in\"".to_string()),
+            Some("[{\"key\":\"Authorization\",\"value\":\"Bearer s3cret\"},{\"key\":\"X-Team\",\"value\":\"mail\"}]".to_string()),
+            Some("4096".to_string()),
+        ]
+    );
+
+    // One header changed, the other echoed masked: the masked one keeps its value.
+    let (status, body) = server
+        .send(Method::POST, "/v1/settings", Some(&token), Some(json!({
+            "webhooksCustomHeaders": [{"key": "Authorization", "value": "******"}, {"key": "X-Team", "value": "ops"}]
+        })))
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"updated": ["webhooksCustomHeaders"]}))
+    );
+    assert_eq!(
+        settings_of(&env).await[1].as_deref(),
+        Some(
+            "[{\"key\":\"Authorization\",\"value\":\"Bearer s3cret\"},{\"key\":\"X-Team\",\"value\":\"ops\"}]"
+        )
+    );
+
+    // A mask over another destination would send the stored credentials elsewhere: refused.
+    for bad in [
+        json!({"webhooks": "https://******:******@attacker.example/in"}),
+        json!({"webhooksCustomHeaders": [{"key": "X-Api-Key", "value": "******"}]}),
+    ] {
+        let (status, body) = server
+            .send(Method::POST, "/v1/settings", Some(&token), Some(bad))
+            .await;
+        assert_eq!(
+            (status, body["message"].clone()),
+            (400, json!("Invalid input")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        settings_of(&env).await[0].as_deref(),
+        Some("\"https://hookuser:hookpass@hooks.example.com/in\"")
+    );
+
+    // The service secret still signs webhooks: an echo of `true` did not replace it.
+    let raw = env
+        .store()
+        .await
+        .raw_settings(&["serviceSecret"])
+        .await
+        .unwrap();
+    let secret: String = match raw[0].as_deref() {
+        Some(s) if s.starts_with('"') => serde_json::from_str(s).unwrap(),
+        other => panic!("serviceSecret stored as {other:?}"),
+    };
+    assert_eq!(secret, "0123456789abcdef");
 }
 
 #[tokio::test]
@@ -273,4 +381,55 @@ async fn cors_for_configured_origins() {
         .await
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+/// The same read-modify-write on an account: the masked IMAP/SMTP passwords and webhook URL
+/// credentials shown by `GET /v1/account` keep their stored values when put back.
+#[tokio::test]
+async fn account_read_modify_write_keeps_passwords() {
+    let env = Env::new("account-rmw");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, body) = server.send(Method::POST, "/v1/account", Some(&token), Some(json!({
+        "account": "rmw", "name": "RMW", "email": "rmw@example.com",
+        "webhooks": "https://hu:hp@hooks.example.com/acct",
+        "imap": {"host": "127.0.0.1", "port": 1, "secure": false, "auth": {"user": "rmw", "pass": "imap-pw"}},
+        "smtp": {"host": "127.0.0.1", "port": 1, "secure": false, "auth": {"user": "rmw", "pass": "smtp-pw"}}
+    }))).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, shown) = server.get("/v1/account/rmw", Some(&token)).await;
+    assert_eq!(shown["imap"]["auth"]["pass"], "******");
+    assert_eq!(
+        shown["webhooks"],
+        "https://******:******@hooks.example.com/acct"
+    );
+    let (status, body) = server.send(Method::PUT, "/v1/account/rmw", Some(&token), Some(json!({
+        "name": "Renamed", "imap": shown["imap"], "smtp": shown["smtp"], "webhooks": shown["webhooks"]
+    }))).await;
+    assert_eq!(status, 200, "{body}");
+    let fields = env.store().await.account("rmw").await.unwrap().unwrap();
+    let imap: serde_json::Value = serde_json::from_str(&fields["imap"]).unwrap();
+    let smtp: serde_json::Value = serde_json::from_str(&fields["smtp"]).unwrap();
+    assert_eq!(
+        (imap["auth"]["pass"].clone(), smtp["auth"]["pass"].clone()),
+        (json!("imap-pw"), json!("smtp-pw"))
+    );
+    assert_eq!(fields["webhooks"], "https://hu:hp@hooks.example.com/acct");
+    assert_eq!(fields["name"], "Renamed");
+
+    // Pointing the masked password at another server is refused.
+    let mut elsewhere = shown["imap"].clone();
+    elsewhere["host"] = json!("imap.attacker.example");
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/account/rmw",
+            Some(&token),
+            Some(json!({"imap": elsewhere})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["fields"][0]["key"].clone()),
+        (400, json!("imap.auth.pass"))
+    );
 }

@@ -204,3 +204,103 @@ async fn provision_validation() {
     let (status, _) = server.get("/v1/tokens/nothex", Some(&admin)).await;
     assert_eq!(status, 400);
 }
+
+/// EmailEngine validates the body before it looks the account up: an `admin` group or an empty
+/// axis is a 400 whether the account exists or not.
+#[tokio::test]
+async fn permissions_are_validated_before_the_account() {
+    let env = Env::new("tokens-order");
+    add_account(&env, "acme").await;
+    let admin = env.issue(&[]);
+    let server = env.start(&[]).await;
+    for account in ["acme", "missing"] {
+        let (status, body) = server
+            .send(Method::POST, "/v1/tokens", Some(&admin), Some(json!({
+                "account": account, "description": "d", "permissions": {"groups": ["message", "admin"]}
+            })))
+            .await;
+        assert_eq!(status, 400, "{account}: {body}");
+        assert_eq!(body["fields"][0]["key"], "permissions.groups[1]");
+        assert!(
+            body["fields"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("\"TokenGroup\" must be one of [account, mailbox, message,"),
+            "{body}"
+        );
+    }
+    for permissions in [json!({"actions": []}), json!({"groups": []})] {
+        let (status, body) = server
+            .send(
+                Method::POST,
+                "/v1/tokens",
+                Some(&admin),
+                Some(json!({
+                    "description": "d", "permissions": permissions
+                })),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({
+                "account": "missing", "description": "d", "permissions": {"groups": ["message"]}
+            })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (404, json!("Account record was not found for requested ID"))
+    );
+}
+
+/// `expectedEmail` pins an account: registering (or updating) it to sign in as another
+/// mailbox is refused.
+#[tokio::test]
+async fn expected_email_pins_the_login() {
+    let env = Env::new("expected-email");
+    let admin = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let imap = |user: &str| json!({"host": "127.0.0.1", "port": 1, "secure": false, "auth": {"user": user, "pass": "pw"}});
+    let (status, body) = server
+        .send(Method::POST, "/v1/account", Some(&admin), Some(json!({
+            "account": "pin", "name": "Pinned", "expectedEmail": "ann@example.com", "imap": imap("bob@example.com")
+        })))
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (403, json!("AccountIdentityMismatch")),
+        "{body}"
+    );
+    let (status, _) = server.get("/v1/account/pin", Some(&admin)).await;
+    assert_eq!(status, 404);
+
+    let (status, body) = server
+        .send(Method::POST, "/v1/account", Some(&admin), Some(json!({
+            "account": "pin", "name": "Pinned", "expectedEmail": "ann@example.com", "imap": imap("ANN@example.com")
+        })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, info) = server.get("/v1/account/pin", Some(&admin)).await;
+    assert_eq!(
+        (info["expectedEmail"].clone(), info["email"].clone()),
+        (json!("ann@example.com"), json!("ann@example.com"))
+    );
+    let (status, body) = server
+        .send(
+            Method::PUT,
+            "/v1/account/pin",
+            Some(&admin),
+            Some(json!({"imap": imap("eve@example.com")})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (403, json!("AccountIdentityMismatch")),
+        "{body}"
+    );
+}

@@ -78,6 +78,28 @@ async fn deliver_list_read_flag_move_delete() {
         json!({"name": "Bob", "address": "bob@example.com"})
     );
     let id = data["id"].as_str().unwrap().to_string();
+    // A receiver fetches the text and the attachment by the ids in the webhook.
+    assert!(data["text"]["id"].is_string(), "{data}");
+    assert!(data["text"]["encodedSize"]["plain"].as_u64().unwrap() > 0);
+    assert_eq!(data["attachments"][0]["filename"], "data.bin");
+    let text_id = data["text"]["id"].as_str().unwrap();
+    let (status, text) = server
+        .get(&format!("/v1/account/ann/text/{text_id}"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text["plain"].as_str().map(str::trim),
+        Some("Hello from Bob")
+    );
+    let att = data["attachments"][0]["id"].as_str().unwrap();
+    let r = server
+        .http
+        .get(server.url(&format!("/v1/account/ann/attachment/{att}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let (status, list) = server
         .get("/v1/account/ann/messages?path=INBOX", Some(&token))
@@ -842,4 +864,358 @@ async fn a_recreated_folder_is_reset_and_changes_are_reported() {
             .next()
     })
     .await;
+}
+
+/// `logs: true` keeps the account's IMAP protocol log: NDJSON lines from both sides, the
+/// LOGIN password hidden, at most `logs.maxLogLines` lines.
+#[tokio::test]
+async fn protocol_logs_are_kept_redacted_and_bounded() {
+    let env = Env::new("imap-logs");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let mut payload = account_payload("ann", &user, "pass");
+    payload["logs"] = json!(true);
+    let (status, _) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(payload))
+        .await;
+    assert_eq!(status, 200);
+    wait_state(&server, &token, "ann", "connected").await;
+    let fetch = || async {
+        let r = server
+            .http
+            .get(server.url("/v1/logs/ann"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-disposition"],
+            "attachment; filename=\"logs.ann.txt\""
+        );
+        r.text().await.unwrap()
+    };
+    let text = wait_for("the login in the protocol log", 10, || async {
+        let t = fetch().await;
+        t.contains(" LOGIN ").then_some(t)
+    })
+    .await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let login = lines
+        .iter()
+        .find(|l| l["src"] == "c" && l["msg"].as_str().unwrap().contains(" LOGIN "))
+        .unwrap_or_else(|| panic!("no LOGIN line: {text}"));
+    assert!(
+        login["msg"]
+            .as_str()
+            .unwrap()
+            .ends_with("\"(* value hidden *)\""),
+        "{login}"
+    );
+    assert!(!text.contains("\"pass\""), "password leaked: {text}");
+    assert!(!text.contains(&token));
+    assert!(lines.iter().any(|l| l["src"] == "s"));
+    eprintln!(
+        "protocol log after connect and sync: {} lines, {} bytes; {}",
+        lines.len(),
+        text.len(),
+        login["msg"]
+    );
+    for l in &lines {
+        assert!(
+            l["t"].is_i64() && l["cid"].is_string() && l["lo"].is_u64(),
+            "{l}"
+        );
+    }
+
+    // Bounded: with `maxLogLines: 5` a reconnect leaves at most five lines.
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"logs": {"maxLogLines": 5}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/account/ann/reconnect",
+            Some(&token),
+            Some(json!({"reconnect": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = fetch().await;
+    assert!(text.lines().count() <= 5, "{text}");
+
+    let r = server
+        .http
+        .get(server.url("/v1/logs/nobody"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "No logs found for nobody\n");
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// Every event one account's life emits, compared field by field with EmailEngine's envelope
+/// and `data` (spec §9.1–§9.2): account events, the connection events, and messageNew,
+/// messageUpdated and messageDeleted with the fields receivers read.
+#[tokio::test]
+async fn every_event_has_emailengine_fields() {
+    let env = Env::new("imap-events");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({
+                "serviceUrl": "https://ee.example.com", "notifyText": true, "notifyTextSize": 5,
+                "notifyAttachments": true, "notifyAttachmentSize": 1000
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_state(&server, &token, "ann", "connected").await;
+    send_mail(
+        "bob@example.com",
+        &user,
+        &message_with_attachment(&user, "shapes"),
+    );
+    let new = wait_for("messageNew", 10, || async {
+        env.events_of("ann", "messageNew").await.into_iter().next()
+    })
+    .await;
+    let id = new.payload["data"]["id"].as_str().unwrap().to_string();
+    server
+        .send(
+            Method::PUT,
+            &format!("/v1/account/ann/message/{id}"),
+            Some(&token),
+            Some(json!({"flags": {"add": ["\\Flagged"]}})),
+        )
+        .await;
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
+    wait_for("messageUpdated", 10, || async {
+        env.events_of("ann", "messageUpdated")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    server
+        .send(
+            Method::DELETE,
+            &format!("/v1/account/ann/message/{id}?force=true"),
+            Some(&token),
+            None,
+        )
+        .await;
+    server
+        .send(Method::PUT, "/v1/account/ann/sync", Some(&token), None)
+        .await;
+    wait_for("messageDeleted", 10, || async {
+        env.events_of("ann", "messageDeleted")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let (status, _) = server
+        .send(Method::DELETE, "/v1/account/ann", Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    wait_for("accountDeleted", 10, || async {
+        env.events_of("ann", "accountDeleted")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+
+    let events = env.events().await;
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.account == "ann")
+        .map(|e| &e.payload)
+        .collect();
+    let names: Vec<&str> = ours.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "accountAdded",
+            "authenticationSuccess",
+            "accountInitialized",
+            "messageNew",
+            "messageUpdated",
+            "messageDeleted",
+            "accountDeleted"
+        ],
+        "in the order they happened"
+    );
+    let plain_envelope = ["account", "data", "date", "event", "serviceUrl"];
+    let mailbox_envelope = [
+        "account",
+        "data",
+        "date",
+        "event",
+        "path",
+        "serviceUrl",
+        "specialUse",
+    ];
+    for e in &ours {
+        assert_eq!(e["serviceUrl"], "https://ee.example.com");
+        assert_eq!(e["account"], "ann");
+        assert!(e["date"].as_str().unwrap().ends_with('Z'));
+        let expected: &[&str] = if e["event"].as_str().unwrap().starts_with("message") {
+            assert_eq!(
+                (e["path"].as_str(), e["specialUse"].as_str()),
+                (Some("INBOX"), Some("\\Inbox"))
+            );
+            &mailbox_envelope
+        } else {
+            &plain_envelope
+        };
+        assert_eq!(keys(e), expected, "{e}");
+    }
+    let data = |name: &str| {
+        ours.iter()
+            .find(|e| e["event"] == name)
+            .map(|e| e["data"].clone())
+            .unwrap()
+    };
+    assert_eq!(data("accountAdded"), json!({"account": "ann"}));
+    assert_eq!(data("accountDeleted"), json!({"account": "ann"}));
+    assert_eq!(data("authenticationSuccess"), json!({"user": user}));
+    assert_eq!(data("accountInitialized"), json!({"initialized": true}));
+
+    let new = data("messageNew");
+    assert_eq!(
+        keys(&new),
+        [
+            "answered",
+            "attachments",
+            "date",
+            "draft",
+            "flagged",
+            "flags",
+            "from",
+            "id",
+            "messageId",
+            "messageSpecialUse",
+            "path",
+            "seemsLikeNew",
+            "size",
+            "subject",
+            "text",
+            "to",
+            "uid",
+            "unseen"
+        ],
+        "{new}"
+    );
+    assert_eq!(
+        (
+            new["subject"].clone(),
+            new["path"].clone(),
+            new["messageSpecialUse"].clone(),
+            new["seemsLikeNew"].clone()
+        ),
+        (
+            json!("shapes"),
+            json!("INBOX"),
+            json!("\\Inbox"),
+            json!(true)
+        )
+    );
+    assert_eq!(
+        (
+            new["unseen"].clone(),
+            new["flagged"].clone(),
+            new["answered"].clone(),
+            new["draft"].clone()
+        ),
+        (json!(true), json!(false), json!(false), json!(false))
+    );
+    assert_eq!(
+        new["from"],
+        json!({"name": "Bob", "address": "bob@example.com"})
+    );
+    assert_eq!(new["to"], json!([{"address": user}]));
+    assert_eq!(new["messageId"], "<shapes@example.com>");
+    assert_eq!(
+        keys(&new["text"]),
+        ["encodedSize", "hasMore", "id", "plain"]
+    );
+    assert_eq!(
+        (new["text"]["plain"].clone(), new["text"]["hasMore"].clone()),
+        (json!("Hello"), json!(true))
+    );
+    assert_eq!(keys(&new["text"]["encodedSize"]), ["html", "plain"]);
+    let attachment = &new["attachments"][0];
+    assert_eq!(
+        keys(attachment),
+        [
+            "content",
+            "contentType",
+            "embedded",
+            "encodedSize",
+            "filename",
+            "id",
+            "inline"
+        ]
+    );
+    assert_eq!(
+        (
+            attachment["contentType"].clone(),
+            attachment["filename"].clone(),
+            attachment["content"].clone(),
+            attachment["inline"].clone(),
+            attachment["embedded"].clone()
+        ),
+        (
+            json!("application/octet-stream"),
+            json!("data.bin"),
+            json!("AAECAwQ="),
+            json!(false),
+            json!(false)
+        )
+    );
+
+    let updated = data("messageUpdated");
+    assert_eq!(keys(&updated), ["changes", "id", "uid"]);
+    assert_eq!(updated["id"], id.as_str());
+    assert_eq!(updated["changes"]["flags"]["added"], json!(["\\Flagged"]));
+    assert_eq!(updated["changes"]["flags"]["deleted"], json!([]));
+    assert_eq!(data("messageDeleted"), json!({"id": id, "uid": new["uid"]}));
 }

@@ -536,3 +536,70 @@ async fn verify_account_checks_imap_and_smtp_logins() {
     assert_eq!(body["imap"]["code"], "AUTHENTICATIONFAILED");
     assert_eq!(body["smtp"]["code"], "EAUTH", "{body}");
 }
+
+/// `PUT /v1/settings/queue/submit {paused: true}` holds outgoing mail in the outbox until the
+/// queue is resumed.
+#[tokio::test]
+async fn a_paused_submit_queue_holds_mail_until_resumed() {
+    let (_, smtp) = mail_ports();
+    let env = Env::new("submit-paused");
+    let a = format!("{}-a@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("a", &a, smtp)),
+        )
+        .await;
+    connected(&server, &token, "a").await;
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/settings/queue/submit",
+            Some(&token),
+            Some(json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, queued) = server
+        .send(
+            Method::POST,
+            "/v1/account/a/submit",
+            Some(&token),
+            Some(json!({
+                "to": [{"address": &a}], "subject": "held", "text": "held body"
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{queued}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.events_of("a", "messageSent").await.is_empty(),
+        "sent while paused"
+    );
+    let (_, info) = server.get("/v1/settings/queue/submit", Some(&token)).await;
+    assert_eq!(
+        (info["paused"].clone(), info["jobs"]["waiting"].clone()),
+        (json!(true), json!(1)),
+        "{info}"
+    );
+    let (_, stats) = server.get("/v1/stats", Some(&token)).await;
+    assert_eq!(stats["queues"]["submit"]["isPaused"], true, "{stats}");
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/settings/queue/submit",
+            Some(&token),
+            Some(json!({"paused": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let sent = wait_for("messageSent after resume", 15, || async {
+        env.events_of("a", "messageSent").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(sent.payload["data"]["queueId"], queued["queueId"]);
+}

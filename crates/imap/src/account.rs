@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use emailengine_core::connection::ConnectionState;
 
-use crate::connect::{ConnectError, connect};
+use crate::connect::{ConnectError, connect_logged};
 use crate::idle::{Ended, Flow};
 use crate::registry::{Command, Engine};
 
@@ -78,6 +78,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
     let mut attempt: u32 = 0;
     let mut last_error: Option<String> = None;
     loop {
+        let logs;
         let settings = match engine.record(&account).await {
             Ok(None) => {
                 tracing::info!(account, "Account record is gone; its connection stops");
@@ -85,7 +86,10 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 return;
             }
             Ok(Some(record)) => match record.imap(engine.0.cipher.as_deref()) {
-                Ok(Some(s)) if !s.disabled => s,
+                Ok(Some(s)) if !s.disabled => {
+                    logs = record.logs;
+                    s
+                }
                 Ok(found) => {
                     let state = if found.is_some() {
                         ConnectionState::Disconnected
@@ -144,7 +148,8 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
         };
         let mut settings = settings;
         settings.local_address = engine.local_address(&account).await;
-        let session = match connect(&settings).await {
+        let log = engine.protocol_log(&account, logs).await;
+        let session = match connect_logged(&settings, log).await {
             Ok(s) => s,
             Err(err) => {
                 let (state, code) = match &err {

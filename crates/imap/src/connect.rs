@@ -15,6 +15,8 @@ use tokio_rustls::client::TlsStream;
 
 use emailengine_core::account::ServerSettings;
 
+use crate::wire_log::WireLog;
+
 pub type Session = async_imap::Session<ImapStream>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,9 +34,16 @@ pub enum ConnectError {
 
 /// A plain or TLS-wrapped TCP stream.
 #[derive(Debug)]
-pub enum ImapStream {
+enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// The connection's stream, and its protocol log when the account keeps one.
+#[derive(Debug)]
+pub struct ImapStream {
+    transport: Transport,
+    log: Option<WireLog>,
 }
 
 impl AsyncRead for ImapStream {
@@ -43,10 +52,16 @@ impl AsyncRead for ImapStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = match &mut this.transport {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let (Poll::Ready(Ok(())), Some(log)) = (&result, this.log.as_mut()) {
+            log.received(&buf.filled()[before..]);
         }
+        result
     }
 }
 
@@ -56,21 +71,26 @@ impl AsyncWrite for ImapStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        let result = match &mut this.transport {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        if let (Poll::Ready(Ok(n)), Some(log)) = (&result, this.log.as_mut()) {
+            log.sent(&buf[..*n]);
         }
+        result
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().transport {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().transport {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -158,9 +178,9 @@ impl Abilities {
 /// Whether a quiet session's connection is still open: nothing has arrived on it since its
 /// last command (a closed connection reads as end of file, a server about to leave sends BYE).
 pub async fn still_open(session: &Session) -> bool {
-    let tcp = match session.get_ref() {
-        ImapStream::Plain(t) => t,
-        ImapStream::Tls(t) => t.get_ref().0,
+    let tcp = match &session.get_ref().transport {
+        Transport::Plain(t) => t,
+        Transport::Tls(t) => t.get_ref().0,
     };
     let mut byte = [0u8; 1];
     // A zero timeout polls the peek once: pending means the line is quiet and open.
@@ -175,7 +195,15 @@ fn net(e: impl std::fmt::Display) -> ConnectError {
 
 /// Connects and logs in.
 pub async fn connect(settings: &ServerSettings) -> Result<Session, ConnectError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(settings))
+    connect_logged(settings, None).await
+}
+
+/// Connects and logs in, keeping the protocol log `log` of the connection.
+pub async fn connect_logged(
+    settings: &ServerSettings,
+    log: Option<WireLog>,
+) -> Result<Session, ConnectError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(settings, log))
         .await
         .map_err(|_| ConnectError::Network("Connection timed out".into()))?
 }
@@ -211,7 +239,10 @@ async fn bound_connect(
     })
 }
 
-async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectError> {
+async fn connect_inner(
+    settings: &ServerSettings,
+    log: Option<WireLog>,
+) -> Result<Session, ConnectError> {
     let tcp = match settings.local_address {
         None => TcpStream::connect((settings.host.as_str(), settings.port))
             .await
@@ -219,11 +250,12 @@ async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectErro
         Some(local) => bound_connect(local, &settings.host, settings.port).await?,
     };
     let _ = tcp.set_nodelay(true);
-    let stream = if settings.secure {
-        ImapStream::Tls(Box::new(tls(tcp, settings).await?))
+    let transport = if settings.secure {
+        Transport::Tls(Box::new(tls(tcp, settings).await?))
     } else {
-        ImapStream::Plain(tcp)
+        Transport::Plain(tcp)
     };
+    let stream = ImapStream { transport, log };
     let mut client = async_imap::Client::new(stream);
     let greeting = client
         .read_response()
@@ -254,11 +286,15 @@ async fn connect_inner(settings: &ServerSettings) -> Result<Session, ConnectErro
         // session stays usable, which saves reading capabilities before login.
         match client.run_command_and_check_ok("STARTTLS", None).await {
             Ok(()) => {
-                let ImapStream::Plain(tcp) = client.into_inner() else {
+                let ImapStream {
+                    transport: Transport::Plain(tcp),
+                    log,
+                } = client.into_inner()
+                else {
                     return Err(net("STARTTLS on a TLS stream"));
                 };
-                client =
-                    async_imap::Client::new(ImapStream::Tls(Box::new(tls(tcp, settings).await?)));
+                let transport = Transport::Tls(Box::new(tls(tcp, settings).await?));
+                client = async_imap::Client::new(ImapStream { transport, log });
             }
             Err(async_imap::error::Error::Bad(_) | async_imap::error::Error::No(_))
                 if settings.starttls.is_none() => {}

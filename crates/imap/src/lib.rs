@@ -27,6 +27,7 @@ pub mod registry;
 pub mod search;
 pub mod subconnections;
 pub mod sync;
+pub mod wire_log;
 
 pub use emailengine_mail::events;
 pub use registry::{Engine, EngineConfig};

@@ -75,6 +75,9 @@ fn header_fields(msg: &Message<'_>, out: &mut Map<String, Value>) {
     if let Some(from) = msg.from().and_then(|a| a.first()) {
         out.insert("from".into(), addr_json(from));
     }
+    if let Some(sender) = msg.sender().and_then(|a| a.first()) {
+        out.insert("sender".into(), addr_json(sender));
+    }
     for (key, list) in [
         ("replyTo", addr_list(msg.reply_to())),
         ("to", addr_list(msg.to())),
@@ -247,12 +250,40 @@ pub fn details(place: Place<'_>, f: &Fetched, source: &[u8], options: &DetailsOp
             if let Some(cid) = part.content_id() {
                 a.insert("contentId".into(), Value::from(format!("<{cid}>")));
             }
+            a.insert("embedded".into(), Value::Bool(part.content_id().is_some()));
             a.insert("inline".into(), Value::Bool(is_inline(part)));
             Some(Value::Object(a))
         })
         .collect();
     out.insert("attachments".into(), Value::Array(attachments));
     Value::Object(out)
+}
+
+/// Adds `content` (base64 of the decoded bytes) to every attachment of `details` output whose
+/// decoded size is at most `max` bytes: `notifyAttachments` in `messageNew` (EmailEngine 2.51+).
+pub fn attachment_contents(data: &mut Value, source: &[u8], max: usize) {
+    use base64::Engine as _;
+    let Some(msg) = MessageParser::new().parse(source) else {
+        return;
+    };
+    let Some(Value::Array(shown)) = data.get_mut("attachments") else {
+        return;
+    };
+    // The same attachments, in the same order, as `details` lists them.
+    let numbers = part_numbers(&msg);
+    let listed = msg.attachments.iter().filter_map(|i| {
+        let part = msg.parts.get(*i as usize)?;
+        numbers
+            .iter()
+            .any(|(n, _)| *n == *i as usize)
+            .then_some(part)
+    });
+    for (a, part) in shown.iter_mut().zip(listed) {
+        let bytes = part.contents();
+        if bytes.len() <= max {
+            a["content"] = Value::from(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
 }
 
 /// Inline parts: disposition `inline`, or no disposition but a Content-ID (images referenced
@@ -430,6 +461,14 @@ mod tests {
         cut.max_bytes = 5;
         assert_eq!(texts(MIXED, &parts, &cut)["plain"], "Hello");
         assert_eq!(d["attachments"][0]["inline"], false);
+        assert_eq!(d["attachments"][0]["embedded"], false);
+
+        let mut with = d.clone();
+        attachment_contents(&mut with, MIXED, 5);
+        assert_eq!(with["attachments"][0]["content"], "JVBERi0=");
+        let mut without = d;
+        attachment_contents(&mut without, MIXED, 4);
+        assert!(without["attachments"][0].get("content").is_none());
     }
 
     fn place() -> Place<'static> {
@@ -472,35 +511,6 @@ mod tests {
         let generated = details(place(), &f, only_text, &options(TextType::All, true));
         assert_eq!(generated["text"]["html"], "<p>Line &lt;1&gt;</p>");
     }
-}
-
-/// The `text` object of a `messageNew` payload: plain and HTML text cut to `max` bytes.
-pub fn notify_text(source: &[u8], max: usize) -> Value {
-    let Some(msg) = MessageParser::new().parse(source) else {
-        return json!({"hasMore": false});
-    };
-    let plain: String = msg
-        .text_bodies()
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let html: String = msg
-        .html_bodies()
-        .filter(|p| matches!(p.body, PartType::Html(_)))
-        .filter_map(|p| p.text_contents())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (plain, more_p) = truncate(&plain, max);
-    let (html, more_h) = truncate(&html, max);
-    let mut out = Map::new();
-    if !plain.is_empty() {
-        out.insert("plain".into(), Value::from(plain));
-    }
-    if !html.is_empty() {
-        out.insert("html".into(), Value::from(html));
-    }
-    out.insert("hasMore".into(), Value::Bool(more_p || more_h));
-    Value::Object(out)
 }
 
 /// Raw header values by lower-case name, for the names asked for (`*` = all).
@@ -546,11 +556,8 @@ mod notify_tests {
     use super::*;
 
     #[test]
-    fn text_and_headers_for_webhooks() {
+    fn headers_for_webhooks() {
         let raw = b"Subject: Hi\r\nX-Tag: a\r\nX-Tag: b\r\n continued\r\nContent-Type: text/plain\r\n\r\nHello world\r\n";
-        let t = notify_text(raw, 5);
-        assert_eq!(t["plain"], "Hello");
-        assert_eq!(t["hasMore"], true);
         let h = header_map(raw, &["X-Tag".into()]);
         assert_eq!(h, json!({"x-tag": ["a", "b continued"]}));
         assert_eq!(header_map(raw, &["*".into()])["subject"], json!(["Hi"]));

@@ -254,6 +254,30 @@ impl Engine {
             .map(|f| AccountRecord::from_fields(account, f)))
     }
 
+    /// A protocol log for the account's main connection, when the account's `logs` flag or
+    /// the `logs.all` setting asks for one and `logs.maxLogLines` is above zero.
+    pub(crate) async fn protocol_log(
+        &self,
+        account: &str,
+        account_flag: bool,
+    ) -> Option<crate::wire_log::WireLog> {
+        let setting = self.0.sink.settings.get_one("logs").await.ok().flatten();
+        let all = setting
+            .as_ref()
+            .and_then(|v| v.get("all"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let max_lines = setting
+            .as_ref()
+            .and_then(|v| v.get("maxLogLines"))
+            .and_then(serde_json::Value::as_u64)
+            .map_or(emailengine_core::protocol_log::DEFAULT_MAX_LINES, |n| {
+                n as usize
+            });
+        ((account_flag || all) && max_lines > 0)
+            .then(|| crate::wire_log::WireLog::start(self.0.sink.store.clone(), account, max_lines))
+    }
+
     /// The account's IMAP settings, decrypted.
     pub(crate) async fn imap_settings(&self, account: &str) -> Result<ServerSettings, MailError> {
         let record = self

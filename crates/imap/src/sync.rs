@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_imap::types::Flag;
 use futures_util::TryStreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use emailengine_core::ids::MessageId;
 use emailengine_core::index::IndexEntry;
@@ -106,11 +106,31 @@ pub async fn fetch_summaries(
         .collect())
 }
 
+/// Largest attachment put into `messageNew` with `notifyAttachments` when
+/// `notifyAttachmentSize` is not set (EmailEngine's default, 2 MiB).
+const DEFAULT_ATTACHMENT_SIZE: usize = 2 * 1024 * 1024;
+
+/// Whether a new message looks like new mail to its owner: not read, not a draft, and not in
+/// a folder where the owner's own or discarded mail lands.
+fn seems_like_new(special_use: Option<&str>, flags: &[String]) -> bool {
+    let own_folder = matches!(
+        special_use,
+        Some("\\Sent" | "\\Drafts" | "\\Trash" | "\\Junk")
+    );
+    let flagged = |name: &str| flags.iter().any(|f| f.eq_ignore_ascii_case(name));
+    !own_folder && !flagged("\\Seen") && !flagged("\\Draft")
+}
+
 /// What `messageNew` reports: the settings `notifyText`, `notifyTextSize` (default 64 KiB) and
 /// `notifyHeaders`, and the account's `notifyFrom`.
 struct NotifyOptions {
     text: bool,
     text_size: usize,
+    /// `notifyWebSafeHtml`: the HTML sanitised, inline images embedded.
+    web_safe_html: bool,
+    /// `notifyAttachments` with `notifyAttachmentSize`: attachments up to this size carry
+    /// their content.
+    attachments: Option<usize>,
     headers: Vec<String>,
     /// The account's `notifyFrom` (ms).
     from: Option<i64>,
@@ -127,7 +147,14 @@ impl NotifyOptions {
             .and_then(|v| emailengine_core::units::parse_iso_time(&v));
         let values = sink
             .settings
-            .get(&["notifyText", "notifyTextSize", "notifyHeaders"])
+            .get(&[
+                "notifyText",
+                "notifyTextSize",
+                "notifyHeaders",
+                "notifyWebSafeHtml",
+                "notifyAttachments",
+                "notifyAttachmentSize",
+            ])
             .await
             .unwrap_or_default();
         let get = |i: usize| values.get(i).cloned().flatten();
@@ -144,12 +171,40 @@ impl NotifyOptions {
                         .collect()
                 })
                 .unwrap_or_default(),
+            web_safe_html: get(3).and_then(|v| v.as_bool()).unwrap_or(false),
+            attachments: get(4).and_then(|v| v.as_bool()).unwrap_or(false).then(|| {
+                get(5)
+                    .and_then(|v| v.as_u64())
+                    .map_or(DEFAULT_ATTACHMENT_SIZE, |n| n as usize)
+            }),
             from,
         }
     }
 
-    fn wants_source(&self) -> bool {
-        self.text || !self.headers.is_empty()
+    /// The `messageNew` data of a new message: its list entry with `text` (`id`,
+    /// `encodedSize`, and `plain`/`html`/`hasMore` when `notifyText` is on) and `attachments`,
+    /// plus `headers` when `notifyHeaders` names any.
+    fn payload(&self, place: crate::message::Place<'_>, f: &Fetched, source: &[u8]) -> Value {
+        let options = emailengine_mail::DetailsOptions {
+            max_bytes: self.text_size,
+            text_type: emailengine_mail::TextType::All,
+            web_safe_html: self.web_safe_html,
+            mark_as_seen: false,
+        };
+        let mut data = crate::message::details(place, f, source, &options);
+        if let Some(max) = self.attachments {
+            crate::message::attachment_contents(&mut data, source, max);
+        }
+        data["seemsLikeNew"] = Value::Bool(seems_like_new(place.special_use, &f.flags));
+        if !self.text
+            && let Some(Value::Object(text)) = data.get_mut("text")
+        {
+            text.retain(|k, _| k == "id" || k == "encodedSize");
+        }
+        if !self.headers.is_empty() {
+            data["headers"] = crate::message::header_map(source, &self.headers);
+        }
+        data
     }
 }
 
@@ -355,24 +410,11 @@ pub async fn sync_folder(
             let set = uid_set(chunk);
             let mut summaries = fetch_summaries(session, &set, true, false).await?;
             summaries.sort_by_key(|f| f.uid);
-            let mut sources = if notify.wants_source() {
-                fetch_sources(session, &set).await?
-            } else {
-                HashMap::new()
-            };
-            // Bounces and complaints are told by their full content: download the candidates.
+            // The whole source: the text id, text sizes and attachment ids receivers fetch
+            // content with come from the MIME structure, and the text from the parts; bounces
+            // and complaints are told by their content too.
+            let sources = fetch_sources(session, &set).await?;
             let placement = crate::feedback::placement(&folder.path, special);
-            if let Some(p) = placement {
-                let wanted: Vec<u32> = summaries
-                    .iter()
-                    .filter(|f| !sources.contains_key(&f.uid))
-                    .filter(|f| crate::feedback::is_candidate(&f.header, p))
-                    .map(|f| f.uid)
-                    .collect();
-                if !wanted.is_empty() {
-                    sources.extend(fetch_sources(session, &uid_set(&wanted)).await?);
-                }
-            }
             let now = chrono::Utc::now().timestamp_millis();
             let mut batch = sink.batch().await;
             for f in summaries {
@@ -388,15 +430,10 @@ pub async fn sync_folder(
                     path: &folder.path,
                     special_use: folder.special_use.as_deref(),
                 };
-                let mut data = list_entry(place, &f);
-                if let Some(source) = sources.get(&f.uid) {
-                    if notify.text {
-                        data["text"] = crate::message::notify_text(source, notify.text_size);
-                    }
-                    if !notify.headers.is_empty() {
-                        data["headers"] = crate::message::header_map(source, &notify.headers);
-                    }
-                }
+                let mut data = match sources.get(&f.uid) {
+                    Some(source) => notify.payload(place, &f, source),
+                    None => list_entry(place, &f),
+                };
                 let feedback = match (placement, sources.get(&f.uid)) {
                     (Some(p), Some(source)) if crate::feedback::is_candidate(&f.header, p) => {
                         Some(crate::feedback::classify(source, p, &mut data))
@@ -520,5 +557,15 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn new_looking_mail() {
+        assert!(seems_like_new(Some("\\Inbox"), &[]));
+        assert!(seems_like_new(None, &["$Label".into()]));
+        assert!(!seems_like_new(None, &["\\seen".into()]));
+        assert!(!seems_like_new(None, &["\\Draft".into()]));
+        assert!(!seems_like_new(Some("\\Sent"), &[]));
+        assert!(!seems_like_new(Some("\\Junk"), &[]));
     }
 }

@@ -128,6 +128,18 @@ impl Keys {
     pub fn stats_day(&self, counter: &str, day: &str) -> String {
         self.k(&format!("stats:{counter}:{day}"))
     }
+    /// List: an account's protocol log entries (msgpack), oldest first.
+    pub fn account_log(&self, account: &str) -> String {
+        self.k(&format!("iam:{account}:g"))
+    }
+    /// Set of custom webhook route ids.
+    pub fn webhook_route_ids(&self) -> String {
+        self.k("wh:i")
+    }
+    /// Hash: `<id>:meta` / `<id>:content` → msgpack, `<id>:tcount` → trigger count.
+    pub fn webhook_routes(&self) -> String {
+        self.k("wh:c")
+    }
     /// Set of the template ids of an account (`""`: public templates).
     pub fn template_ids(&self, account: Option<&str>) -> String {
         self.k(&format!("tpl:{}:i", account.unwrap_or("")))

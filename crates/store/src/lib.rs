@@ -592,6 +592,59 @@ pub trait TransientStore: Send + Sync {
     async fn unlock(&self, name: &str, owner: &str) -> Result<()>;
 }
 
+/// One custom webhook route as EmailEngine stores it: msgpack `meta` (name, targetUrl,
+/// enabled, …) and `content` (`fn`, `map`), and how often it fired.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredWebhookRoute {
+    pub meta: Vec<u8>,
+    pub content: Option<Vec<u8>>,
+    pub tcount: Option<u64>,
+}
+
+/// Custom webhook routes (`wh:i`, `wh:c`). The API only reads them; routes are written by the
+/// admin UI, by migration, or by EmailEngine itself on a shared store.
+#[async_trait]
+pub trait WebhookRouteStore: Send + Sync {
+    async fn webhook_route_ids(&self) -> Result<Vec<String>>;
+    async fn webhook_route(&self, id: &str) -> Result<Option<StoredWebhookRoute>>;
+    async fn put_webhook_route(&self, id: &str, route: &StoredWebhookRoute) -> Result<()>;
+}
+
+/// Per-account protocol logs (`iam:<account>:g`, spec §25.1): entries appended in order, only
+/// the newest `max_lines` kept. Removed with the account.
+#[async_trait]
+pub trait AccountLog: Send + Sync {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()>;
+    /// Every kept entry, oldest first.
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>>;
+}
+
+/// The per-token audit log (`tokens:log:<id>`, spec §3.12): newest entry first, at most
+/// `max_entries` kept, the whole log expiring `max_age_secs` after its last entry.
+#[async_trait]
+pub trait TokenAuditLog: Send + Sync {
+    async fn push_token_audit(
+        &self,
+        id: &str,
+        entry: &[u8],
+        max_entries: usize,
+        max_age_secs: u64,
+    ) -> Result<()>;
+    /// `(total, entries)` from `offset`, newest first.
+    async fn token_audit(
+        &self,
+        id: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)>;
+    async fn delete_token_audit(&self, id: &str) -> Result<()>;
+}
+
 /// Every store the server needs, as one object that backends implement.
 pub trait Store:
     TokenStore
@@ -608,6 +661,9 @@ pub trait Store:
     + GatewayStore
     + OAuthAppStore
     + TransientStore
+    + WebhookRouteStore
+    + TokenAuditLog
+    + AccountLog
 {
 }
 impl<T> Store for T where
@@ -625,5 +681,8 @@ impl<T> Store for T where
         + GatewayStore
         + OAuthAppStore
         + TransientStore
+        + WebhookRouteStore
+        + TokenAuditLog
+        + AccountLog
 {
 }

@@ -1,8 +1,8 @@
 //! Copies everything a server needs from one store to another through the store traits, so it
 //! works between any two backends: settings, tokens, accounts (fields as stored, secrets still
 //! encrypted), mailbox indexes, the outbox, undelivered events, given-up deliveries, templates,
-//! suppression lists, SMTP gateways and OAuth2 apps (with the accounts linked to them). Values
-//! are copied as stored (msgpack records, JSON strings, index entries), never re-encoded.
+//! suppression lists, SMTP gateways, OAuth2 apps (with the accounts linked to them) and custom
+//! webhook routes. Values are copied as stored (msgpack records, JSON strings, index entries), never re-encoded.
 //! Writes are upserts keyed as in the source, so running it twice gives the same target.
 
 use std::fmt;
@@ -28,6 +28,7 @@ pub struct Inventory {
     pub blocklist_entries: usize,
     pub gateways: usize,
     pub apps: usize,
+    pub webhook_routes: usize,
 }
 
 impl Inventory {
@@ -40,7 +41,7 @@ impl fmt::Display for Inventory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} settings, {} tokens, {} accounts, {} mailbox ids, {} folder indexes with {} messages, {} queued messages, {} undelivered events, {} given-up webhooks, {} templates, {} blocklist entries, {} SMTP gateways, {} OAuth2 apps",
+            "{} settings, {} tokens, {} accounts, {} mailbox ids, {} folder indexes with {} messages, {} queued messages, {} undelivered events, {} given-up webhooks, {} templates, {} blocklist entries, {} SMTP gateways, {} OAuth2 apps, {} webhook routes",
             self.settings,
             self.tokens,
             self.accounts,
@@ -53,7 +54,8 @@ impl fmt::Display for Inventory {
             self.templates,
             self.blocklist_entries,
             self.gateways,
-            self.apps
+            self.apps,
+            self.webhook_routes
         )
     }
 }
@@ -75,6 +77,7 @@ pub async fn inventory(store: &dyn Store) -> Result<Inventory> {
             .sum(),
         gateways: store.gateway_ids().await?.len(),
         apps: store.app_ids().await?.len(),
+        webhook_routes: store.webhook_route_ids().await?.len(),
         ..Default::default()
     };
     for account in store.account_ids().await? {
@@ -115,6 +118,12 @@ pub async fn copy(from: &dyn Store, to: &dyn Store) -> Result<Inventory> {
         for (address, record) in from.blocklist_entries(&list).await? {
             to.put_blocklist_entry(&list, &address, &record).await?;
             done.blocklist_entries += 1;
+        }
+    }
+    for id in from.webhook_route_ids().await? {
+        if let Some(route) = from.webhook_route(&id).await? {
+            to.put_webhook_route(&id, &route).await?;
+            done.webhook_routes += 1;
         }
     }
     for id in from.gateway_ids().await? {

@@ -129,6 +129,9 @@ contract!(
     gateways,
     oauth_apps,
     transient_keys_and_locks,
+    webhook_routes,
+    token_audit_log,
+    account_logs,
 );
 
 fn record(account: Option<&str>, description: &str) -> TokenRecord {
@@ -1144,6 +1147,16 @@ async fn migrate_round_trip() {
     )
     .await
     .unwrap();
+    a.put_webhook_route(
+        "wh1",
+        &emailengine_store::StoredWebhookRoute {
+            meta: b"meta".to_vec(),
+            content: Some(b"content".to_vec()),
+            tcount: Some(2),
+        },
+    )
+    .await
+    .unwrap();
     a.put_app("app1", b"data", Some(b"meta"), false)
         .await
         .unwrap();
@@ -1179,6 +1192,7 @@ async fn migrate_round_trip() {
             blocklist_entries: 1,
             gateways: 1,
             apps: 1,
+            webhook_routes: 1,
         }
     );
     let r = redis("migrate-r").await;
@@ -1231,6 +1245,10 @@ async fn migrate_round_trip() {
             a.undelivered_events(migrate::WEBHOOK_GROUP).await.unwrap()
         );
         assert_eq!(
+            s.webhook_route("wh1").await.unwrap(),
+            a.webhook_route("wh1").await.unwrap()
+        );
+        assert_eq!(
             s.dead_events(0, 10).await.unwrap(),
             a.dead_events(0, 10).await.unwrap()
         );
@@ -1258,4 +1276,69 @@ async fn migrate_round_trip() {
         // The copied registry counter keeps new ids unique.
         assert_eq!(s.mailbox_id("ann", 7, "Sent").await.unwrap(), 2);
     }
+}
+
+async fn webhook_routes(s: &dyn Store) {
+    use emailengine_store::StoredWebhookRoute;
+    assert!(s.webhook_route_ids().await.unwrap().is_empty());
+    assert_eq!(s.webhook_route("r1").await.unwrap(), None);
+    let full = StoredWebhookRoute {
+        meta: b"meta-1".to_vec(),
+        content: Some(b"content-1".to_vec()),
+        tcount: Some(7),
+    };
+    let bare = StoredWebhookRoute {
+        meta: b"meta-2".to_vec(),
+        content: None,
+        tcount: None,
+    };
+    s.put_webhook_route("r1", &full).await.unwrap();
+    s.put_webhook_route("r2", &bare).await.unwrap();
+    let mut ids = s.webhook_route_ids().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["r1", "r2"]);
+    assert_eq!(s.webhook_route("r1").await.unwrap(), Some(full));
+    assert_eq!(s.webhook_route("r2").await.unwrap(), Some(bare));
+}
+
+async fn token_audit_log(s: &dyn Store) {
+    assert_eq!(s.token_audit("t1", 0, 10).await.unwrap(), (0, vec![]));
+    for i in 0..5u8 {
+        s.push_token_audit("t1", &[i], 3, 60).await.unwrap();
+    }
+    s.push_token_audit("t2", b"other", 3, 60).await.unwrap();
+    assert_eq!(
+        s.token_audit("t1", 0, 10).await.unwrap(),
+        (3, vec![vec![4], vec![3], vec![2]]),
+        "newest first, trimmed to the bound"
+    );
+    assert_eq!(s.token_audit("t1", 1, 1).await.unwrap(), (3, vec![vec![3]]));
+    s.delete_token_audit("t1").await.unwrap();
+    assert_eq!(s.token_audit("t1", 0, 10).await.unwrap(), (0, vec![]));
+    assert_eq!(s.token_audit("t2", 0, 10).await.unwrap().0, 1);
+}
+
+async fn account_logs(s: &dyn Store) {
+    assert!(s.account_log("ann").await.unwrap().is_empty());
+    s.push_account_log("ann", &[vec![1], vec![2]], 3)
+        .await
+        .unwrap();
+    s.push_account_log("ann", &[vec![3], vec![4]], 3)
+        .await
+        .unwrap();
+    s.push_account_log("bob", &[vec![9]], 3).await.unwrap();
+    assert_eq!(
+        s.account_log("ann").await.unwrap(),
+        [vec![2], vec![3], vec![4]],
+        "oldest first, the newest kept"
+    );
+    s.push_account_log("ann", &[], 3).await.unwrap();
+    let fields = std::collections::BTreeMap::from([("account".to_string(), "ann".to_string())]);
+    s.put_account("ann", &fields).await.unwrap();
+    assert!(s.delete_account("ann").await.unwrap());
+    assert!(
+        s.account_log("ann").await.unwrap().is_empty(),
+        "removed with the account"
+    );
+    assert_eq!(s.account_log("bob").await.unwrap(), [vec![9]]);
 }

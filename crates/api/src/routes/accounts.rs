@@ -55,9 +55,12 @@ pub struct Registered {
 ///
 /// Takes EmailEngine's payload (`account`, `name`, `email`, `imap`, `smtp`, `path`,
 /// `notifyFrom`, `syncFrom`, `copy`, `logs`, `webhooks`, …). A null `account` gets a generated id.
+/// `expectedEmail` pins the account to one address: an `email` or IMAP/SMTP login user that is
+/// another address is refused with 403 `AccountIdentityMismatch`.
 #[utoipa::path(post, path = "/v1/account", tag = "Account",
     request_body(content = Object, description = "Account settings"),
-    responses((status = 200, body = Registered), (status = 400, description = "Invalid input")),
+    responses((status = 200, body = Registered), (status = 400, description = "Invalid input"),
+        (status = 403, description = "The login identity is not the pinned `expectedEmail`")),
     extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
 pub async fn create(
@@ -65,6 +68,13 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Registered>> {
     let input = account::parse_input(&body, true).map_err(ApiError::invalid_input)?;
+    if let Some(expected) = input.fields.get("expectedEmail") {
+        check_identity(
+            expected,
+            input.fields.get("email").map(String::as_str),
+            &[input.imap.as_ref(), input.smtp.as_ref()],
+        )?;
+    }
     let id = input.account.clone().unwrap_or_else(|| {
         let mut b = [0u8; 8];
         rand::fill(&mut b);
@@ -94,7 +104,8 @@ pub struct AccountUpdated {
 
 /// Update an account
 ///
-/// Connection settings given here replace the stored ones; the connection is restarted.
+/// Connection settings given here replace the stored ones; the connection is restarted. Secrets
+/// sent back as the `******` the account was shown with keep their stored values.
 #[utoipa::path(put, path = "/v1/account/{account}", tag = "Account",
     params(("account" = String, Path, description = "Account id")),
     request_body(content = Object, description = "Fields to change"),
@@ -106,7 +117,23 @@ pub async fn update(
     Path(account): Path<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<AccountUpdated>> {
-    let input = account::parse_input(&body, false).map_err(ApiError::invalid_input)?;
+    let mut input = account::parse_input(&body, false).map_err(ApiError::invalid_input)?;
+    let stored = load(&state, &account).await?;
+    restore_masked(&mut input, &stored).map_err(ApiError::invalid_input)?;
+    let field = |k: &str| input.fields.get(k).or_else(|| stored.get(k));
+    if let Some(expected) = field("expectedEmail") {
+        let stored_login =
+            |k: &str| -> Option<Value> { stored.get(k).and_then(|s| serde_json::from_str(s).ok()) };
+        let (imap, smtp) = (stored_login("imap"), stored_login("smtp"));
+        check_identity(
+            expected,
+            field("email").map(String::as_str),
+            &[
+                input.imap.as_ref().or(imap.as_ref()),
+                input.smtp.as_ref().or(smtp.as_ref()),
+            ],
+        )?;
+    }
     let fields = stored_fields(&state, &input);
     if !state.store.update_account(&account, &fields).await? {
         return Err(account_not_found());
@@ -115,6 +142,46 @@ pub async fn update(
         state.mail.start(&account);
     }
     Ok(Json(AccountUpdated { account }))
+}
+
+/// Refuses an account pinned to `expectedEmail` that would sign in as another mailbox.
+fn check_identity(expected: &str, email: Option<&str>, logins: &[Option<&Value>]) -> ApiResult<()> {
+    match account::foreign_identity(expected, email, logins) {
+        None => Ok(()),
+        Some(other) => Err(ApiError::forbidden(format!(
+            "Account identity {other} does not match the expected address {expected}"
+        ))
+        .with("code", "AccountIdentityMismatch")),
+    }
+}
+
+/// Puts stored secrets back where the update echoed the masks `GET /v1/account` showed.
+fn restore_masked(
+    input: &mut AccountInput,
+    stored: &BTreeMap<String, String>,
+) -> Result<(), Vec<emailengine_core::validation::FieldError>> {
+    let mut errors = Vec::new();
+    for (key, value) in [("imap", &mut input.imap), ("smtp", &mut input.smtp)] {
+        if let Some(v) = value {
+            let old: Option<Value> = stored.get(key).and_then(|s| serde_json::from_str(s).ok());
+            if let Err(e) = account::restore_masked_secrets(key, v, old.as_ref()) {
+                errors.push(e);
+            }
+        }
+    }
+    for key in ["webhooks", "proxy"] {
+        if let Some(url) = input.fields.get_mut(key) {
+            match account::restore_masked_url(key, url, stored.get(key).map(String::as_str)) {
+                Ok(real) => *url = real,
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -439,4 +506,24 @@ pub async fn verify(
         out.insert("smtp".into(), result);
     }
     Ok(Json(Value::Object(out)))
+}
+
+/// List the account's server-side signatures
+///
+/// Signatures are kept by API providers (Gmail's send-as settings); an IMAP/SMTP account has
+/// none: `{signatures: [], signaturesSupported: false}`.
+#[utoipa::path(get, path = "/v1/account/{account}/server-signatures", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{signatures: [{address, signature}], signaturesSupported}`", body = Object),
+        (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("account")), ("x-ee-action" = json!("read"))),
+    security(("bearerAuth" = [])))]
+pub async fn server_signatures(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    load(&state, &account).await?;
+    Ok(Json(
+        json!({"signatures": [], "signaturesSupported": false}),
+    ))
 }

@@ -16,7 +16,7 @@ use crate::state::AppState;
 ///
 /// Each query parameter `<key>=true` returns that setting; `eventTypes=true` lists webhook event
 /// names. Secret settings are reported as `true`/`false` (set or not), credentials in URLs and
-/// sensitive custom headers as `******`. Unset settings are left out.
+/// custom header values as `******`. Unset settings are left out.
 #[utoipa::path(get, path = "/v1/settings", tag = "Settings",
     params(
         ("eventTypes" = Option<bool>, Query, description = "Include the list of webhook event names"),
@@ -79,7 +79,10 @@ pub struct SettingsUpdated {
 
 /// Set settings
 ///
-/// Accepts any of the settings keys; each is validated, then all are written at once.
+/// Accepts any of the settings keys; each is validated, then all are written at once. A value
+/// sent back exactly as `GET /v1/settings` shows it (masked URL credentials, masked header
+/// values, `true` for a set secret) changes nothing and is not listed in `updated`; a mask that
+/// does not stand for the stored value is refused with 400.
 #[utoipa::path(post, path = "/v1/settings", tag = "Settings",
     request_body(content = Object, description = "Settings to write, e.g. {\"webhooks\": \"https://example.com/hook\", \"webhooksEnabled\": true}"),
     responses((status = 200, body = SettingsUpdated), (status = 400, description = "Invalid input")),
@@ -97,9 +100,57 @@ pub async fn set_settings(
             ),
         ]));
     }
+    let body = resolve_masks(&state, body).await?;
     let values = settings::validate(&body).map_err(ApiError::invalid_input)?;
-    state.settings.set(&values).await?;
+    if !values.is_empty() {
+        state.settings.set(&values).await?;
+    }
+    if values.iter().any(|(k, _)| k == "tokenAuditLog") {
+        *state.audit_enabled.write().await = None;
+    }
     Ok(Json(SettingsUpdated {
         updated: values.into_iter().map(|(k, _)| k).collect(),
     }))
+}
+
+/// Drops settings sent back exactly as `GET /v1/settings` showed them and fills masked header
+/// values from the stored ones, so a read-modify-write never stores `******` over a secret.
+async fn resolve_masks(
+    state: &AppState,
+    body: Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    let masked: Vec<&str> = body
+        .keys()
+        .map(String::as_str)
+        .filter(|k| settings::is_masked_key(k))
+        .collect();
+    if masked.is_empty() {
+        return Ok(body);
+    }
+    let stored = state.settings.get(&masked).await?;
+    let stored: Map<String, Value> = masked
+        .iter()
+        .zip(stored)
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect();
+    let mut out = Map::new();
+    let mut errors = Vec::new();
+    for (key, value) in body {
+        if !settings::is_masked_key(&key) {
+            out.insert(key, value);
+            continue;
+        }
+        match settings::resolve_masked(&key, &value, stored.get(&key)) {
+            Ok(settings::Submitted::Echo) => {}
+            Ok(settings::Submitted::Write(v)) => {
+                out.insert(key, v);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::invalid_input(errors))
+    }
 }

@@ -112,6 +112,14 @@ pub async fn stats(
         state.store.events_pending_count("webhooks"),
         state.store.list_outbox(0, 0),
     );
+    let (notify_paused, submit_paused) = (
+        crate::routes::queues::is_paused(&state, "notify")
+            .await
+            .unwrap_or(false),
+        crate::routes::queues::is_paused(&state, "submit")
+            .await
+            .unwrap_or(false),
+    );
     let notify = notify.unwrap_or(0);
     let submit = outbox.map(|(total, _)| total).unwrap_or(0);
     let accounts = accounts?;
@@ -150,19 +158,23 @@ pub async fn stats(
         redis_warnings: Vec::new(),
         arch: std::env::consts::ARCH,
         counters: all_counters,
-        queues: [("notify", notify), ("submit", submit)]
-            .into_iter()
-            .map(|(q, waiting)| {
-                (
-                    q,
-                    QueueStats {
-                        waiting,
-                        total: waiting,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
+        queues: [
+            ("notify", notify, notify_paused),
+            ("submit", submit, submit_paused),
+        ]
+        .into_iter()
+        .map(|(q, waiting, is_paused)| {
+            (
+                q,
+                QueueStats {
+                    waiting,
+                    total: waiting,
+                    is_paused,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect(),
         connections,
         redis_ping: (ping?.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         store: StoreInfo {

@@ -190,6 +190,9 @@ fn parse_provision(body: &Map<String, Value>) -> Result<TokenRecord, Vec<FieldEr
     }
     match body.get("permissions") {
         None | Some(Value::Null) => {}
+        Some(v) if !requested_permission_errors(v).is_empty() => {
+            errors.extend(requested_permission_errors(v));
+        }
         Some(v) => match Permissions::parse(v) {
             Ok(_) => record.permissions = Some(v.clone()),
             Err(e) => errors.push(FieldError::new(
@@ -230,6 +233,53 @@ fn parse_provision(body: &Map<String, Value>) -> Result<TokenRecord, Vec<FieldEr
     } else {
         Err(errors)
     }
+}
+
+/// What a client may ask for beyond a well-formed narrowing: every axis names at least one
+/// value (an empty list would mint a token that can do nothing), and `admin` is not a group
+/// that can be granted. EmailEngine's schema labels the values `TokenAction` / `TokenGroup`.
+fn requested_permission_errors(v: &Value) -> Vec<FieldError> {
+    use emailengine_core::permissions::{Action, Group};
+    let mut errors = Vec::new();
+    let Value::Object(axes) = v else {
+        return errors;
+    };
+    for (axis, label, allowed) in [
+        (
+            "actions",
+            "TokenAction",
+            Action::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        ),
+        (
+            "groups",
+            "TokenGroup",
+            Group::ALL
+                .iter()
+                .filter(|g| **g != Group::Admin)
+                .map(|g| g.as_str())
+                .collect(),
+        ),
+    ] {
+        let Some(Value::Array(items)) = axes.get(axis) else {
+            continue;
+        };
+        let at = format!("permissions.{axis}");
+        if items.is_empty() {
+            errors.push(FieldError::new(
+                at.clone(),
+                format!("\"{axis}\" must contain at least 1 items"),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if !item.as_str().is_some_and(|n| allowed.contains(&n)) {
+                errors.push(FieldError::new(
+                    format!("{at}[{i}]"),
+                    format!("\"{label}\" must be one of [{}]", allowed.join(", ")),
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// One token as the API lists it.
@@ -423,10 +473,63 @@ pub async fn delete(
     id_param(&token)?;
     let as_id = token.to_ascii_lowercase();
     let mut deleted = state.store.delete_token(&as_id).await?;
+    let mut id = as_id;
     if !deleted && let Ok(value) = TokenValue::parse(&token) {
-        deleted = state.store.delete_token(&value.id()).await?;
+        id = value.id();
+        deleted = state.store.delete_token(&id).await?;
+    }
+    if deleted {
+        state.store.delete_token_audit(&id).await?;
     }
     Ok(Json(Deleted { deleted }))
+}
+
+/// Show a token's audit log
+///
+/// Requests made with the token, newest first, while the `tokenAuditLog` setting is on
+/// (up to 1000 entries, kept 7 days after the last one).
+#[utoipa::path(get, path = "/v1/tokens/{token}/log", tag = "Access Tokens",
+    params(("token" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "Token id"),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1048576, description = "Page number, from 0"),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Entries per page (1..200, default 20)")),
+    responses((status = 200, description = "`{token, total, page, pages, entries: [{time, ip, method, path, action, group, account, status, reason}]}`", body = Object),
+        (status = 404, description = "Not found")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
+    security(("bearerAuth" = [])))]
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    mut query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let page = query.int("page", 0, 1_048_576, 0) as usize;
+    let page_size = query.int("pageSize", 1, 200, 20) as usize;
+    query.finish()?;
+    id_param(&token)?;
+    let id = token.to_ascii_lowercase();
+    if state.store.token(&id).await?.is_none() {
+        return Err(
+            ApiError::not_found("Requested access token was not found").with("code", "NotFound")
+        );
+    }
+    let (total, raw) = state
+        .store
+        .token_audit(&id, page * page_size, page_size)
+        .await?;
+    let entries: Vec<Value> = raw
+        .iter()
+        .filter_map(|b| emailengine_core::msgpack::decode(b))
+        .map(|v| {
+            let mut e = emailengine_core::msgpack::to_json(&v);
+            if let Some(ms) = e.get("time").and_then(Value::as_i64) {
+                e["time"] = iso_time(ms).map_or(Value::Null, Value::from);
+            }
+            e
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "token": id, "total": total, "page": page,
+        "pages": (total as usize).div_ceil(page_size), "entries": entries,
+    })))
 }
 
 /// Remove an access token (deprecated alias)

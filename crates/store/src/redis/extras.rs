@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
 use super::RedisStore;
-use crate::{BlocklistStore, GatewayStore, OAuthAppStore, Result, TemplateStore, TransientStore};
+use crate::{
+    AccountLog, BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute,
+    TemplateStore, TokenAuditLog, TransientStore, WebhookRouteStore,
+};
 
 /// Adds or replaces a list entry, counting new addresses (EmailEngine's `eeListAdd`).
 const LIST_ADD: &str = r"
@@ -403,5 +406,130 @@ impl TransientStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl WebhookRouteStore for RedisStore {
+    async fn webhook_route_ids(&self) -> Result<Vec<String>> {
+        Ok(self.conn().smembers(self.keys.webhook_route_ids()).await?)
+    }
+
+    async fn webhook_route(&self, id: &str) -> Result<Option<StoredWebhookRoute>> {
+        let (meta, content, tcount): (Option<Vec<u8>>, Option<Vec<u8>>, Option<u64>) =
+            redis::cmd("HMGET")
+                .arg(self.keys.webhook_routes())
+                .arg(format!("{id}:meta"))
+                .arg(format!("{id}:content"))
+                .arg(format!("{id}:tcount"))
+                .query_async(&mut self.conn())
+                .await?;
+        Ok(meta.map(|meta| StoredWebhookRoute {
+            meta,
+            content,
+            tcount,
+        }))
+    }
+
+    async fn put_webhook_route(&self, id: &str, route: &StoredWebhookRoute) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .sadd(self.keys.webhook_route_ids(), id)
+            .ignore()
+            .hset(
+                self.keys.webhook_routes(),
+                format!("{id}:meta"),
+                &route.meta,
+            )
+            .ignore();
+        if let Some(content) = &route.content {
+            pipe.hset(self.keys.webhook_routes(), format!("{id}:content"), content)
+                .ignore();
+        }
+        if let Some(n) = route.tcount {
+            pipe.hset(self.keys.webhook_routes(), format!("{id}:tcount"), n)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenAuditLog for RedisStore {
+    async fn push_token_audit(
+        &self,
+        id: &str,
+        entry: &[u8],
+        max_entries: usize,
+        max_age_secs: u64,
+    ) -> Result<()> {
+        let key = self.keys.token_log(id);
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&key, entry)
+            .ignore()
+            .ltrim(&key, 0, max_entries.saturating_sub(1) as isize)
+            .ignore()
+            .expire(&key, max_age_secs as i64)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn token_audit(
+        &self,
+        id: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let key = self.keys.token_log(id);
+        if count == 0 {
+            let total: u64 = self.conn().llen(&key).await?;
+            return Ok((total, Vec::new()));
+        }
+        let (total, entries): (u64, Vec<Vec<u8>>) = redis::pipe()
+            .llen(&key)
+            .lrange(&key, offset as isize, (offset + count - 1) as isize)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((total, entries))
+    }
+
+    async fn delete_token_audit(&self, id: &str) -> Result<()> {
+        let _: () = self.conn().del(self.keys.token_log(id)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountLog for RedisStore {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.account_log(account);
+        let _: () = redis::pipe()
+            .atomic()
+            .rpush(&key, entries)
+            .ignore()
+            .ltrim(&key, -(max_lines.max(1) as isize), -1)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .lrange(self.keys.account_log(account), 0, -1)
+            .await?)
     }
 }

@@ -48,7 +48,19 @@ pub struct RedisStore {
 
 /// `redis://user:secret@host/8` → `redis://user:***@host/8`, for messages that name the URL.
 pub fn redact_url(url: &str) -> String {
-    emailengine_core::settings::mask_url_credentials(url).replace("******", "***")
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@').map(|at| start + at) {
+        Some(at) => match url[start..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
+            None => format!("{}***{}", &url[..start], &url[at..]),
+        },
+        None => url.to_string(),
+    }
 }
 
 /// Appends bytes to a hash field (EmailEngine's `hPush`).
@@ -432,5 +444,6 @@ mod tests {
     fn url_redaction() {
         assert_eq!(redact_url("redis://:pw@h:6379/8"), "redis://:***@h:6379/8");
         assert_eq!(redact_url("redis://h/8"), "redis://h/8");
+        assert_eq!(redact_url("redis://pw@h/8"), "redis://***@h/8");
     }
 }

@@ -191,6 +191,7 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM account_fields WHERE account = ?1",
                     "DELETE FROM mailbox_ids WHERE account = ?1",
                     "DELETE FROM bounces WHERE account = ?1",
+                    "DELETE FROM account_log WHERE account = ?1",
                 ] {
                     tx.prepare_cached(sql)?.execute([&account])?;
                 }

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, now_ms};
-use crate::{BlocklistStore, GatewayStore, OAuthAppStore, Result, TemplateStore, TransientStore};
+use crate::{
+    AccountLog, BlocklistStore, GatewayStore, OAuthAppStore, Result, StoredWebhookRoute,
+    TemplateStore, TokenAuditLog, TransientStore, WebhookRouteStore,
+};
 
 #[async_trait]
 impl TemplateStore for SqliteStore {
@@ -515,6 +518,181 @@ impl TransientStore for SqliteStore {
                 tx.prepare_cached("DELETE FROM locks WHERE name = ?1 AND owner = ?2")?
                     .execute(params![name, owner])?;
                 Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl WebhookRouteStore for SqliteStore {
+    async fn webhook_route_ids(&self) -> Result<Vec<String>> {
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached("SELECT id FROM webhook_routes")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+    }
+
+    async fn webhook_route(&self, id: &str) -> Result<Option<StoredWebhookRoute>> {
+        let id = id.to_string();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT meta, content, tcount FROM webhook_routes WHERE id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok(StoredWebhookRoute {
+                        meta: r.get(0)?,
+                        content: r.get(1)?,
+                        tcount: r.get::<_, Option<i64>>(2)?.map(|n| n.max(0) as u64),
+                    })
+                })
+                .optional()
+            })
+            .await
+    }
+
+    async fn put_webhook_route(&self, id: &str, route: &StoredWebhookRoute) -> Result<()> {
+        let (id, route) = (id.to_string(), route.clone());
+        self.pool
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO webhook_routes (id, meta, content, tcount) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    id,
+                    route.meta,
+                    route.content,
+                    route.tcount.map(|n| n as i64)
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TokenAuditLog for SqliteStore {
+    async fn push_token_audit(
+        &self,
+        id: &str,
+        entry: &[u8],
+        max_entries: usize,
+        max_age_secs: u64,
+    ) -> Result<()> {
+        let (id, entry) = (id.to_string(), entry.to_vec());
+        self.pool
+            .write(move |tx| {
+                let now = now_ms();
+                let expired: Option<i64> = tx
+                    .prepare_cached("SELECT expires FROM token_log_expiry WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?;
+                if expired.is_some_and(|e| e <= now) {
+                    tx.prepare_cached("DELETE FROM token_log WHERE id = ?1")?
+                        .execute([&id])?;
+                }
+                tx.prepare_cached("INSERT INTO token_log (id, entry) VALUES (?1, ?2)")?
+                    .execute(params![id, entry])?;
+                tx.prepare_cached(
+                    "DELETE FROM token_log WHERE id = ?1 AND seq NOT IN \
+                     (SELECT seq FROM token_log WHERE id = ?1 ORDER BY seq DESC LIMIT ?2)",
+                )?
+                .execute(params![id, max_entries as i64])?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO token_log_expiry (id, expires) VALUES (?1, ?2)",
+                )?
+                .execute(params![id, now + max_age_secs as i64 * 1000])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn token_audit(
+        &self,
+        id: &str,
+        offset: usize,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let id = id.to_string();
+        self.pool
+            .read(move |conn| {
+                let live = conn
+                    .prepare_cached("SELECT expires FROM token_log_expiry WHERE id = ?1")?
+                    .query_row([&id], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some_and(|e| e > now_ms());
+                if !live {
+                    return Ok((0, Vec::new()));
+                }
+                let total: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM token_log WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))?;
+                let entries = conn
+                    .prepare_cached(
+                        "SELECT entry FROM token_log WHERE id = ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                    )?
+                    .query_map(params![id, count as i64, offset as i64], |r| r.get(0))?
+                    .collect::<std::result::Result<Vec<Vec<u8>>, _>>()?;
+                Ok((total as u64, entries))
+            })
+            .await
+    }
+
+    async fn delete_token_audit(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.pool
+            .write(move |tx| {
+                tx.prepare_cached("DELETE FROM token_log WHERE id = ?1")?
+                    .execute([&id])?;
+                tx.prepare_cached("DELETE FROM token_log_expiry WHERE id = ?1")?
+                    .execute([&id])?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl AccountLog for SqliteStore {
+    async fn push_account_log(
+        &self,
+        account: &str,
+        entries: &[Vec<u8>],
+        max_lines: usize,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (account, entries) = (account.to_string(), entries.to_vec());
+        self.pool
+            .write(move |tx| {
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO account_log (account, entry) VALUES (?1, ?2)")?;
+                for e in &entries {
+                    insert.execute(params![account, e])?;
+                }
+                tx.prepare_cached(
+                    "DELETE FROM account_log WHERE account = ?1 AND seq <= \
+                     (SELECT seq FROM account_log WHERE account = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                )?
+                .execute(params![account, max_lines.max(1) as i64])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account_log(&self, account: &str) -> Result<Vec<Vec<u8>>> {
+        let account = account.to_string();
+        self.pool
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT entry FROM account_log WHERE account = ?1 ORDER BY seq",
+                )?
+                .query_map([account], |r| r.get(0))?
+                .collect()
             })
             .await
     }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-pub(crate) const VERSION: i64 = 2;
+pub(crate) const VERSION: i64 = 1;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE tokens (
@@ -171,13 +171,36 @@ CREATE TABLE probe (
 ) WITHOUT ROWID;
 ";
 
-/// Version 2: bounce records by original Message-ID (`iar:b:<account>`).
-const SCHEMA_V2: &str = "
-CREATE TABLE bounces (
+/// Tables added within version 1: created when missing, so a file written by an earlier build
+/// gains them on open and an earlier build reading a newer file simply ignores them.
+const ADDITIONS_V1: &str = "
+CREATE TABLE IF NOT EXISTS bounces (
   account TEXT NOT NULL,
   message_id TEXT NOT NULL,
   records BLOB NOT NULL,
   PRIMARY KEY (account, message_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_routes (
+  id TEXT PRIMARY KEY,
+  meta BLOB NOT NULL,
+  content BLOB,
+  tcount INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS token_log_id ON token_log(id, seq);
+CREATE TABLE IF NOT EXISTS account_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  account TEXT NOT NULL,
+  entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS account_log_account ON account_log(account, seq);
+CREATE TABLE IF NOT EXISTS token_log_expiry (
+  id TEXT PRIMARY KEY,
+  expires INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -185,17 +208,18 @@ CREATE TABLE bounces (
 pub(crate) fn prepare(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
-        0 | 1 => {
+        0 => {
             let tx = conn.transaction()?;
-            if version == 0 {
-                tx.execute_batch(SCHEMA_V1)?;
-            }
-            tx.execute_batch(SCHEMA_V2)?;
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(ADDITIONS_V1)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
             Ok(())
         }
-        VERSION => Ok(()),
+        VERSION => {
+            conn.execute_batch(ADDITIONS_V1)?;
+            Ok(())
+        }
         v => Err(StoreError::Data(format!(
             "the database has schema version {v}, newer than this build knows ({VERSION}); use a newer emailengine"
         ))),
