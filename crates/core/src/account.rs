@@ -205,6 +205,14 @@ impl AccountRecord {
         self.connection("imap").is_some()
     }
 
+    /// The account's own proxy URL for outgoing connections (`proxy`), when set.
+    pub fn proxy(&self) -> Option<&str> {
+        self.fields
+            .get("proxy")
+            .map(|p| p.trim_matches('"'))
+            .filter(|p| !p.is_empty())
+    }
+
     pub fn has_smtp(&self) -> bool {
         self.connection("smtp").is_some()
     }

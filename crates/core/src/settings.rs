@@ -82,6 +82,8 @@ pub const SETTINGS: &[SettingDef] = &[
     def("trackOpens", Kind::Bool),
     def("trackSentMessages", Kind::Bool),
     def("localAddresses", Kind::IpList),
+    def("proxyEnabled", Kind::Bool),
+    def("proxyUrl", Kind::Text { max: 1024 }),
     def("smtpStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
     def("imapStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
 ];

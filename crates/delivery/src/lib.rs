@@ -2,6 +2,7 @@
 //! signs them and as Standard Webhooks does ([`signature`]), and mail sent from the outbox over
 //! SMTP ([`submit`]). Knows nothing of HTTP serving.
 
+pub mod proxy;
 pub mod signature;
 pub mod submit;
 pub mod webhooks;

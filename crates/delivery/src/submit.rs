@@ -45,6 +45,8 @@ pub struct OutboxEntry {
     pub dsn: Option<Dsn>,
     /// Preferred source address of the SMTP connection (spec §23).
     pub local_address: Option<String>,
+    /// Proxy URL for this message's SMTP connection (the submission's `proxy`).
+    pub proxy: Option<String>,
     /// The Sent folder copy goes here instead of the account's Sent folder.
     pub sent_mail_path: Option<String>,
     /// Transient key that receives `{success, error?}` once the attempt settles.
@@ -173,6 +175,7 @@ impl OutboxEntry {
                 self.dsn.as_ref().map_or(Value::Nil, Dsn::to_msgpack),
             ),
             (s("localAddress"), opt(&self.local_address)),
+            (s("proxy"), opt(&self.proxy)),
             (s("sentMailPath"), opt(&self.sent_mail_path)),
             (s("feedbackKey"), opt(&self.feedback_key)),
         ]);
@@ -227,6 +230,7 @@ impl OutboxEntry {
             gateway: text("gateway"),
             dsn: get("dsn").and_then(Dsn::from_msgpack),
             local_address: text("localAddress"),
+            proxy: text("proxy"),
             sent_mail_path: text("sentMailPath"),
             feedback_key: text("feedbackKey"),
         })
@@ -375,6 +379,19 @@ impl Submitter {
         let local_ip = local_address(self.store.as_ref(), account, Protocol::Smtp, hint)
             .await
             .address;
+        let proxy = match entry.proxy.clone() {
+            Some(p) => Some(p),
+            None => match self.store.account(account).await {
+                Ok(Some(fields)) => AccountRecord::from_fields(account, fields)
+                    .proxy()
+                    .map(str::to_string),
+                _ => None,
+            },
+        };
+        let proxy = match proxy {
+            Some(p) => Some(p),
+            None => self.proxy_setting().await,
+        };
         if let Some(id) = &entry.gateway {
             match self.store.gateway(id).await {
                 Ok(Some(fields)) => {
@@ -400,6 +417,7 @@ impl Submitter {
                             local_address: None,
                         },
                         local_ip,
+                        proxy,
                         gateway: Some(id.clone()),
                     });
                 }
@@ -418,8 +436,30 @@ impl Submitter {
         Ok(Route {
             settings: self.smtp_settings(account).await?,
             local_ip,
+            proxy,
             gateway: None,
         })
+    }
+
+    /// The `proxyUrl` setting when `proxyEnabled` is on.
+    async fn proxy_setting(&self) -> Option<String> {
+        let raw = self
+            .store
+            .raw_settings(&["proxyEnabled", "proxyUrl"])
+            .await
+            .ok()?;
+        let json = |i: usize| {
+            raw.get(i)
+                .and_then(|v| v.as_deref())
+                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        };
+        if json(0)?.as_bool() != Some(true) {
+            return None;
+        }
+        json(1)?
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
     }
 
     /// Records a gateway's last use and error, and counts its deliveries.
@@ -451,9 +491,16 @@ impl Submitter {
             }),
         };
         let routing = match &route {
-            Ok(Route {
-                local_ip: Some(ip), ..
-            }) => json!({"localAddress": ip.to_string()}),
+            Ok(r) if r.local_ip.is_some() || r.proxy.is_some() => {
+                let mut routing = serde_json::Map::new();
+                if let Some(ip) = r.local_ip {
+                    routing.insert("localAddress".into(), json!(ip.to_string()));
+                }
+                if let Some(p) = &r.proxy {
+                    routing.insert("proxy".into(), json!(redact_proxy(p)));
+                }
+                serde_json::Value::Object(routing)
+            }
             _ => serde_json::Value::Null,
         };
         let sink = &self.events;
@@ -691,6 +738,9 @@ impl Connection {
     /// Opens a session. `plain_known` skips the STARTTLS attempt for a server already seen
     /// without it (each attempt costs a connection).
     async fn open(route: &Route, plain_known: bool) -> Result<Self, Failure> {
+        if let Some(proxy) = &route.proxy {
+            return Self::open_tunneled(route, proxy).await;
+        }
         let settings = &route.settings;
         let mut builder = smtp_builder(settings)?
             .say_ehlo(false)
@@ -728,6 +778,81 @@ impl Connection {
             Err(mail_send::Error::MissingStartTls) => plain(&builder).await.map_err(failure),
             Err(e) => Err(failure(e)),
         }
+    }
+
+    /// Opens a session through a proxy tunnel: TLS, greeting, EHLO, STARTTLS and AUTH over it.
+    async fn open_tunneled(route: &Route, proxy: &str) -> Result<Self, Failure> {
+        use mail_send::smtp::AssertReply;
+        let settings = &route.settings;
+        let tcp = crate::proxy::tunnel(
+            proxy,
+            &settings.host,
+            settings.port,
+            route.local_ip,
+            SMTP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| Failure {
+            permanent: matches!(
+                e,
+                crate::proxy::ProxyError::InvalidUrl | crate::proxy::ProxyError::Unsupported(_)
+            ),
+            message: e.to_string(),
+            code: None,
+        })?;
+        let connector = mail_send::smtp::tls::build_tls_connector(settings.accept_invalid_certs)
+            .map_err(|e| Failure {
+                message: e,
+                code: None,
+                permanent: true,
+            })?;
+        let mut client = mail_send::SmtpClient {
+            stream: tcp,
+            timeout: SMTP_TIMEOUT,
+        };
+        if settings.secure {
+            let mut tls = client
+                .into_tls(&connector, &settings.host)
+                .await
+                .map_err(failure)?;
+            tls.read()
+                .await
+                .and_then(AssertReply::assert_positive_completion)
+                .map_err(failure)?;
+            let dsn = greet(&mut tls, settings).await.map_err(failure)?;
+            return Ok(Self {
+                session: Session::Tls(Box::new(tls)),
+                dsn,
+            });
+        }
+        client
+            .read()
+            .await
+            .and_then(AssertReply::assert_positive_completion)
+            .map_err(failure)?;
+        let caps = client
+            .capabilities(&ehlo_name(), false)
+            .await
+            .map_err(failure)?;
+        if settings.starttls != Some(false) && caps.has_capability(smtp_proto::EXT_START_TLS) {
+            let mut tls = client
+                .start_tls(&connector, &settings.host)
+                .await
+                .map_err(failure)?;
+            let dsn = greet(&mut tls, settings).await.map_err(failure)?;
+            return Ok(Self {
+                session: Session::Tls(Box::new(tls)),
+                dsn,
+            });
+        }
+        if settings.starttls == Some(true) {
+            return Err(failure(mail_send::Error::MissingStartTls));
+        }
+        let dsn = greet(&mut client, settings).await.map_err(failure)?;
+        Ok(Self {
+            session: Session::Plain(client),
+            dsn,
+        })
     }
 
     fn is_plain(&self) -> bool {
@@ -778,11 +903,25 @@ fn smtp_body(raw: &[u8]) -> &[u8] {
         .unwrap_or(raw)
 }
 
+/// A proxy URL without its password, for events.
+fn redact_proxy(proxy: &str) -> String {
+    match url::Url::parse(proxy) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("******"));
+            u.to_string()
+        }
+        Ok(_) => proxy.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// Where one message goes out: the server and credentials (the account's or a gateway's) and
 /// the local address to bind.
 struct Route {
     settings: ServerSettings,
     local_ip: Option<std::net::IpAddr>,
+    /// The proxy the connection goes through, when one is set.
+    proxy: Option<String>,
     /// The gateway used, when one was.
     gateway: Option<String>,
 }
@@ -831,8 +970,13 @@ impl SmtpPool {
     ) -> Result<String, Failure> {
         let settings = &route.settings;
         let key = format!(
-            "{account}\0{}:{}:{}:{}\0{:?}",
-            settings.host, settings.port, settings.user, settings.secure, route.local_ip
+            "{account}\0{}:{}:{}:{}\0{:?}\0{:?}",
+            settings.host,
+            settings.port,
+            settings.user,
+            settings.secure,
+            route.local_ip,
+            route.proxy
         );
         if let Some(mut conn) = self.take(&key) {
             match conn.send(entry).await {
@@ -958,6 +1102,7 @@ mod tests {
                 recipient: Some("b@x".into()),
             }),
             local_address: Some("127.0.0.2".into()),
+            proxy: Some("socks5://127.0.0.1:1080".into()),
             sent_mail_path: None,
             feedback_key: None,
         };

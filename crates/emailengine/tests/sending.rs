@@ -710,3 +710,139 @@ async fn bad_input_is_refused_and_nothing_is_half_queued() {
         "A token with restricted permissions can not override the connection route"
     );
 }
+
+/// A minimal tunnelling proxy on loopback (SOCKS5 without authentication and HTTP CONNECT),
+/// counting the tunnels it opened; stands in for a proxy server between this server and SMTP.
+async fn start_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let tunnels = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let tunnels = tunnels.clone();
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                client.read_exact(&mut first).await.ok()?;
+                let (host, port) = if first[0] == 5 {
+                    let mut n = [0u8; 1];
+                    client.read_exact(&mut n).await.ok()?;
+                    let mut methods = vec![0u8; n[0] as usize];
+                    client.read_exact(&mut methods).await.ok()?;
+                    client.write_all(&[5, 0]).await.ok()?;
+                    let mut head = [0u8; 4];
+                    client.read_exact(&mut head).await.ok()?;
+                    let host = match head[3] {
+                        1 => {
+                            let mut ip = [0u8; 4];
+                            client.read_exact(&mut ip).await.ok()?;
+                            std::net::Ipv4Addr::from(ip).to_string()
+                        }
+                        3 => {
+                            let mut len = [0u8; 1];
+                            client.read_exact(&mut len).await.ok()?;
+                            let mut name = vec![0u8; len[0] as usize];
+                            client.read_exact(&mut name).await.ok()?;
+                            String::from_utf8(name).ok()?
+                        }
+                        _ => return None,
+                    };
+                    let mut p = [0u8; 2];
+                    client.read_exact(&mut p).await.ok()?;
+                    client
+                        .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+                        .await
+                        .ok()?;
+                    (host, u16::from_be_bytes(p))
+                } else {
+                    let mut head = vec![first[0]];
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        client.read_exact(&mut b).await.ok()?;
+                        head.push(b[0]);
+                    }
+                    let text = String::from_utf8(head).ok()?;
+                    let target = text.split_whitespace().nth(1)?.to_string();
+                    let (h, p) = target.rsplit_once(':')?;
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .ok()?;
+                    (h.to_string(), p.parse().ok()?)
+                };
+                let mut upstream = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .ok()?;
+                tunnels.fetch_add(1, Ordering::SeqCst);
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()?;
+                Some(())
+            });
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test]
+async fn proxies_carry_the_smtp_session() {
+    use std::sync::atomic::Ordering;
+    let (_, smtp) = mail_ports();
+    let env = Env::new("proxy");
+    let (server, token) = setup(&env).await;
+    let sender = format!("{}-p@example.com", env.prefix);
+    add_account(&server, &token, "p", &sender, false, smtp).await;
+    let (proxy_port, tunnels) = start_proxy().await;
+    for (scheme, n) in [("socks5", 1), ("http", 2)] {
+        let rcpt = format!("{}-via-{scheme}@example.com", env.prefix);
+        let (status, queued) = submit(
+            &server,
+            &token,
+            "p",
+            json!({"to": [{"address": rcpt}], "subject": scheme, "text": "x", "copy": false,
+                "proxy": format!("{scheme}://127.0.0.1:{proxy_port}")}),
+        )
+        .await;
+        assert_eq!(status, 200, "{queued}");
+        wait_delivered(&rcpt, 1).await;
+        assert_eq!(
+            tunnels.load(Ordering::SeqCst),
+            n,
+            "the {scheme} proxy carried it"
+        );
+        let sent = wait_for("messageSent", 10, || async {
+            env.events_of("p", "messageSent")
+                .await
+                .into_iter()
+                .find(|e| e.payload["data"]["queueId"] == queued["queueId"])
+        })
+        .await;
+        assert_eq!(
+            sent.payload["data"]["networkRouting"]["proxy"],
+            format!("{scheme}://127.0.0.1:{proxy_port}")
+        );
+    }
+    // The proxyUrl setting applies to messages that name none.
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"proxyEnabled": true, "proxyUrl": format!("socks5://127.0.0.1:{proxy_port}")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let rcpt = format!("{}-via-setting@example.com", env.prefix);
+    let (status, _) = submit(
+        &server,
+        &token,
+        "p",
+        json!({"to": [{"address": rcpt}], "subject": "setting", "text": "x", "copy": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_delivered(&rcpt, 1).await;
+    assert_eq!(tunnels.load(Ordering::SeqCst), 3);
+}

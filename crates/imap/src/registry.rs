@@ -219,9 +219,8 @@ impl Engine {
         state: ConnectionState,
         error: Option<Value>,
     ) {
-        if let Ok(mut s) = self.0.states.lock() {
-            s.insert(account.to_string(), state);
-        }
+        // The stored record (with `lastError`) first: a reader that sees the new live state
+        // then finds its error detail too.
         let err = error.map(|e| e.to_string());
         if let Err(e) = self
             .store()
@@ -229,6 +228,9 @@ impl Engine {
             .await
         {
             tracing::warn!(account, state = state.as_str(), err = %e, "Failed to store account state");
+        }
+        if let Ok(mut s) = self.0.states.lock() {
+            s.insert(account.to_string(), state);
         }
         tracing::info!(account, state = state.as_str(), "Account state changed");
     }

@@ -66,6 +66,7 @@ fn entry(p: &message::Prepared, o: &Options, now: i64, gateway: Option<String>) 
         gateway: p.gateway.clone().or(gateway),
         dsn: o.dsn.clone(),
         local_address: o.local_address.clone(),
+        proxy: o.proxy.clone(),
         sent_mail_path: o.sent_mail_path.clone(),
         feedback_key: o.feedback_key.clone(),
     }
