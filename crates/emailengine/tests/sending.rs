@@ -830,7 +830,8 @@ async fn proxies_carry_the_smtp_session() {
             Method::POST,
             "/v1/settings",
             Some(&token),
-            Some(json!({"proxyEnabled": true, "proxyUrl": format!("socks5://127.0.0.1:{proxy_port}")})),
+            // `socks://` (SOCKS5 too) so the pooled session of the first message is not reused.
+            Some(json!({"proxyEnabled": true, "proxyUrl": format!("socks://127.0.0.1:{proxy_port}")})),
         )
         .await;
     assert_eq!(status, 200);
