@@ -89,7 +89,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         Self(Arc::new(Inner {
-            sink: EventSink { store, settings },
+            sink: EventSink::new(store, settings),
             cipher,
             run,
             config,

@@ -14,7 +14,13 @@ use emailengine_store::{Change, Settings, Store, StoreError};
 pub struct EventSink {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
+    /// `serviceUrl` for the envelope, reused for [`SERVICE_URL_TTL`]: busy emitters (tracking
+    /// links, sync) would otherwise read it once per event.
+    service_url: Arc<std::sync::Mutex<Option<(std::time::Instant, Value)>>>,
 }
+
+/// How long a read of `serviceUrl` serves event envelopes.
+const SERVICE_URL_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Counters that `/v1/stats` reports for these events.
 const COUNTED: &[&str] = &["messageNew", "messageDeleted", "connectError"];
@@ -80,15 +86,46 @@ impl EventBatch {
 }
 
 impl EventSink {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        Self {
+            store,
+            settings,
+            service_url: Default::default(),
+        }
+    }
+
+    /// Drops the cached `serviceUrl` (settings were just written by this process).
+    pub fn forget_cached_settings(&self) {
+        if let Ok(mut c) = self.service_url.lock() {
+            *c = None;
+        }
+    }
+
     /// An empty batch; the envelope's `serviceUrl` is read once for all its events.
     pub async fn batch(&self) -> EventBatch {
-        let service_url = self
-            .settings
-            .get_one("serviceUrl")
-            .await
+        let cached = self
+            .service_url
+            .lock()
             .ok()
-            .flatten()
-            .unwrap_or(Value::Null);
+            .and_then(|c| c.clone())
+            .filter(|(at, _)| at.elapsed() < SERVICE_URL_TTL)
+            .map(|(_, v)| v);
+        let service_url = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .settings
+                    .get_one("serviceUrl")
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Value::Null);
+                if let Ok(mut c) = self.service_url.lock() {
+                    *c = Some((std::time::Instant::now(), v.clone()));
+                }
+                v
+            }
+        };
         EventBatch {
             service_url,
             changes: Vec::new(),

@@ -104,6 +104,7 @@ pub async fn set_settings(
     let values = settings::validate(&body).map_err(ApiError::invalid_input)?;
     if !values.is_empty() {
         state.settings.set(&values).await?;
+        state.events.forget_cached_settings();
     }
     if values.iter().any(|(k, _)| k == "tokenAuditLog") {
         *state.audit_enabled.write().await = None;
