@@ -508,6 +508,7 @@ mod tests {
         ("GET", "/v1/account/{account}", "account", "read"),
         ("PUT", "/v1/account/{account}", "admin", "write"),
         ("DELETE", "/v1/account/{account}", "account", "destructive"),
+        ("GET", "/v1/account/{account}/oauth-token", "admin", "read"),
         ("PUT", "/v1/account/{account}/reconnect", "account", "write"),
         ("PUT", "/v1/account/{account}/sync", "account", "write"),
         (

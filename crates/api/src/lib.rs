@@ -54,6 +54,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             accounts::update,
             accounts::delete
         ))
+        .routes(routes!(accounts::oauth_token))
         .routes(routes!(accounts::reconnect))
         .routes(routes!(accounts::sync))
         .routes(routes!(accounts::flush))

@@ -15,6 +15,7 @@ use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::TokenAccess;
 use emailengine_mail::MailRegistry;
 use emailengine_mail::events::EventSink;
+use emailengine_mail::oauth::OAuthLogins;
 use emailengine_store::{BackendInfo, Settings, Store};
 
 use crate::error::ApiResult;
@@ -59,6 +60,8 @@ pub struct Inner {
     pub events: EventSink,
     /// Encrypts account secrets at rest when a service secret is configured.
     pub cipher: Option<Arc<FieldCipher>>,
+    /// Logins (and token renewals) of OAuth2 accounts.
+    pub oauth: Arc<OAuthLogins>,
     pub settings: Settings,
     pub config: ApiConfig,
     pub metrics: Option<PrometheusHandle>,
@@ -88,6 +91,7 @@ impl AppState {
         mail: Arc<dyn MailRegistry>,
         events: EventSink,
         cipher: Option<Arc<FieldCipher>>,
+        oauth: Arc<OAuthLogins>,
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
@@ -96,6 +100,7 @@ impl AppState {
             mail,
             events,
             cipher,
+            oauth,
             settings,
             config,
             metrics,
