@@ -7,6 +7,9 @@
 #   start  installs oidc-provider into DIR/npm (once), starts the server on 127.0.0.1:$OAUTH_PORT,
 #          pid in DIR/oauth.pid, log in DIR/oauth.log, and Dovecot on 127.0.0.1:$OAUTH_IMAP_PORT
 #          (config in DIR/dovecot, log DIR/dovecot.log; needs root, like scripts/mailenv.sh).
+#          Its SASL socket DIR/dovecot/run/auth-client checks tokens for SMTP AUTH too: start
+#          scripts/mailenv.sh with OAUTH_SMTP_PORT and OAUTH_SASL_PATH (printed) for a Postfix
+#          listener that takes XOAUTH2 and OAUTHBEARER.
 #          Prints the variables the Rust tests read: eval "$(scripts/oauthenv.sh start DIR)".
 #   stop   stops both.
 # Environment (defaults): OAUTH_PORT=9180, OAUTH_IMAP_PORT=2243 (0 = no Dovecot),
@@ -145,16 +148,20 @@ service anvil {
     mode = 0
   }
 }
+# Postfix's smtpd (user postfix) asks this socket to check SMTP AUTH tokens
+# (scripts/mailenv.sh with OAUTH_SASL_PATH=DIR/dovecot/run/auth-client).
 service auth {
   unix_listener auth-client {
-    mode = 0600
+    mode = 0666
   }
 }
 CONF
   dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1 || {
     echo "Dovecot did not start (see $DIR/dovecot.log)" >&2; exit 1; }
+  # Dovecot writes its pid file once the listeners are up: wait for both.
   for _ in $(seq 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null && break; sleep 0.1
+    [ -s "$D/run/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null && break
+    sleep 0.1
   done
   { [ -f "$D/run/master.pid" ] && kill -0 "$(cat "$D/run/master.pid")" 2>/dev/null &&
     (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null; } || {
@@ -167,4 +174,7 @@ echo "export EE_TEST_OAUTH_CLIENT_SECRET=$CLIENT_SECRET"
 echo "export EE_TEST_OAUTH_INTROSPECT_ID=$INTROSPECT_ID"
 echo "export EE_TEST_OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET"
 echo "export EE_TEST_OAUTH_DIR=$DIR"
-[ "$OAUTH_IMAP_PORT" = 0 ] || echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"
+[ "$OAUTH_IMAP_PORT" = 0 ] || {
+  echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"
+  echo "export EE_TEST_OAUTH_MAILDIR=$DIR/dovecot/home"
+  echo "export OAUTH_SASL_PATH=$DIR/dovecot/run/auth-client"; }

@@ -235,8 +235,9 @@ impl AccountRecord {
         self.connection("imap").is_some()
     }
 
+    /// True when the account can send: an `smtp` block, or OAuth2 (the app names the server).
     pub fn has_smtp(&self) -> bool {
-        self.connection("smtp").is_some()
+        self.connection("smtp").is_some() || self.oauth2().is_some()
     }
 
     /// The stored `oauth2` object (tokens still sealed); `None` for password accounts.
