@@ -85,6 +85,9 @@ const BACKEND_INFO_TTL: Duration = Duration::from_secs(30);
 const SECRET_TTL: Duration = Duration::from_secs(2);
 
 impl AppState {
+    // One argument per shared service, built once by the binary; a builder would only move
+    // the same list elsewhere.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         settings: Settings,

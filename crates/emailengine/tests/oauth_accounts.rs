@@ -90,14 +90,17 @@ fn test_app(env: &OAuthEnv) -> OAuthApp {
 /// Signs in as `user` on the server's pages and consents, following redirects and forms as a
 /// browser would; returns the grant of the code delivered to the redirect URI.
 async fn sign_in(env: &OAuthEnv, user: &str) -> TokenGrant {
-    let app = test_app(env);
+    sign_in_with(&test_app(env), user).await
+}
+
+async fn sign_in_with(app: &OAuthApp, user: &str) -> TokenGrant {
     let client = TokenClient::new("emailengine-tests", Duration::from_secs(10)).unwrap();
     let endpoints: Endpoints = client
-        .endpoints(&ProviderTable::default(), &app)
+        .endpoints(&ProviderTable::default(), app)
         .await
         .unwrap();
     let start = authorize_url(
-        &app,
+        app,
         &endpoints,
         &AuthorizeRequest {
             state: "account:add:test".into(),
@@ -143,7 +146,7 @@ async fn sign_in(env: &OAuthEnv, user: &str) -> TokenGrant {
             if next.as_str().starts_with(REDIRECT) {
                 let query: BTreeMap<String, String> = next.query_pairs().into_owned().collect();
                 let code = &query["code"];
-                return client.exchange_code(&app, &endpoints, code).await.unwrap();
+                return client.exchange_code(app, &endpoints, code).await.unwrap();
             }
             continue;
         }
@@ -431,4 +434,308 @@ async fn oauth_token_api_is_gated_and_renews_expired_tokens() {
         .get("/v1/account/nobody/oauth-token", Some(&token))
         .await;
     assert_eq!(status, 404, "{body}");
+}
+
+async fn client_and_endpoints(env: &OAuthEnv) -> (TokenClient, Endpoints) {
+    let client = TokenClient::new("emailengine-tests", Duration::from_secs(10)).unwrap();
+    let endpoints = client
+        .endpoints(&ProviderTable::default(), &test_app(env))
+        .await
+        .unwrap();
+    (client, endpoints)
+}
+
+/// How many renewals the server's log reports.
+fn renewals(server: &Server) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("Renewed the OAuth2 access token"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_is_one_authentication_error_with_backoff() {
+    let Some(oauth) = oauth_env("a_revoked_refresh_token_is_one_authentication_error_with_backoff")
+    else {
+        return;
+    };
+    let env = Env::new("oauth-revoked");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let app = create_app(&server, &token, app_body(&oauth, "Revoked", None)).await;
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    let (client, endpoints) = client_and_endpoints(&oauth).await;
+    let refresh_token = grant.refresh_token.clone().unwrap();
+    client
+        .revoke(
+            &test_app(&oauth),
+            &endpoints,
+            &refresh_token,
+            Some("refresh_token"),
+        )
+        .await
+        .unwrap();
+    let mut body = account_body("rv", &app, &user, &grant);
+    body["oauth2"]["expires"] = Value::from("2024-01-01T00:00:00.000Z");
+    let (status, _) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, 200);
+    let info = wait_state(&server, &token, "rv", "authenticationError").await;
+    let last = &info["lastError"];
+    assert_eq!(last["serverResponseCode"], "OauthRenewError");
+    assert_eq!(
+        last["response"],
+        "Token request failed for oauth2 (refresh_token, HTTP 400): invalid_grant - grant request is invalid"
+    );
+    assert_eq!(last["tokenRequest"]["grant"], "refresh_token");
+    assert_eq!(last["tokenRequest"]["status"], 400);
+    // Retries back off (2 s, 4 s, 8 s …): over 9 s at most 4 attempts, one webhook.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let attempts = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("No OAuth2 login for the account"))
+        .count();
+    assert!((2..=4).contains(&attempts), "{attempts} attempts");
+    let events = env.events_of("rv", "authenticationError").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].payload["data"]["serverResponseCode"],
+        "OauthRenewError"
+    );
+    assert_eq!(
+        events[0].payload["data"]["tokenRequest"]["response"]["error"],
+        "invalid_grant"
+    );
+    assert!(env.events_of("rv", "connectError").await.is_empty());
+    assert!(!server.log().contains(&refresh_token));
+    assert!(!server.log().contains(&oauth.client_secret));
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_renewed_while_the_account_stays_connected() {
+    let Some(oauth) = oauth_env("short_lived_tokens_are_renewed_while_the_account_stays_connected")
+    else {
+        return;
+    };
+    let env = Env::new("oauth-short");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    // Tokens carrying the scope "short-lived" live OAUTH_SHORT_TTL seconds (3 by default).
+    let mut body = app_body(&oauth, "Short", None);
+    body["scopes"] = json!(["openid", "offline_access", "email", "mail", "short-lived"]);
+    let app = create_app(&server, &token, body).await;
+    let user = format!("{}@example.com", env.prefix);
+    let mut short = test_app(&oauth);
+    short.scopes = Some(
+        ["openid", "offline_access", "email", "mail", "short-lived"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let grant = sign_in_with(&short, &user).await;
+    assert!(grant.expires_at_ms - chrono::Utc::now().timestamp_millis() < 30_000);
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_body("sh", &app, &user, &grant)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_state(&server, &token, "sh", "connected").await;
+    for round in 0..3 {
+        // Past the token's lifetime: new mail still arrives on the open connection, and a
+        // new command connection logs in with a renewed token.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let subject = format!("{}-short-{round}", env.prefix);
+        deliver(&oauth, &user, &subject);
+        wait_for(&format!("messageNew {subject}"), 30, || async {
+            env.events_of("sh", "messageNew")
+                .await
+                .into_iter()
+                .find(|e| e.payload["data"]["subject"] == subject.as_str())
+        })
+        .await;
+        let (status, list) = server
+            .get("/v1/account/sh/messages?path=INBOX", Some(&token))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["total"], round + 1);
+    }
+    assert!(renewals(&server) >= 2, "{}", renewals(&server));
+    let info = wait_state(&server, &token, "sh", "connected").await;
+    assert_eq!(info["lastError"], Value::Null);
+    assert!(env.events_of("sh", "authenticationError").await.is_empty());
+}
+
+/// A TCP relay in front of the authorization server that can be switched off, standing in for
+/// an authorization server that is down (connections are refused by a closed port).
+struct Relay {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    target: String,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Self {
+            port,
+            stop: None,
+            target: target.to_string(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => return,
+                    Ok((mut inbound, _)) = listener.accept() => {
+                        let target = target.clone();
+                        tokio::spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        self.stop = Some(tx);
+    }
+
+    fn down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    async fn up(&mut self) {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_server_that_is_down_is_retried_until_it_returns() {
+    let Some(oauth) = oauth_env("an_authorization_server_that_is_down_is_retried_until_it_returns")
+    else {
+        return;
+    };
+    let env = Env::new("oauth-down");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let target = oauth.url.trim_start_matches("http://").to_string();
+    let mut relay = Relay::start(&target).await;
+    let mut body = app_body(&oauth, "Down", None);
+    body["tokenUrl"] = Value::from(format!("http://127.0.0.1:{}/token", relay.port));
+    let app = create_app(&server, &token, body).await;
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    relay.down();
+    let mut body = account_body("dn", &app, &user, &grant);
+    body["oauth2"]["expires"] = Value::from("2024-01-01T00:00:00.000Z");
+    let (status, _) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, 200);
+    // A token endpoint that cannot be reached is a connection problem, not a refused login.
+    let info = wait_state(&server, &token, "dn", "connectError").await;
+    assert_eq!(info["lastError"]["serverResponseCode"], "OauthRenewError");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("No OAuth2 login for the account"))
+        .count();
+    assert!((2..=4).contains(&attempts), "{attempts} attempts in 5 s");
+    relay.up().await;
+    let info = wait_state(&server, &token, "dn", "connected").await;
+    assert_eq!(info["lastError"], Value::Null);
+    assert_eq!(renewals(&server), 1);
+    assert!(env.events_of("dn", "authenticationError").await.is_empty());
+    assert_eq!(env.events_of("dn", "connectError").await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_processes_renewing_the_same_account_renew_once() {
+    let Some(oauth) = oauth_env("two_processes_renewing_the_same_account_renew_once") else {
+        return;
+    };
+    // Two servers on one Redis store, as EmailEngine runs several workers.
+    let env = Env::redis("oauth-twice");
+    let token = env.issue(&[]);
+    let first = env.start(&[]).await;
+    let app = create_app(&first, &token, app_body(&oauth, "Twice", None)).await;
+    let (status, _) = first
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"enableOAuthTokensApi": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    // Stored straight into the store (no connection starts yet), already expired.
+    let mut body = account_body("tw", &app, &user, &grant);
+    body["oauth2"]["expires"] = Value::from("2024-01-01T00:00:00.000Z");
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("account".to_string(), "tw".to_string());
+    fields.insert("name".to_string(), "Twice".to_string());
+    fields.insert("oauth2".to_string(), body["oauth2"].to_string());
+    let store = env.store().await;
+    store.put_account("tw", &fields).await.unwrap();
+    store.link_app_account(&app, "tw", &user).await.unwrap();
+    let second = env.start(&[]).await;
+    let ask = |server: &Server| {
+        let url = server.url("/v1/account/tw/oauth-token");
+        let token = token.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            into_json(r).await
+        }
+    };
+    let mut asks = Vec::new();
+    for _ in 0..4 {
+        asks.push(tokio::spawn(ask(&first)));
+        asks.push(tokio::spawn(ask(&second)));
+    }
+    let mut tokens = std::collections::BTreeSet::new();
+    for a in asks {
+        let (status, body) = a.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        tokens.insert(body["accessToken"].as_str().unwrap().to_string());
+    }
+    assert_eq!(tokens.len(), 1, "every caller got the one renewed token");
+    assert_eq!(renewals(&first) + renewals(&second), 1);
+    // The rotated refresh token was stored: a reuse of the old one would have revoked the
+    // grant, and a forced renewal works.
+    let stored = store.account("tw").await.unwrap().unwrap();
+    let oauth2: Value = serde_json::from_str(&stored["oauth2"]).unwrap();
+    assert_ne!(
+        oauth2["refreshToken"],
+        grant.refresh_token.as_deref().unwrap()
+    );
 }

@@ -252,7 +252,7 @@ impl OAuthLogins {
         let app = self.app(&app_id(&oauth2)?).await?;
         if oauth2.get("useAuthServer").and_then(Value::as_bool) == Some(true)
             && let Some(token) = self
-                .from_auth_server(account, &oauth2, &app, protocol)
+                .ask_auth_server(account, &oauth2, &app, protocol)
                 .await?
         {
             return Ok(token);
@@ -381,7 +381,7 @@ impl OAuthLogins {
 
     /// A token from the external token provider; `None` when none is configured but the
     /// account still holds stored tokens (then those are used).
-    async fn from_auth_server(
+    async fn ask_auth_server(
         &self,
         account: &str,
         oauth2: &Value,
