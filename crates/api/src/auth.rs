@@ -509,6 +509,7 @@ mod tests {
         ("PUT", "/v1/account/{account}", "admin", "write"),
         ("DELETE", "/v1/account/{account}", "account", "destructive"),
         ("GET", "/v1/account/{account}/oauth-token", "admin", "read"),
+        ("POST", "/v1/authentication/form", "admin", "write"),
         ("PUT", "/v1/account/{account}/reconnect", "account", "write"),
         ("PUT", "/v1/account/{account}/sync", "account", "write"),
         (

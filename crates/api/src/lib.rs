@@ -32,8 +32,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, mailboxes, messages, metrics, oauth2, settings, stats,
-    submit, templates, tokens, webhooks,
+    accounts, blocklists, gateways, health, hosted, mailboxes, messages, metrics, oauth2, settings,
+    stats, submit, templates, tokens, webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -55,6 +55,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             accounts::delete
         ))
         .routes(routes!(accounts::oauth_token))
+        .routes(routes!(hosted::form))
         .routes(routes!(accounts::reconnect))
         .routes(routes!(accounts::sync))
         .routes(routes!(accounts::flush))
@@ -146,6 +147,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(routes::links::router())
+        .merge(routes::hosted::router())
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

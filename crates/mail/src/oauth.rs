@@ -200,6 +200,24 @@ impl OAuthLogins {
         Ok(endpoints)
     }
 
+    /// The signed-in user's claims from the provider's userinfo endpoint (OpenID Connect), for
+    /// the address of an account created by the hosted form.
+    pub async fn userinfo(&self, endpoints: &Endpoints, access_token: &str) -> Option<Value> {
+        let url = endpoints.userinfo.as_deref()?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
     /// Server settings for an OAuth2 account's IMAP or SMTP connection, with a current token;
     /// `Ok(None)` for an account without `oauth2`.
     pub async fn server_settings(

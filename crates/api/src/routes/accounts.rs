@@ -69,15 +69,25 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Registered>> {
     let input = account::parse_input(&body, true).map_err(ApiError::invalid_input)?;
+    let (account, is_new) = register(&state, &input).await?;
+    Ok(Json(Registered {
+        account,
+        state: if is_new { "new" } else { "existing" },
+    }))
+}
+
+/// Stores a validated new account (an OAuth2 one linked to its app under its user), announces
+/// it and starts its connection; answers its id and whether it is new.
+pub async fn register(state: &AppState, input: &AccountInput) -> ApiResult<(String, bool)> {
     let id = input.account.clone().unwrap_or_else(|| {
         let mut b = [0u8; 8];
         rand::fill(&mut b);
         hex::encode(b)
     });
     if let Some(oauth2) = &input.oauth2 {
-        link_oauth2_user(&state, &id, oauth2).await?;
+        link_oauth2_user(state, &id, oauth2).await?;
     }
-    let mut fields = stored_fields(&state, &input);
+    let mut fields = stored_fields(state, input);
     fields.insert("account".into(), id.clone());
     let is_new = state.store.put_account(&id, &fields).await?;
     if is_new {
@@ -88,10 +98,7 @@ pub async fn create(
     }
     tracing::info!(account = %id, new = is_new, "Account registered");
     state.mail.start(&id);
-    Ok(Json(Registered {
-        account: id,
-        state: if is_new { "new" } else { "existing" },
-    }))
+    Ok((id, is_new))
 }
 
 /// Checks that an OAuth2 account names a known app and links it under its user; another
