@@ -171,6 +171,8 @@ fi
 echo "export EE_TEST_OAUTH_URL=http://127.0.0.1:$OAUTH_PORT"
 echo "export EE_TEST_OAUTH_CLIENT_ID=$CLIENT_ID"
 echo "export EE_TEST_OAUTH_CLIENT_SECRET=$CLIENT_SECRET"
+echo "export EE_TEST_OAUTH_POST_CLIENT_ID=emailengine-post"
+echo "export EE_TEST_OAUTH_POST_CLIENT_SECRET=emailengine-post-secret"
 echo "export EE_TEST_OAUTH_INTROSPECT_ID=$INTROSPECT_ID"
 echo "export EE_TEST_OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET"
 echo "export EE_TEST_OAUTH_DIR=$DIR"

@@ -147,7 +147,7 @@ pub async fn run(config: Config) -> ExitCode {
         settings.clone(),
         cipher.clone(),
         oauth_http,
-        emailengine_oauth::provider::ProviderTable::default(),
+        config.oauth_providers.clone(),
     ));
     let engine = Engine::new(
         store.clone(),

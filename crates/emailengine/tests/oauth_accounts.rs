@@ -90,15 +90,12 @@ fn test_app(env: &OAuthEnv) -> OAuthApp {
 /// Signs in as `user` on the server's pages and consents, following redirects and forms as a
 /// browser would; returns the grant of the code delivered to the redirect URI.
 async fn sign_in(env: &OAuthEnv, user: &str) -> TokenGrant {
-    sign_in_with(&test_app(env), user).await
+    sign_in_with(&test_app(env), &ProviderTable::default(), user).await
 }
 
-async fn sign_in_with(app: &OAuthApp, user: &str) -> TokenGrant {
+async fn sign_in_with(app: &OAuthApp, table: &ProviderTable, user: &str) -> TokenGrant {
     let client = TokenClient::new("emailengine-tests", Duration::from_secs(10)).unwrap();
-    let endpoints: Endpoints = client
-        .endpoints(&ProviderTable::default(), app)
-        .await
-        .unwrap();
+    let endpoints: Endpoints = client.endpoints(table, app).await.unwrap();
     let start = authorize_url(
         app,
         &endpoints,
@@ -535,7 +532,7 @@ async fn short_lived_tokens_are_renewed_while_the_account_stays_connected() {
             .map(String::from)
             .to_vec(),
     );
-    let grant = sign_in_with(&short, &user).await;
+    let grant = sign_in_with(&short, &ProviderTable::default(), &user).await;
     assert!(grant.expires_at_ms - chrono::Utc::now().timestamp_millis() < 30_000);
     let (status, _) = server
         .send(
@@ -737,5 +734,79 @@ async fn two_processes_renewing_the_same_account_renew_once() {
     assert_ne!(
         oauth2["refreshToken"],
         grant.refresh_token.as_deref().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_built_in_provider_pointed_elsewhere_by_configuration() {
+    let Some(oauth) = oauth_env("a_built_in_provider_pointed_elsewhere_by_configuration") else {
+        return;
+    };
+    use emailengine_oauth::provider::{MailServer, ProviderOverride};
+    let (imap_port, smtp_port) = (oauth.imap.1.to_string(), oauth.smtp.1.to_string());
+    // Gmail's endpoints and servers replaced by the test services, as for a sovereign cloud.
+    let env = Env::new("oauth-override")
+        .var(
+            "EENGINE_OAUTH_GMAIL_AUTHORIZE_URL",
+            &format!("{}/auth", oauth.url),
+        )
+        .var(
+            "EENGINE_OAUTH_GMAIL_TOKEN_URL",
+            &format!("{}/token", oauth.url),
+        )
+        .var("EENGINE_OAUTH_GMAIL_IMAP_HOST", &oauth.imap.0)
+        .var("EENGINE_OAUTH_GMAIL_IMAP_PORT", &imap_port)
+        .var("EENGINE_OAUTH_GMAIL_SMTP_HOST", &oauth.smtp.0)
+        .var("EENGINE_OAUTH_GMAIL_SMTP_PORT", &smtp_port);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let var = |k: &str| std::env::var(k).unwrap();
+    let (client_id, client_secret) = (
+        var("EE_TEST_OAUTH_POST_CLIENT_ID"),
+        var("EE_TEST_OAUTH_POST_CLIENT_SECRET"),
+    );
+    let app = create_app(
+        &server,
+        &token,
+        json!({"name": "Gmail here", "provider": "gmail", "enabled": true,
+            "clientId": client_id, "clientSecret": client_secret, "redirectUrl": REDIRECT,
+            "extraScopes": ["offline_access"]}),
+    )
+    .await;
+    let mut gmail = OAuthApp::new(Provider::Gmail);
+    gmail.client_id = Some(client_id);
+    gmail.client_secret = Some(client_secret);
+    gmail.redirect_url = Some(REDIRECT.into());
+    gmail.extra_scopes = Some(vec!["offline_access".into()]);
+    let table = ProviderTable::default().with_override(
+        Provider::Gmail,
+        ProviderOverride {
+            authorize: Some(format!("{}/auth", oauth.url)),
+            token: Some(format!("{}/token", oauth.url)),
+            imap: Some(MailServer {
+                host: oauth.imap.0.clone(),
+                port: oauth.imap.1,
+                secure: false,
+            }),
+            ..Default::default()
+        },
+    );
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in_with(&gmail, &table, &user).await;
+    assert!(grant.refresh_token.is_some());
+    let mut body = account_body("gm", &app, &user, &grant);
+    body["oauth2"]["expires"] = Value::from("2024-01-01T00:00:00.000Z");
+    let (status, _) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, 200);
+    let info = wait_state(&server, &token, "gm", "connected").await;
+    assert_eq!(info["type"], "gmail");
+    assert_eq!(renewals(&server), 1, "renewed at the configured token URL");
+    submit_and_wait(&env, &server, &token, "gm", &user).await;
+    let auths = log_lines(&oauth.postfix_log, &format!("sasl_username={user}"));
+    assert!(
+        auths.iter().any(|l| l.contains("sasl_method=XOAUTH2")),
+        "{auths:?}"
     );
 }
