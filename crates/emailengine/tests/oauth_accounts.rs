@@ -352,6 +352,24 @@ async fn oauth2_accounts_sync_and_send_with_xoauth2_and_oauthbearer() {
     assert_eq!(status, 400);
     assert_eq!(body["code"], "AccountAlreadyExists");
     assert_eq!(body["existingAccount"], "oa-default");
+    // Once that account is deleted, its user is free again.
+    let (status, _) = server
+        .send(Method::DELETE, "/v1/account/oa-default", Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(json!({"account": "oa-twin", "name": "Twin",
+                "oauth2": {"provider": default_app, "auth": {"user": user}}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"account": "oa-twin", "state": "new"}))
+    );
     let (status, body) = server
         .send(
             Method::POST,
@@ -654,7 +672,12 @@ async fn an_authorization_server_that_is_down_is_retried_until_it_returns() {
     // A token endpoint that cannot be reached is a connection problem, not a refused login.
     let info = wait_state(&server, &token, "dn", "connectError").await;
     assert_eq!(info["lastError"]["serverResponseCode"], "OauthRenewError");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // While it is down the account stays in connectError (never authenticationError).
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, info) = server.get("/v1/account/dn", Some(&token)).await;
+        assert_eq!(info["state"], "connectError");
+    }
     let attempts = server
         .log()
         .lines()
@@ -808,5 +831,64 @@ async fn a_built_in_provider_pointed_elsewhere_by_configuration() {
     assert!(
         auths.iter().any(|l| l.contains("sasl_method=XOAUTH2")),
         "{auths:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_in_emailengine_layout_connects() {
+    let Some(oauth) = oauth_env("an_account_in_emailengine_layout_connects") else {
+        return;
+    };
+    // Written as EmailEngine writes it: `iad:<account>` with the `oauth2` JSON, tokens sealed
+    // with EENGINE_SECRET in `$wd01$` form, the app linked in `oapp:a` / `oapp:h`.
+    const SECRET: &str = "layout-secret";
+    let env = Env::new("oauth-layout").var("EENGINE_SECRET", SECRET);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let app = create_app(&server, &token, app_body(&oauth, "Layout", None)).await;
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    server.stop();
+    let cipher = emailengine_core::secret::FieldCipher::new(SECRET);
+    let oauth2 = json!({
+        "provider": app, "auth": {"user": user},
+        "accessToken": cipher.encrypt(&grant.access_token),
+        "refreshToken": cipher.encrypt(grant.refresh_token.as_deref().unwrap()),
+        "expires": "2024-01-01T00:00:00.000Z", "scope": SCOPES, "tokenType": "Bearer",
+        "generated": "2023-12-31T23:00:00.000Z",
+    });
+    let mut fields = BTreeMap::new();
+    for (k, v) in [
+        ("account", "ee"),
+        ("name", "From EmailEngine"),
+        ("email", user.as_str()),
+        ("notifyFrom", "2024-01-01T00:00:00.000Z"),
+    ] {
+        fields.insert(k.to_string(), v.to_string());
+    }
+    fields.insert("oauth2".to_string(), oauth2.to_string());
+    let store = env.store().await;
+    store.put_account("ee", &fields).await.unwrap();
+    store.link_app_account(&app, "ee", &user).await.unwrap();
+    drop(store);
+    let server = env.start(&[]).await;
+    let info = wait_state(&server, &token, "ee", "connected").await;
+    assert_eq!(info["oauth2"]["accessToken"], "******");
+    assert_eq!(renewals(&server), 1);
+    let stored = env.store().await.account("ee").await.unwrap().unwrap();
+    let renewed: Value = serde_json::from_str(&stored["oauth2"]).unwrap();
+    // What this server wrote back keeps the layout: same keys, tokens sealed again.
+    for key in ["provider", "auth", "scope", "tokenType"] {
+        assert_eq!(renewed[key], oauth2[key], "{key}");
+    }
+    for key in ["accessToken", "refreshToken"] {
+        let sealed = renewed[key].as_str().unwrap();
+        assert!(sealed.starts_with("$wd01$aes-256-gcm$"), "{key}");
+        assert_eq!(sealed.split('$').count(), 7);
+    }
+    assert!(renewed["refreshTokenGenerated"].is_string());
+    assert!(
+        emailengine_core::units::parse_iso_time(renewed["expires"].as_str().unwrap()).unwrap()
+            > chrono::Utc::now().timestamp_millis()
     );
 }

@@ -250,8 +250,14 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<AccountDeleted>> {
-    load(&state, &account).await?;
+    let record = AccountRecord::from_fields(&account, load(&state, &account).await?);
     state.mail.stop(&account).await;
+    if let Some(oauth2) = record.oauth2()
+        && let Some(app) = oauth2["provider"].as_str()
+    {
+        let user = oauth2["auth"]["user"].as_str().unwrap_or_default();
+        state.store.unlink_app_account(app, &account, user).await?;
+    }
     let deleted = state.store.delete_account(&account).await?;
     if deleted {
         state
