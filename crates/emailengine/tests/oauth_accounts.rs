@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::*;
 use emailengine_oauth::app::{OAuthApp, Provider};
 use emailengine_oauth::provider::{AuthorizeRequest, Endpoints, ProviderTable, authorize_url};
@@ -890,5 +891,84 @@ async fn an_account_in_emailengine_layout_connects() {
     assert!(
         emailengine_core::units::parse_iso_time(renewed["expires"].as_str().unwrap()).unwrap()
             > chrono::Utc::now().timestamp_millis()
+    );
+}
+
+#[tokio::test]
+async fn tokens_from_the_external_token_provider() {
+    let Some(oauth) = oauth_env("tokens_from_the_external_token_provider") else {
+        return;
+    };
+    let env = Env::new("oauth-authserver");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let app = create_app(&server, &token, app_body(&oauth, "AuthServer", None)).await;
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    // The token provider: answers the user's live token, records what it was asked.
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let (answer_user, answer_token) = (user.clone(), grant.access_token.clone());
+    let provider = axum::Router::new().route(
+        "/token",
+        axum::routing::get(
+            move |headers: axum::http::HeaderMap,
+                  axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                let (seen, u, t) = (seen.clone(), answer_user.clone(), answer_token.clone());
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    seen.lock().unwrap().push((query.unwrap_or_default(), auth));
+                    axum::Json(json!({"user": u, "accessToken": t}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, provider).await.unwrap() });
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(
+                json!({"authServer": format!("http://ee:s3cret@127.0.0.1:{port}/token"),
+                "enableOAuthTokensApi": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(json!({"account": "as", "name": "Auth server",
+                "oauth2": {"provider": app, "auth": {"user": user}, "useAuthServer": true}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_state(&server, &token, "as", "connected").await;
+    let (status, body) = server.get("/v1/account/as/oauth-token", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accessToken"], grant.access_token.as_str());
+    assert_eq!(body["cached"], false);
+    assert!(body.get("expires").is_none());
+    let asked = asked.lock().unwrap().clone();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ee:s3cret")
+    );
+    assert!(
+        asked.contains(&("account=as&proto=imap".to_string(), Some(basic.clone()))),
+        "{asked:?}"
+    );
+    assert!(asked.contains(&("account=as&proto=api".to_string(), Some(basic))));
+    assert_eq!(
+        renewals(&server),
+        0,
+        "tokens from the provider are not renewed here"
     );
 }
