@@ -30,6 +30,7 @@ GATEWAY_PORT=$(free_port $((SMTP_PORT + 1)))
 # The OAuth2 authorization server and its token-checking Dovecot; Postfix gets a listener
 # whose SMTP AUTH asks that Dovecot.
 apt_install node nodejs npm
+export OAUTH_NPM_DIR="$HOME/.cache/emailengine-test/oidc-provider"
 OAUTH_PORT=$(free_port $((GATEWAY_PORT + 1000))) OAUTH_IMAP_PORT=$(free_port $((GATEWAY_PORT + 1))) \
   bash scripts/oauthenv.sh start "$dir/oauth" > "$dir/oauth.env"
 . "$dir/oauth.env"

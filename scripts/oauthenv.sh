@@ -4,7 +4,7 @@
 # IMAP logins are OAuth2 tokens checked by introspection against that server.
 #
 # Usage: scripts/oauthenv.sh start|stop DIR
-#   start  installs oidc-provider into DIR/npm (once), starts the server on 127.0.0.1:$OAUTH_PORT,
+#   start  installs oidc-provider into $OAUTH_NPM_DIR (default DIR/npm; once), starts the server on 127.0.0.1:$OAUTH_PORT,
 #          pid in DIR/oauth.pid, log in DIR/oauth.log, and Dovecot on 127.0.0.1:$OAUTH_IMAP_PORT
 #          (config in DIR/dovecot, log DIR/dovecot.log; needs root, like scripts/mailenv.sh).
 #          Its SASL socket DIR/dovecot/run/auth-client checks tokens for SMTP AUTH too: start
@@ -71,16 +71,17 @@ esac
 
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "node and npm are needed (Debian: apt-get install -y nodejs npm)" >&2; exit 1; }
-mkdir -p "$DIR/npm"
-if [ ! -f "$DIR/npm/node_modules/oidc-provider/package.json" ] ||
-   ! grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$DIR/npm/node_modules/oidc-provider/package.json"; then
-  [ -f "$DIR/npm/package.json" ] || echo '{"private":true}' > "$DIR/npm/package.json"
-  (cd "$DIR/npm" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_PROVIDER_VERSION")
+NPM=${OAUTH_NPM_DIR:-$DIR/npm}
+mkdir -p "$NPM"
+if [ ! -f "$NPM/node_modules/oidc-provider/package.json" ] ||
+   ! grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$NPM/node_modules/oidc-provider/package.json"; then
+  [ -f "$NPM/package.json" ] || echo '{"private":true}' > "$NPM/package.json"
+  (cd "$NPM" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_PROVIDER_VERSION")
 fi
-# ES modules resolve packages next to the importing file, so the config runs from DIR/npm.
-cp "$HERE/oauth-server.mjs" "$DIR/npm/oauth-server.mjs"
+# ES modules resolve packages next to the importing file, so the config runs from there.
+cp "$HERE/oauth-server.mjs" "$NPM/oauth-server.mjs"
 stop_pid "$DIR/oauth.pid"
-(cd "$DIR/npm"
+(cd "$NPM"
   export OAUTH_PORT OAUTH_CLIENT_ID=$CLIENT_ID OAUTH_CLIENT_SECRET=$CLIENT_SECRET \
     OAUTH_INTROSPECT_ID=$INTROSPECT_ID OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET
   setsid node oauth-server.mjs </dev/null >"$DIR/oauth.log" 2>&1 &

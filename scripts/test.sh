@@ -28,6 +28,7 @@ GATEWAY_PORT=$(free_port $((SMTP_PORT + 1)))
 # tokens by introspection (scripts/oauthenv.sh), and a Postfix listener whose SMTP AUTH asks
 # that Dovecot (tests/oauth_accounts.rs).
 apt_install node nodejs npm
+export OAUTH_NPM_DIR="$HOME/.cache/emailengine-test/oidc-provider"
 OAUTH_PORT=$(free_port $((GATEWAY_PORT + 1000))) OAUTH_IMAP_PORT=$(free_port $((GATEWAY_PORT + 1))) \
   bash scripts/oauthenv.sh start "$dir/oauth" > "$dir/oauth.env"
 . "$dir/oauth.env"
