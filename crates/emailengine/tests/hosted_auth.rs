@@ -426,3 +426,128 @@ fn tempdir_for(env: &Env) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Follows a hosted-form link like a browser without scripts: redirects, the authorization
+/// server's sign-in and consent forms, cookies per host; returns the final status and page.
+async fn walk(start: &str, issuer: &str, user: &str) -> (u16, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut cookies = std::collections::BTreeMap::new();
+    let mut next = reqwest::Url::parse(start).unwrap();
+    let mut form: Option<Vec<(&str, String)>> = None;
+    for _ in 0..30 {
+        let on_issuer = next.as_str().starts_with(issuer);
+        let mut request = match form.take() {
+            Some(fields) => http.post(next.clone()).form(&fields),
+            None => http.get(next.clone()),
+        };
+        if on_issuer {
+            let header = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", header);
+        }
+        let response = request.send().await.unwrap();
+        if on_issuer {
+            for value in response.headers().get_all("set-cookie") {
+                let pair = value.to_str().unwrap().split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            let location = response.headers()["location"].to_str().unwrap().to_string();
+            next = next.join(&location).unwrap();
+            continue;
+        }
+        let page = response.text().await.unwrap();
+        if !on_issuer {
+            return (status, page);
+        }
+        let action = page
+            .split("action=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a form at the authorization server");
+        next = next.join(action).unwrap();
+        form = Some(if page.contains("name=\"login\"") {
+            vec![
+                ("prompt", "login".into()),
+                ("login", user.to_string()),
+                ("password", "any".into()),
+            ]
+        } else {
+            vec![("prompt", "consent".into())]
+        });
+    }
+    panic!("the walk did not end");
+}
+
+#[tokio::test]
+async fn a_pinned_address_refuses_another_identity_and_a_link_works_once() {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(issuer) = var("EE_TEST_OAUTH_URL") else {
+        eprintln!("skipping: the OAuth2 test services are not running (scripts/devenv.sh)");
+        return;
+    };
+    let env = Env::new("hosted-pinned");
+    let (server, token) = setup(&env).await;
+    set_settings(&server, &token, json!({"serviceUrl": server.url("")})).await;
+    let (_, created) = server
+        .send(
+            Method::POST,
+            "/v1/oauth2",
+            Some(&token),
+            Some(json!({
+                "name": "Pinned IdP", "provider": "oauth2", "enabled": true,
+                "clientId": var("EE_TEST_OAUTH_CLIENT_ID").unwrap(),
+                "clientSecret": var("EE_TEST_OAUTH_CLIENT_SECRET").unwrap(),
+                "redirectUrl": server.url("/oauth"), "issuer": issuer,
+                "scopes": ["openid", "offline_access", "email", "mail"],
+                "imapHost": "127.0.0.1", "imapPort": 1,
+            })),
+        )
+        .await;
+    let app = created["id"].as_str().unwrap().to_string();
+    let pinned = format!("{}-pinned@example.com", env.prefix);
+    let other = format!("{}-other@example.com", env.prefix);
+    let (status, body) = form_url(
+        &server,
+        &token,
+        json!({"redirectUrl": "https://app.example/done?x=1", "expectedEmail": pinned, "type": app}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap().to_string();
+    assert_eq!(query_of(&url)["type"], app.as_str());
+
+    let (status, page) = walk(&url, &issuer, &other).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains(&other) && page.contains(&pinned), "{page}");
+    let (_, list) = server.get("/v1/accounts", Some(&token)).await;
+    assert_eq!(list["total"], 0, "nothing created");
+
+    // The same link, the right identity: the account, then the caller's page with its query.
+    let (status, page) = walk(&url, &issuer, &pinned).await;
+    assert_eq!(status, 200, "{page}");
+    let (_, list) = server.get("/v1/accounts", Some(&token)).await;
+    assert_eq!(list["total"], 1);
+    let account = list["accounts"][0]["account"].as_str().unwrap().to_string();
+    assert!(
+        page.contains(&format!(
+            "https://app.example/done?x=1&amp;account={account}&amp;state=new"
+        )),
+        "{page}"
+    );
+    // Used up: a third walk ends on the error page and creates nothing.
+    let (status, page) = walk(&url, &issuer, &pinned).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Invalid or expired account setup URL"));
+    let (_, list) = server.get("/v1/accounts", Some(&token)).await;
+    assert_eq!(list["total"], 1);
+}
