@@ -551,3 +551,67 @@ async fn a_pinned_address_refuses_another_identity_and_a_link_works_once() {
     let (_, list) = server.get("/v1/accounts", Some(&token)).await;
     assert_eq!(list["total"], 1);
 }
+
+#[tokio::test]
+async fn post_account_with_authorize_answers_the_consent_url() {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(issuer) = var("EE_TEST_OAUTH_URL") else {
+        eprintln!("skipping: the OAuth2 test services are not running (scripts/devenv.sh)");
+        return;
+    };
+    let env = Env::new("hosted-authorize");
+    let (server, token) = setup(&env).await;
+    let (_, created) = server
+        .send(
+            Method::POST,
+            "/v1/oauth2",
+            Some(&token),
+            Some(json!({
+                "name": "API IdP", "provider": "oauth2", "enabled": false,
+                "clientId": var("EE_TEST_OAUTH_CLIENT_ID").unwrap(),
+                "clientSecret": var("EE_TEST_OAUTH_CLIENT_SECRET").unwrap(),
+                "redirectUrl": server.url("/oauth"), "issuer": issuer,
+                "scopes": ["openid", "offline_access", "email", "mail"],
+                "imapHost": "127.0.0.1", "imapPort": 1,
+            })),
+        )
+        .await;
+    let app = created["id"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(json!({"account": "az", "name": "Authorized",
+                "oauth2": {"provider": app, "authorize": true, "redirectUrl": "https://app.example/x"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let redirect = body["redirect"].as_str().unwrap().to_string();
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert!(
+        redirect.starts_with(&format!("{issuer}/auth?")),
+        "{redirect}"
+    );
+    let state = query_of(&redirect)["state"].clone();
+    assert!(state.starts_with("account:add:"), "{state}");
+    let (_, list) = server.get("/v1/accounts", Some(&token)).await;
+    assert_eq!(list["total"], 0, "created only after consent");
+
+    let user = format!("{}@example.com", env.prefix);
+    let (status, page) = walk(&redirect, &issuer, &user).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("https://app.example/x?account=az&amp;state=new"),
+        "{page}"
+    );
+    let (_, info) = server.get("/v1/account/az", Some(&token)).await;
+    assert_eq!(info["name"], "Authorized");
+    assert_eq!(info["email"], user.as_str());
+    assert_eq!(info["oauth2"]["auth"]["user"], user.as_str());
+    assert_eq!(info["oauth2"]["refreshToken"], "******");
+    // The consent state is spent.
+    let (status, page) = get_page(&format!("{}?code=x&state={state}", server.url("/oauth"))).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Oauth failed: session expired"));
+}

@@ -67,13 +67,22 @@ pub struct Registered {
 pub async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
-) -> ApiResult<Json<Registered>> {
+) -> ApiResult<Json<Value>> {
+    if body
+        .get("oauth2")
+        .and_then(|o| o.get("authorize"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        let redirect = crate::routes::hosted::authorize_account(&state, body).await?;
+        return Ok(Json(json!({"redirect": redirect})));
+    }
     let input = account::parse_input(&body, true).map_err(ApiError::invalid_input)?;
     let (account, is_new) = register(&state, &input).await?;
-    Ok(Json(Registered {
+    Ok(Json(json!(Registered {
         account,
         state: if is_new { "new" } else { "existing" },
-    }))
+    })))
 }
 
 /// Stores a validated new account (an OAuth2 one linked to its app under its user), announces

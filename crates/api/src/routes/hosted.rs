@@ -487,6 +487,82 @@ async fn start_oauth(state: &AppState, link: &Link, app: &OAuthApp) -> Response 
     }
 }
 
+/// `POST /v1/account` with `oauth2.authorize: true` (spec §15.1): the body is kept as a draft
+/// (its `oauth2.redirectUrl` as `_meta.redirectUrl`) and the answer is the provider's consent
+/// URL; `/oauth` creates the account from the draft.
+pub async fn authorize_account(
+    state: &AppState,
+    mut body: Map<String, Value>,
+) -> ApiResult<String> {
+    let mut redirect_url = None;
+    if let Some(Value::Object(o)) = body.get_mut("oauth2") {
+        o.remove("authorize");
+        redirect_url = o.remove("redirectUrl");
+    }
+    if let Some(r) = &redirect_url
+        && !r
+            .as_str()
+            .is_some_and(emailengine_core::settings::is_http_url)
+    {
+        return Err(ApiError::field(
+            "oauth2.redirectUrl",
+            "must be a valid uri with a scheme matching the http|https pattern",
+        ));
+    }
+    // Checked as a complete account would be, the user still to come from the provider.
+    let mut probe = body.clone();
+    if let Some(Value::Object(o)) = probe.get_mut("oauth2") {
+        o.insert("auth".into(), json!({"user": "user@example.com"}));
+    }
+    account::parse_input(&probe, true).map_err(ApiError::invalid_input)?;
+    let app_id = body["oauth2"]["provider"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let app = state.oauth.app(&app_id).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid or missing OAuth2 provider",
+        )
+        .with("code", "InvalidProvider")
+    })?;
+    if app.provider.is_service() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Application-only OAuth providers do not support interactive authorization",
+        ));
+    }
+    body.insert("_meta".into(), json!({"redirectUrl": redirect_url}));
+    let key = format!("account:add:{}", nonce());
+    state
+        .store
+        .put_transient(
+            &key,
+            &Value::Object(body.clone()).to_string(),
+            DRAFT_TTL_SECS,
+            false,
+        )
+        .await?;
+    let endpoints = state
+        .oauth
+        .endpoints(&app)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    authorize_url(
+        &app,
+        &endpoints,
+        &AuthorizeRequest {
+            state: key,
+            login_hint: body
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            prompt: None,
+        },
+    )
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 /// The sign-in address the provider vouches for: the ID token's `email`, else the userinfo
 /// endpoint's, else a subject that is an address.
 async fn identity(
@@ -575,6 +651,19 @@ async fn oauth_callback(
     if let Some(expected) = meta["expectedEmail"].as_str()
         && !expected.eq_ignore_ascii_case(&email)
     {
+        // The grant is for someone else: give it back rather than keep it unused.
+        let given = grant
+            .refresh_token
+            .as_deref()
+            .unwrap_or(&grant.access_token);
+        if let Err(e) = state
+            .oauth
+            .token_client()
+            .revoke(&app, &endpoints, given, None)
+            .await
+        {
+            tracing::warn!(err = %e, "Failed to revoke a grant for the wrong identity");
+        }
         return error_page(
             StatusCode::FORBIDDEN,
             &format!("You signed in as {email}, but this link is for {expected}."),
@@ -587,12 +676,11 @@ async fn oauth_callback(
             Err(r) => return r,
         }
     }
-    let mut body = Map::new();
-    for key in ["account", "name", "path", "syncFrom", "notifyFrom", "copy"] {
-        if let Some(v) = draft.get(key) {
-            body.insert(key.into(), v.clone());
-        }
-    }
+    let mut body: Map<String, Value> = draft
+        .iter()
+        .filter(|(k, _)| !["_meta", "delegated", "oauth2"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     body.entry("name")
         .or_insert_with(|| Value::from(email.clone()));
     let delegated = draft.get("delegated") == Some(&Value::Bool(true));
