@@ -6,6 +6,9 @@
 #                                        refused@$DOMAIN and any other domain bounce with a DSN)
 #   a second SMTP listener on 127.0.0.1:$GATEWAY_PORT when set (announces itself as
 #                                        gateway.$DOMAIN; stands in for an SMTP gateway)
+#   a third on 127.0.0.1:$OAUTH_SMTP_PORT when it and OAUTH_SASL_PATH are set: SMTP AUTH with
+#                                        OAuth2 tokens (XOAUTH2, OAUTHBEARER) checked by the
+#                                        Dovecot of scripts/oauthenv.sh at that SASL socket
 # Usage: scripts/mailenv.sh start|stop [DIR]   (defaults: DIR=/tmp/mailenv, IMAP_PORT=2143,
 #        SMTP_PORT=2525, DOMAIN=example.com). Installs dovecot-imapd, dovecot-lmtpd and postfix
 #        with apt-get when they are missing (needs root).
@@ -112,6 +115,9 @@ awk 'BEGIN{OFS="  "} /^[a-z0-9]/ && NF>=8 {$5="n"} {print}' "$master" > "$DIR/po
 sed -i "s/^smtp  inet .*/127.0.0.1:$SMTP_PORT  inet  n  -  n  -  -  smtpd/" "$DIR/postfix/master.cf"
 if [ -n "${GATEWAY_PORT:-}" ]; then
   echo "127.0.0.1:$GATEWAY_PORT  inet  n  -  n  -  -  smtpd -o myhostname=gateway.$DOMAIN -o smtpd_sasl_auth_enable=no" >> "$DIR/postfix/master.cf"
+fi
+if [ -n "${OAUTH_SMTP_PORT:-}" ] && [ -n "${OAUTH_SASL_PATH:-}" ]; then
+  echo "127.0.0.1:$OAUTH_SMTP_PORT  inet  n  -  n  -  -  smtpd -o myhostname=oauth.$DOMAIN -o smtpd_sasl_path=$OAUTH_SASL_PATH" >> "$DIR/postfix/master.cf"
 fi
 echo "refused@$DOMAIN  error:5.1.1 mailbox unavailable" > "$DIR/postfix/transport"
 cat > "$DIR/postfix/main.cf" <<CONF

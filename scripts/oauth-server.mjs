@@ -8,6 +8,10 @@
 //   OAUTH_CLIENT_SECRET     its secret (default emailengine-test-secret)
 //   OAUTH_REDIRECT_URIS     comma-separated redirect URIs (default http://127.0.0.1/oauth; the
 //                           client is a "native" one, so a loopback URI matches on any port)
+//   OAUTH_POST_CLIENT_ID    a second confidential client that sends its secret in the request
+//                           body (client_secret_post), as Google's and Microsoft's clients do
+//                           (default emailengine-post)
+//   OAUTH_POST_CLIENT_SECRET its secret (default emailengine-post-secret)
 //   OAUTH_INTROSPECT_ID     resource-server client that may only introspect (default dovecot)
 //   OAUTH_INTROSPECT_SECRET its secret (default dovecot-secret)
 //   OAUTH_ACCESS_TTL        access-token lifetime in seconds (default 3600)
@@ -32,8 +36,10 @@ const redirectUris = (env.OAUTH_REDIRECT_URIS || 'http://127.0.0.1/oauth')
   .map((u) => u.trim())
   .filter(Boolean);
 
-// Mail scopes are ours; the token itself is what Dovecot checks, by introspection.
-const scopes = ['openid', 'offline_access', 'email', 'profile', 'mail', 'short-lived'];
+// Mail scopes are ours (plus Gmail's, for a built-in provider pointed here); the token itself
+// is what Dovecot checks, by introspection.
+const scopes = ['openid', 'offline_access', 'email', 'profile', 'mail', 'short-lived',
+  'https://mail.google.com/'];
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test' };
@@ -48,6 +54,16 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+      scope: scopes.join(' '),
+    },
+    {
+      client_id: env.OAUTH_POST_CLIENT_ID || 'emailengine-post',
+      client_secret: env.OAUTH_POST_CLIENT_SECRET || 'emailengine-post-secret',
+      application_type: 'native',
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_post',
       scope: scopes.join(' '),
     },
     {

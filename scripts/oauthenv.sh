@@ -4,9 +4,12 @@
 # IMAP logins are OAuth2 tokens checked by introspection against that server.
 #
 # Usage: scripts/oauthenv.sh start|stop DIR
-#   start  installs oidc-provider into DIR/npm (once), starts the server on 127.0.0.1:$OAUTH_PORT,
+#   start  installs oidc-provider into $OAUTH_NPM_DIR (default DIR/npm; once), starts the server on 127.0.0.1:$OAUTH_PORT,
 #          pid in DIR/oauth.pid, log in DIR/oauth.log, and Dovecot on 127.0.0.1:$OAUTH_IMAP_PORT
 #          (config in DIR/dovecot, log DIR/dovecot.log; needs root, like scripts/mailenv.sh).
+#          Its SASL socket DIR/dovecot/run/auth-client checks tokens for SMTP AUTH too: start
+#          scripts/mailenv.sh with OAUTH_SMTP_PORT and OAUTH_SASL_PATH (printed) for a Postfix
+#          listener that takes XOAUTH2 and OAUTHBEARER.
 #          Prints the variables the Rust tests read: eval "$(scripts/oauthenv.sh start DIR)".
 #   stop   stops both.
 # Environment (defaults): OAUTH_PORT=9180, OAUTH_IMAP_PORT=2243 (0 = no Dovecot),
@@ -68,16 +71,17 @@ esac
 
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "node and npm are needed (Debian: apt-get install -y nodejs npm)" >&2; exit 1; }
-mkdir -p "$DIR/npm"
-if [ ! -f "$DIR/npm/node_modules/oidc-provider/package.json" ] ||
-   ! grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$DIR/npm/node_modules/oidc-provider/package.json"; then
-  [ -f "$DIR/npm/package.json" ] || echo '{"private":true}' > "$DIR/npm/package.json"
-  (cd "$DIR/npm" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_PROVIDER_VERSION")
+NPM=${OAUTH_NPM_DIR:-$DIR/npm}
+mkdir -p "$NPM"
+if [ ! -f "$NPM/node_modules/oidc-provider/package.json" ] ||
+   ! grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$NPM/node_modules/oidc-provider/package.json"; then
+  [ -f "$NPM/package.json" ] || echo '{"private":true}' > "$NPM/package.json"
+  (cd "$NPM" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_PROVIDER_VERSION")
 fi
-# ES modules resolve packages next to the importing file, so the config runs from DIR/npm.
-cp "$HERE/oauth-server.mjs" "$DIR/npm/oauth-server.mjs"
+# ES modules resolve packages next to the importing file, so the config runs from there.
+cp "$HERE/oauth-server.mjs" "$NPM/oauth-server.mjs"
 stop_pid "$DIR/oauth.pid"
-(cd "$DIR/npm"
+(cd "$NPM"
   export OAUTH_PORT OAUTH_CLIENT_ID=$CLIENT_ID OAUTH_CLIENT_SECRET=$CLIENT_SECRET \
     OAUTH_INTROSPECT_ID=$INTROSPECT_ID OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET
   setsid node oauth-server.mjs </dev/null >"$DIR/oauth.log" 2>&1 &
@@ -145,16 +149,20 @@ service anvil {
     mode = 0
   }
 }
+# Postfix's smtpd (user postfix) asks this socket to check SMTP AUTH tokens
+# (scripts/mailenv.sh with OAUTH_SASL_PATH=DIR/dovecot/run/auth-client).
 service auth {
   unix_listener auth-client {
-    mode = 0600
+    mode = 0666
   }
 }
 CONF
   dovecot -c "$D/dovecot.conf" </dev/null >/dev/null 2>&1 || {
     echo "Dovecot did not start (see $DIR/dovecot.log)" >&2; exit 1; }
+  # Dovecot writes its pid file once the listeners are up: wait for both.
   for _ in $(seq 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null && break; sleep 0.1
+    [ -s "$D/run/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null && break
+    sleep 0.1
   done
   { [ -f "$D/run/master.pid" ] && kill -0 "$(cat "$D/run/master.pid")" 2>/dev/null &&
     (exec 3<>"/dev/tcp/127.0.0.1/$OAUTH_IMAP_PORT") 2>/dev/null; } || {
@@ -164,7 +172,12 @@ fi
 echo "export EE_TEST_OAUTH_URL=http://127.0.0.1:$OAUTH_PORT"
 echo "export EE_TEST_OAUTH_CLIENT_ID=$CLIENT_ID"
 echo "export EE_TEST_OAUTH_CLIENT_SECRET=$CLIENT_SECRET"
+echo "export EE_TEST_OAUTH_POST_CLIENT_ID=emailengine-post"
+echo "export EE_TEST_OAUTH_POST_CLIENT_SECRET=emailengine-post-secret"
 echo "export EE_TEST_OAUTH_INTROSPECT_ID=$INTROSPECT_ID"
 echo "export EE_TEST_OAUTH_INTROSPECT_SECRET=$INTROSPECT_SECRET"
 echo "export EE_TEST_OAUTH_DIR=$DIR"
-[ "$OAUTH_IMAP_PORT" = 0 ] || echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"
+[ "$OAUTH_IMAP_PORT" = 0 ] || {
+  echo "export EE_TEST_OAUTH_IMAP=127.0.0.1:$OAUTH_IMAP_PORT"
+  echo "export EE_TEST_OAUTH_MAILDIR=$DIR/dovecot/home"
+  echo "export OAUTH_SASL_PATH=$DIR/dovecot/run/auth-client"; }

@@ -15,7 +15,7 @@ apt_install openssl openssl
 dir=$(mktemp -d /tmp/emailengine-test.XXXXXX)
 chmod 755 "$dir"
 port=$(free_port 16379)
-trap 'bash scripts/mailenv.sh stop "$dir/mail" >/dev/null 2>&1; stop_redis "$dir"; [ -f "$dir/chromedriver.pid" ] && kill "$(cat "$dir/chromedriver.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'bash scripts/mailenv.sh stop "$dir/mail" >/dev/null 2>&1; bash scripts/oauthenv.sh stop "$dir/oauth" >/dev/null 2>&1; stop_redis "$dir"; [ -f "$dir/chromedriver.pid" ] && kill "$(cat "$dir/chromedriver.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
 start_redis "$port" "$dir"
 export EE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 
@@ -24,6 +24,17 @@ export IMAP_PORT SMTP_PORT GATEWAY_PORT
 IMAP_PORT=$(free_port 12143)
 SMTP_PORT=$(free_port $((IMAP_PORT + 1)))
 GATEWAY_PORT=$(free_port $((SMTP_PORT + 1)))
+# A real OAuth2 authorization server (oidc-provider, npm) with a Dovecot that checks bearer
+# tokens by introspection (scripts/oauthenv.sh), and a Postfix listener whose SMTP AUTH asks
+# that Dovecot (tests/oauth_accounts.rs).
+apt_install node nodejs npm
+export OAUTH_NPM_DIR="$HOME/.cache/emailengine-test/oidc-provider"
+OAUTH_PORT=$(free_port $((GATEWAY_PORT + 1000))) OAUTH_IMAP_PORT=$(free_port $((GATEWAY_PORT + 1))) \
+  bash scripts/oauthenv.sh start "$dir/oauth" > "$dir/oauth.env"
+. "$dir/oauth.env"
+export OAUTH_SMTP_PORT OAUTH_SASL_PATH
+OAUTH_SMTP_PORT=$(free_port $((GATEWAY_PORT + 2)))
+export EE_TEST_OAUTH_SMTP=127.0.0.1:$OAUTH_SMTP_PORT EE_TEST_POSTFIX_LOG=$dir/mail/postfix.log
 bash scripts/mailenv.sh start "$dir/mail" >/dev/null
 export EE_TEST_IMAP_PORT=$IMAP_PORT EE_TEST_SMTP_PORT=$SMTP_PORT EE_TEST_GATEWAY_PORT=$GATEWAY_PORT
 export EE_TEST_MAILDIR="$dir/mail/home/example.com"

@@ -628,6 +628,8 @@ mod tests {
         ("GET", "/v1/account/{account}", "account", "read"),
         ("PUT", "/v1/account/{account}", "admin", "write"),
         ("DELETE", "/v1/account/{account}", "account", "destructive"),
+        ("GET", "/v1/account/{account}/oauth-token", "admin", "read"),
+        ("POST", "/v1/authentication/form", "admin", "write"),
         ("PUT", "/v1/account/{account}/reconnect", "account", "write"),
         ("PUT", "/v1/account/{account}/sync", "account", "write"),
         (

@@ -45,6 +45,11 @@ impl ApiError {
         self.0.status
     }
 
+    /// The human-readable message (for HTML pages that show an API failure).
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
     /// 401 without credentials: `Missing authentication`, challenge `Bearer`.
     pub fn missing_authentication() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Missing authentication")

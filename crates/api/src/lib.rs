@@ -32,8 +32,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, license, logs, mailboxes, messages, metrics, oauth2,
-    queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
+    accounts, blocklists, gateways, health, hosted, license, logs, mailboxes, messages, metrics,
+    oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -61,6 +61,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
             accounts::update,
             accounts::delete
         ))
+        .routes(routes!(accounts::oauth_token))
+        .routes(routes!(hosted::form))
         .routes(routes!(accounts::reconnect))
         .routes(routes!(accounts::sync))
         .routes(routes!(accounts::flush))
@@ -156,6 +158,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(routes::links::router())
+        .merge(routes::hosted::router())
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/swagger.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -15,6 +15,7 @@ use emailengine_core::secret::FieldCipher;
 use emailengine_core::token::TokenAccess;
 use emailengine_mail::MailRegistry;
 use emailengine_mail::events::EventSink;
+use emailengine_mail::oauth::OAuthLogins;
 use emailengine_store::{BackendInfo, Settings, Store};
 
 use crate::error::ApiResult;
@@ -59,6 +60,8 @@ pub struct Inner {
     pub events: EventSink,
     /// Encrypts account secrets at rest when a service secret is configured.
     pub cipher: Option<Arc<FieldCipher>>,
+    /// Logins (and token renewals) of OAuth2 accounts.
+    pub oauth: Arc<OAuthLogins>,
     pub settings: Settings,
     pub config: ApiConfig,
     pub metrics: Option<PrometheusHandle>,
@@ -87,12 +90,16 @@ const BACKEND_INFO_TTL: Duration = Duration::from_secs(30);
 const SECRET_TTL: Duration = Duration::from_secs(2);
 
 impl AppState {
+    // One argument per shared service, built once by the binary; a builder would only move
+    // the same list elsewhere.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         settings: Settings,
         mail: Arc<dyn MailRegistry>,
         events: EventSink,
         cipher: Option<Arc<FieldCipher>>,
+        oauth: Arc<OAuthLogins>,
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
@@ -101,6 +108,7 @@ impl AppState {
             mail,
             events,
             cipher,
+            oauth,
             settings,
             config,
             metrics,

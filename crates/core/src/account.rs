@@ -52,6 +52,34 @@ pub struct ServerSettings {
     pub disable_imap4rev2: bool,
     /// The source address to bind (chosen per connection from `localAddresses`, spec §23).
     pub local_address: Option<std::net::IpAddr>,
+    /// Log in with this OAuth2 access token instead of the password (`auth.accessToken`, or
+    /// the token of an OAuth2 account).
+    pub token: Option<TokenLogin>,
+}
+
+/// The SASL mechanisms that carry an OAuth2 access token (spec §15.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMechanism {
+    XOAuth2,
+    OAuthBearer,
+}
+
+/// An OAuth2 access token that replaces the password at login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenLogin {
+    pub access_token: String,
+    /// The mechanism the account's app asks for; `None`: OAUTHBEARER where the server offers
+    /// it, else XOAUTH2 (IMAP), XOAUTH2 (SMTP).
+    pub mechanism: Option<TokenMechanism>,
+}
+
+impl std::fmt::Debug for TokenLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenLogin")
+            .field("access_token", &"<redacted>")
+            .field("mechanism", &self.mechanism)
+            .finish()
+    }
 }
 
 impl ServerSettings {
@@ -91,6 +119,12 @@ impl ServerSettings {
             disabled: flag("disabled").unwrap_or(false),
             disable_imap4rev2: flag("disableIMAP4rev2").unwrap_or(false),
             local_address: None,
+            token: Some(text(auth, "accessToken"))
+                .filter(|t| !t.is_empty())
+                .map(|access_token| TokenLogin {
+                    access_token,
+                    mechanism: None,
+                }),
         })
     }
 }
@@ -213,13 +247,27 @@ impl AccountRecord {
             .filter(|p| !p.is_empty())
     }
 
+    /// True when the account can send: an `smtp` block, or OAuth2 (the app names the server).
     pub fn has_smtp(&self) -> bool {
-        self.connection("smtp").is_some()
+        self.connection("smtp").is_some() || self.oauth2().is_some()
     }
 
-    /// The account type EmailEngine reports (spec §6.2).
+    /// The stored `oauth2` object (tokens still sealed); `None` for password accounts.
+    pub fn oauth2(&self) -> Option<Value> {
+        self.connection("oauth2")
+    }
+
+    /// The OAuth2 app id an OAuth2 account names (`oauth2.provider`).
+    pub fn oauth2_app(&self) -> Option<String> {
+        self.oauth2()?.get("provider")?.as_str().map(str::to_string)
+    }
+
+    /// The account type EmailEngine reports (spec §6.2); an OAuth2 account reads `oauth2`
+    /// here, and the API names its provider once it has read the app.
     pub fn kind(&self) -> &'static str {
-        if self.has_imap() {
+        if self.oauth2().is_some() {
+            "oauth2"
+        } else if self.has_imap() {
             "imap"
         } else if self.has_smtp() {
             "sending"
@@ -429,6 +477,8 @@ pub struct AccountInput {
     /// Connection objects to store as JSON, secrets still in cleartext.
     pub imap: Option<Value>,
     pub smtp: Option<Value>,
+    /// The `oauth2` object in stored form (`expires` normalised), tokens still in cleartext.
+    pub oauth2: Option<Value>,
 }
 
 const ALLOWED: &[&str] = &[
@@ -437,6 +487,7 @@ const ALLOWED: &[&str] = &[
     "email",
     "imap",
     "smtp",
+    "oauth2",
     "path",
     "notifyFrom",
     "syncFrom",
@@ -583,10 +634,14 @@ pub fn parse_input(
     }
     input.imap = connection(body, "imap", &mut errors);
     input.smtp = connection(body, "smtp", &mut errors);
+    input.oauth2 = oauth2(body, &mut errors);
     if create
         && input.imap.is_none()
         && input.smtp.is_none()
-        && !errors.iter().any(|e| e.key == "imap" || e.key == "smtp")
+        && input.oauth2.is_none()
+        && !errors
+            .iter()
+            .any(|e| e.key == "imap" || e.key == "smtp" || e.key.starts_with("oauth2"))
     {
         errors.push(FieldError::new("imap", "\"imap\" or \"smtp\" is required"));
     }
@@ -594,6 +649,142 @@ pub fn parse_input(
         Ok(input)
     } else {
         Err(errors)
+    }
+}
+
+/// The `oauth2` object of an account payload (spec §15.1): the app id in `provider`, the
+/// mailbox in `auth.user`, tokens and their expiry. Interactive authorization (`authorize`)
+/// goes through the hosted form instead.
+fn oauth2(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Value> {
+    let value = body.get("oauth2")?;
+    if value.is_null() || value == &Value::Bool(false) {
+        return None;
+    }
+    let Value::Object(obj) = value else {
+        errors.push(FieldError::about("oauth2", "must be of type object"));
+        return None;
+    };
+    let before = errors.len();
+    let mut out = Map::new();
+    const KEYS: &[&str] = &[
+        "provider",
+        "auth",
+        "accessToken",
+        "refreshToken",
+        "expires",
+        "useAuthServer",
+        "authority",
+    ];
+    let foreign: Vec<String> = obj
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    match bounded_text(obj, "oauth2.", "provider", 256, errors) {
+        Some(p) => {
+            out.insert("provider".into(), Value::String(p));
+        }
+        None if !obj.contains_key("provider") => {
+            errors.push(FieldError::about("oauth2.provider", "is required"))
+        }
+        None => {}
+    }
+    match obj.get("auth") {
+        Some(Value::Object(auth)) => {
+            let mut stored = Map::new();
+            for key in ["user", "delegatedUser", "delegatedAccount"] {
+                if let Some(v) = bounded_text(auth, "oauth2.auth.", key, 256, errors) {
+                    stored.insert(key.into(), Value::String(v));
+                }
+            }
+            if !stored.contains_key("user") && !auth.contains_key("user") {
+                errors.push(FieldError::about("oauth2.auth.user", "is required"));
+            }
+            if stored.contains_key("delegatedAccount") && !stored.contains_key("delegatedUser") {
+                errors.push(FieldError::about(
+                    "oauth2.auth.delegatedAccount",
+                    "is not allowed without delegatedUser",
+                ));
+            }
+            for key in auth.keys() {
+                if !["user", "delegatedUser", "delegatedAccount"].contains(&key.as_str()) {
+                    errors.push(FieldError::about(
+                        &format!("oauth2.auth.{key}"),
+                        "is not allowed",
+                    ));
+                }
+            }
+            out.insert("auth".into(), Value::Object(stored));
+        }
+        None => errors.push(FieldError::about("oauth2.auth", "is required")),
+        Some(_) => errors.push(FieldError::about("oauth2.auth", "must be of type object")),
+    }
+    for key in ["accessToken", "refreshToken"] {
+        if let Some(v) = bounded_text(obj, "oauth2.", key, 16384, errors) {
+            out.insert(key.into(), Value::String(v));
+        }
+    }
+    match obj.get("expires") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => match parse_iso_time(s).and_then(crate::units::iso_time) {
+            Some(t) => {
+                out.insert("expires".into(), Value::String(t));
+            }
+            None => errors.push(FieldError::about(
+                "oauth2.expires",
+                "must be in ISO 8601 date format",
+            )),
+        },
+        Some(_) => errors.push(FieldError::about(
+            "oauth2.expires",
+            "must be in ISO 8601 date format",
+        )),
+    }
+    match obj.get("useAuthServer") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => {
+            out.insert("useAuthServer".into(), Value::Bool(*b));
+        }
+        Some(_) => errors.push(FieldError::about(
+            "oauth2.useAuthServer",
+            "must be a boolean",
+        )),
+    }
+    for key in foreign {
+        errors.push(FieldError::about(
+            &format!("oauth2.{key}"),
+            "is not allowed",
+        ));
+    }
+    (errors.len() == before).then_some(Value::Object(out))
+}
+
+/// A string field of a nested object, at most `max` characters; wrong values are reported
+/// under `<path><key>`.
+fn bounded_text(
+    o: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match o.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() > max => {
+            errors.push(FieldError::about(
+                &format!("{path}{key}"),
+                &format!("length must be less than or equal to {max} characters long"),
+            ));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::about(
+                &format!("{path}{key}"),
+                "must be a string",
+            ));
+            None
+        }
     }
 }
 
@@ -755,6 +946,63 @@ mod tests {
             (imap.host.as_str(), imap.port, imap.pass.as_str()),
             ("127.0.0.1", 143, "pw")
         );
+    }
+
+    #[test]
+    fn oauth2_payload_is_validated_and_normalised() {
+        let input = parse_input(
+            &obj(json!({
+                "name": "Ann",
+                "oauth2": {"provider": "AAABhaBPHscAAAAH", "auth": {"user": "ann@example.com"},
+                    "accessToken": "at", "refreshToken": "rt", "expires": "2024-01-01T00:00:00Z",
+                    "useAuthServer": false}
+            })),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            input.oauth2,
+            Some(
+                json!({"provider": "AAABhaBPHscAAAAH", "auth": {"user": "ann@example.com"},
+                "accessToken": "at", "refreshToken": "rt", "expires": "2024-01-01T00:00:00.000Z",
+                "useAuthServer": false})
+            )
+        );
+        let errors = parse_input(
+            &obj(json!({"name": "Ann", "oauth2": {"auth": {"pass": "x"}, "expires": "soon", "scope": 1}})),
+            true,
+        )
+        .unwrap_err();
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "\"oauth2.provider\" is required",
+                "\"oauth2.auth.user\" is required",
+                "\"oauth2.auth.pass\" is not allowed",
+                "\"oauth2.expires\" must be in ISO 8601 date format",
+                "\"oauth2.scope\" is not allowed",
+            ]
+        );
+        let mut fields = BTreeMap::new();
+        fields.insert(
+            "oauth2".to_string(),
+            json!({"provider": "app1", "auth": {"user": "u"}}).to_string(),
+        );
+        let record = AccountRecord::from_fields("a", fields);
+        assert_eq!(record.kind(), "oauth2");
+        assert_eq!(record.oauth2_app().as_deref(), Some("app1"));
+    }
+
+    #[test]
+    fn access_token_in_auth_is_a_token_login() {
+        let s = ServerSettings::from_json(
+            &json!({"host": "h", "port": 1, "auth": {"user": "u", "accessToken": "ya29.secret"}}),
+        )
+        .unwrap();
+        let token = s.token.unwrap();
+        assert_eq!(token.access_token, "ya29.secret");
+        assert!(!format!("{token:?}").contains("ya29"));
     }
 
     #[test]

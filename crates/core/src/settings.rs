@@ -86,6 +86,8 @@ pub const SETTINGS: &[SettingDef] = &[
     def("proxyUrl", Kind::Text { max: 1024 }),
     def("smtpStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
     def("imapStrategy", Kind::OneOf(ADDRESS_STRATEGIES)),
+    def("enableOAuthTokensApi", Kind::Bool),
+    def("authServer", Kind::HttpUrl),
 ];
 
 /// How a connection picks its source address among `localAddresses` (spec §23).

@@ -11,13 +11,14 @@ use std::time::Duration;
 use rmpv::Value;
 use serde_json::json;
 
-use emailengine_core::account::{AccountRecord, ServerSettings};
+use emailengine_core::account::{AccountRecord, ServerSettings, TokenLogin, TokenMechanism};
 use emailengine_core::gateway::Gateway;
 use emailengine_core::msgpack;
 use emailengine_core::secret::FieldCipher;
 use emailengine_mail::MailRegistry;
 use emailengine_mail::events::{EventBatch, EventSink};
 use emailengine_mail::network::{Protocol, local_address};
+use emailengine_mail::oauth::{OAuthLogins, Protocol as LoginProtocol};
 use emailengine_store::{Change, OutboxItem, Store};
 
 /// How long a claimed entry is reserved for one attempt before another worker may retry it.
@@ -275,6 +276,7 @@ pub struct Submitter {
     mail: Arc<dyn MailRegistry>,
     events: EventSink,
     cipher: Option<Arc<FieldCipher>>,
+    oauth: Arc<OAuthLogins>,
     base_delay: Duration,
     /// Names this instance's leases; a restarted instance takes back what its last run held.
     owner: String,
@@ -289,6 +291,7 @@ impl Submitter {
         mail: Arc<dyn MailRegistry>,
         events: EventSink,
         cipher: Option<Arc<FieldCipher>>,
+        oauth: Arc<OAuthLogins>,
         base_delay: Duration,
         owner: String,
     ) -> Self {
@@ -297,6 +300,7 @@ impl Submitter {
             mail,
             events,
             cipher,
+            oauth,
             base_delay,
             owner,
             pool: Arc::new(SmtpPool::default()),
@@ -359,6 +363,21 @@ impl Submitter {
             })?
             .ok_or_else(|| fail("Account was deleted"))?;
         let record = AccountRecord::from_fields(account, fields);
+        if record.oauth2().is_some() {
+            return match self
+                .oauth
+                .server_settings(&record, LoginProtocol::Smtp)
+                .await
+            {
+                Ok(Some(settings)) => Ok(settings),
+                Ok(None) => Err(fail("Account has no SMTP settings")),
+                Err(e) => Err(Failure {
+                    message: e.to_string(),
+                    code: None,
+                    permanent: false,
+                }),
+            };
+        }
         if !record.has_smtp() {
             return Err(fail("Account has no SMTP settings"));
         }
@@ -415,6 +434,7 @@ impl Submitter {
                             disabled: false,
                             disable_imap4rev2: false,
                             local_address: None,
+                            token: None,
                         },
                         local_ip,
                         proxy,
@@ -474,6 +494,22 @@ impl Submitter {
         }
     }
 
+    async fn send_routed(
+        &self,
+        account: &str,
+        route: &Result<Route, Failure>,
+        entry: &OutboxEntry,
+    ) -> Result<String, Failure> {
+        match route {
+            Ok(route) => self.pool.send(account, route, entry).await,
+            Err(f) => Err(Failure {
+                message: f.message.clone(),
+                code: f.code,
+                permanent: f.permanent,
+            }),
+        }
+    }
+
     async fn attempt(&self, item: OutboxItem) {
         let Some(mut entry) = OutboxEntry::decode(&item.entry) else {
             tracing::error!(queueId = %item.queue_id, "Unreadable outbox entry removed");
@@ -481,15 +517,23 @@ impl Submitter {
             return;
         };
         entry.attempts_made += 1;
-        let route = self.route(&item.account, &entry).await;
-        let result = match &route {
-            Ok(route) => self.pool.send(&item.account, route, &entry).await,
-            Err(f) => Err(Failure {
-                message: f.message.clone(),
-                code: f.code,
-                permanent: f.permanent,
-            }),
-        };
+        let mut route = self.route(&item.account, &entry).await;
+        let mut result = self.send_routed(&item.account, &route, &entry).await;
+        // A refused OAuth2 token is renewed and tried once more (spec §15.2).
+        if let (Ok(Route { settings, .. }), Err(f)) = (&route, &result)
+            && f.code == Some(535)
+            && let Some(token) = &settings.token
+        {
+            if let Err(e) = self
+                .oauth
+                .invalidate(&item.account, &token.access_token)
+                .await
+            {
+                tracing::warn!(account = %item.account, err = %e, "Failed to mark the refused token for renewal");
+            }
+            route = self.route(&item.account, &entry).await;
+            result = self.send_routed(&item.account, &route, &entry).await;
+        }
         let routing = match &route {
             Ok(r) if r.local_ip.is_some() || r.proxy.is_some() => {
                 let mut routing = serde_json::Map::new();
@@ -684,8 +728,8 @@ fn smtp_builder(
         })?
         .implicit_tls(settings.secure)
         .timeout(SMTP_TIMEOUT);
-    if !settings.user.is_empty() {
-        builder = builder.credentials((settings.user.clone(), settings.pass.clone()));
+    if let Some(credentials) = credentials(settings) {
+        builder = builder.credentials(credentials);
     }
     if settings.accept_invalid_certs {
         builder = builder.allow_invalid_certs();
@@ -714,11 +758,31 @@ where
 {
     let host = ehlo_name();
     let caps = client.capabilities(&host, false).await?;
-    if !settings.user.is_empty() {
-        let credentials = mail_send::Credentials::new(settings.user.clone(), settings.pass.clone());
+    if let Some(credentials) = credentials(settings) {
         client.authenticate(&credentials, &caps).await?;
     }
     Ok(caps.has_capability(smtp_proto::EXT_DSN))
+}
+
+/// AUTH credentials: the password, or an OAuth2 token as XOAUTH2 (OAUTHBEARER when the
+/// account's app asks for it).
+fn credentials(settings: &ServerSettings) -> Option<mail_send::Credentials<String>> {
+    let user = settings.user.clone();
+    match &settings.token {
+        Some(TokenLogin {
+            access_token,
+            mechanism: Some(TokenMechanism::OAuthBearer),
+        }) => Some(mail_send::Credentials::new_oauth(format!(
+            "n,a={user},\x01host={}\x01port={}\x01auth=Bearer {access_token}\x01\x01",
+            settings.host, settings.port
+        ))),
+        Some(token) => Some(mail_send::Credentials::new_xoauth2(
+            user,
+            token.access_token.clone(),
+        )),
+        None if !user.is_empty() => Some(mail_send::Credentials::new(user, settings.pass.clone())),
+        None => None,
+    }
 }
 
 /// The name this host gives in EHLO.

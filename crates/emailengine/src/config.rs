@@ -110,6 +110,9 @@ pub struct Config {
     pub command_timeout_ms: u64,
     /// `EENGINE_IMAP_MAX_CONNECTIONS` / `imap.maxConnections`: most IMAP connections per account.
     pub imap_max_connections: usize,
+    /// Built-in OAuth2 providers pointed elsewhere (`oauth.<provider>.*` /
+    /// `EENGINE_OAUTH_<PROVIDER>_*`), for sovereign clouds, proxies and tests.
+    pub oauth_providers: emailengine_oauth::provider::ProviderTable,
 }
 
 /// Reads the process environment.
@@ -316,6 +319,8 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .filter(|n| (1..=1000).contains(n))
         .ok_or_else(|| format!("Invalid webhook concurrency \"{qc_text}\""))?;
 
+    let oauth_providers = oauth_providers(&read, &text)?;
+
     Ok(Config {
         store,
         redis_prefix,
@@ -346,7 +351,91 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         admin_remote_setup,
         command_timeout_ms,
         imap_max_connections,
+        oauth_providers,
     })
+}
+
+/// Reads the provider overrides. For each built-in provider (`gmail`, `gmailService`,
+/// `outlook`, `outlookService`, `mailRu`): `authorizeUrl`, `tokenUrl`, `revokeUrl`,
+/// `userinfoUrl` (Microsoft URLs may hold `{authority}`), `imapHost`/`imapPort`/`imapSecure`
+/// and `smtpHost`/`smtpPort`/`smtpSecure`; the environment variable of `oauth.outlook.tokenUrl`
+/// is `EENGINE_OAUTH_OUTLOOK_TOKEN_URL`.
+fn oauth_providers(
+    read: &dyn Fn(&str) -> Result<Option<String>, String>,
+    text: &dyn Fn(&str) -> Option<String>,
+) -> Result<emailengine_oauth::provider::ProviderTable, String> {
+    use emailengine_oauth::app::Provider;
+    use emailengine_oauth::provider::{MailServer, ProviderOverride, ProviderTable};
+    let mut table = ProviderTable::default();
+    for provider in [
+        Provider::Gmail,
+        Provider::GmailService,
+        Provider::Outlook,
+        Provider::OutlookService,
+        Provider::MailRu,
+    ] {
+        let name = provider.as_str();
+        let value = |key: &str| -> Result<Option<String>, String> {
+            let snake: String = key
+                .chars()
+                .flat_map(|c| {
+                    if c.is_ascii_uppercase() {
+                        vec!['_', c]
+                    } else {
+                        vec![c.to_ascii_uppercase()]
+                    }
+                })
+                .collect();
+            let env = format!("EENGINE_OAUTH_{}_{snake}", name.to_ascii_uppercase());
+            Ok(read(&env)?
+                .or_else(|| text(&format!("oauth.{name}.{key}")))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()))
+        };
+        let url = |key: &str| -> Result<Option<String>, String> {
+            match value(key)? {
+                Some(u) if emailengine_core::settings::is_http_url(&u) => Ok(Some(u)),
+                Some(u) => Err(format!("oauth.{name}.{key}: \"{u}\" is not an http(s) URL")),
+                None => Ok(None),
+            }
+        };
+        let server = |prefix: &str| -> Result<Option<MailServer>, String> {
+            let host = value(&format!("{prefix}Host"))?;
+            let port = value(&format!("{prefix}Port"))?;
+            let secure = value(&format!("{prefix}Secure"))?;
+            let Some(host) = host else {
+                return match port.or(secure) {
+                    Some(_) => Err(format!("oauth.{name}.{prefix}Host is required")),
+                    None => Ok(None),
+                };
+            };
+            let port_text = port.ok_or_else(|| format!("oauth.{name}.{prefix}Port is required"))?;
+            let port = port_text
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    format!("oauth.{name}.{prefix}Port: invalid port \"{port_text}\"")
+                })?;
+            Ok(Some(MailServer {
+                host,
+                port,
+                secure: secure.is_some_and(|v| truthy(&v)),
+            }))
+        };
+        let o = ProviderOverride {
+            authorize: url("authorizeUrl")?,
+            token: url("tokenUrl")?,
+            revoke: url("revokeUrl")?,
+            userinfo: url("userinfoUrl")?,
+            imap: server("imap")?,
+            smtp: server("smtp")?,
+        };
+        if o != ProviderOverride::default() {
+            table = table.with_override(provider, o);
+        }
+    }
+    Ok(table)
 }
 
 /// The embedded store's directory: the configured one (made absolute, so every process finds
@@ -508,6 +597,67 @@ mod tests {
         assert_eq!((c.api_host.as_str(), c.api_port), ("127.0.0.1", 3000));
         assert_eq!(c.log_level, LogLevel::Trace);
         assert!(c.service_secret.is_none());
+    }
+
+    #[test]
+    fn oauth_provider_overrides() {
+        use emailengine_oauth::app::{OAuthApp, Provider};
+        use emailengine_oauth::provider::MailServer;
+        let c = load_with(
+            "--oauth.gmail.imapHost=127.0.0.1 --oauth.gmail.imapPort=1143",
+            &[
+                ("HOME", "/h"),
+                (
+                    "EENGINE_OAUTH_GMAIL_TOKEN_URL",
+                    "http://127.0.0.1:9180/token",
+                ),
+                (
+                    "EENGINE_OAUTH_OUTLOOK_AUTHORIZE_URL",
+                    "https://login.example.us/{authority}/authorize",
+                ),
+            ],
+        )
+        .unwrap();
+        let gmail = OAuthApp::new(Provider::Gmail);
+        let e = c.oauth_providers.endpoints(&gmail).unwrap();
+        assert_eq!(e.token, "http://127.0.0.1:9180/token");
+        assert_eq!(e.authorize, "https://accounts.google.com/o/oauth2/v2/auth");
+        let servers = c.oauth_providers.mail_servers(&gmail);
+        assert_eq!(
+            servers.imap,
+            Some(MailServer {
+                host: "127.0.0.1".into(),
+                port: 1143,
+                secure: false
+            })
+        );
+        assert_eq!(servers.smtp.unwrap().host, "smtp.gmail.com");
+        let mut outlook = OAuthApp::new(Provider::Outlook);
+        outlook.authority = Some("tenant".into());
+        assert_eq!(
+            c.oauth_providers.endpoints(&outlook).unwrap().authorize,
+            "https://login.example.us/tenant/authorize"
+        );
+        let err = load_with(
+            "",
+            &[
+                ("HOME", "/h"),
+                ("EENGINE_OAUTH_MAILRU_TOKEN_URL", "ftp://x"),
+            ],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err,
+            "oauth.mailRu.tokenUrl: \"ftp://x\" is not an http(s) URL"
+        );
+        let err = load_with(
+            "",
+            &[("HOME", "/h"), ("EENGINE_OAUTH_OUTLOOK_SMTP_PORT", "25")],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err, "oauth.outlook.smtpHost is required");
     }
 
     #[test]

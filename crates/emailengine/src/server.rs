@@ -16,6 +16,7 @@ use emailengine_core::{password, settings};
 use emailengine_delivery::{Submitter, WebhookConfig, Webhooks};
 use emailengine_imap::{Engine, EngineConfig};
 use emailengine_mail::MailRegistry;
+use emailengine_mail::oauth::OAuthLogins;
 use emailengine_store::{Role, Settings, Store};
 
 use crate::config::Config;
@@ -142,6 +143,24 @@ pub async fn run(config: Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fatal("Application startup failed", &e),
     };
+    let oauth_http = match reqwest::Client::builder()
+        .user_agent(format!(
+            "emailengine-app/{} (+https://emailengine.app/)",
+            emailengine_core::COMPAT_VERSION
+        ))
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fatal("Application startup failed", &e),
+    };
+    let oauth = Arc::new(OAuthLogins::new(
+        store.clone(),
+        settings.clone(),
+        cipher.clone(),
+        oauth_http,
+        config.oauth_providers.clone(),
+    ));
     let engine = Engine::new(
         store.clone(),
         settings.clone(),
@@ -151,6 +170,7 @@ pub async fn run(config: Config) -> ExitCode {
             max_connections: config.imap_max_connections,
             ..EngineConfig::default()
         },
+        oauth.clone(),
     );
     let mail: Arc<dyn MailRegistry> = Arc::new(engine.clone());
     let state = AppState::new(
@@ -159,6 +179,7 @@ pub async fn run(config: Config) -> ExitCode {
         mail.clone(),
         engine.events().clone(),
         cipher.clone(),
+        oauth.clone(),
         ApiConfig {
             max_body_size: config.api_max_body_size,
             trust_proxy: config.api_proxy,
@@ -189,6 +210,7 @@ pub async fn run(config: Config) -> ExitCode {
         mail,
         engine.events().clone(),
         cipher.clone(),
+        oauth,
         Duration::from_millis(config.submit_retry_delay_ms),
         crate::logging::hostname(),
     )

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 
 use emailengine_core::connection::ConnectionState;
 
+use emailengine_mail::oauth::Protocol;
+
 use crate::connect::{ConnectError, connect_logged};
 use crate::idle::{Ended, Flow};
 use crate::registry::{Command, Engine};
@@ -63,7 +65,19 @@ async fn report(
     last_error: &mut Option<String>,
 ) {
     let detail = json!({"response": response, "serverResponseCode": code});
+    report_detail(engine, account, state, detail, last_error).await;
+}
+
+/// [`report`] with a detail object of its own (an OAuth2 renewal adds `tokenRequest`).
+async fn report_detail(
+    engine: &Engine,
+    account: &str,
+    state: ConnectionState,
+    detail: serde_json::Value,
+    last_error: &mut Option<String>,
+) {
     engine.set_state(account, state, Some(detail.clone())).await;
+    let response = detail["response"].as_str().unwrap_or_default();
     let key = format!("{state}\0{response}");
     if last_error.as_deref() != Some(key.as_str()) {
         engine
@@ -77,6 +91,9 @@ async fn report(
 pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::UnboundedReceiver<Command>) {
     let mut attempt: u32 = 0;
     let mut last_error: Option<String> = None;
+    // An OAuth2 token the server refuses is renewed and tried once more before the refusal
+    // counts (spec §15.2).
+    let mut token_retried = false;
     loop {
         let logs;
         let settings = match engine.record(&account).await {
@@ -84,6 +101,37 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 tracing::info!(account, "Account record is gone; its connection stops");
                 engine.forget_state(&account);
                 return;
+            }
+            Ok(Some(record)) if record.oauth2().is_some() => {
+                match engine
+                    .0
+                    .oauth
+                    .server_settings(&record, Protocol::Imap)
+                    .await
+                {
+                    Ok(Some(s)) => {
+                        logs = record.logs;
+                        s
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        let state = if e.is_transient() {
+                            ConnectionState::ConnectError
+                        } else {
+                            ConnectionState::AuthenticationError
+                        };
+                        tracing::warn!(account, err = %e, attempt, "No OAuth2 login for the account");
+                        report_detail(&engine, &account, state, e.detail(), &mut last_error).await;
+                        attempt += 1;
+                        if matches!(
+                            wait_command(&mut rx, Some(backoff(attempt))).await,
+                            Wake::Stop
+                        ) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
             Ok(Some(record)) => match record.imap(engine.0.cipher.as_deref()) {
                 Ok(Some(s)) if !s.disabled => {
@@ -151,6 +199,20 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
         let log = engine.protocol_log(&account, logs).await;
         let session = match connect_logged(&settings, log).await {
             Ok(s) => s,
+            Err(ConnectError::Auth(_)) if !token_retried && settings.token.is_some() => {
+                token_retried = true;
+                if let Some(token) = &settings.token
+                    && let Err(e) = engine
+                        .0
+                        .oauth
+                        .invalidate(&account, &token.access_token)
+                        .await
+                {
+                    tracing::warn!(account, err = %e, "Failed to mark the refused token for renewal");
+                }
+                drop(slot);
+                continue;
+            }
             Err(err) => {
                 let (state, code) = match &err {
                     ConnectError::Auth(_) => {
@@ -179,6 +241,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 continue;
             }
         };
+        token_retried = false;
         if last_error.is_some() || attempt == 0 {
             engine
                 .events()

@@ -1,4 +1,5 @@
-//! Opening an IMAP session: TCP, then implicit TLS, STARTTLS or plain text, then LOGIN.
+//! Opening an IMAP session: TCP, then implicit TLS, STARTTLS or plain text, then LOGIN, or
+//! AUTHENTICATE OAUTHBEARER / XOAUTH2 with an OAuth2 access token.
 //! Failures are classified, because a refused login (`authenticationError`) must be told apart
 //! from a network or protocol failure (`connectError`). [`Abilities`] reads what the server
 //! offers and introduces the client (ID, ENABLE) on the account's main connection.
@@ -13,7 +14,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use emailengine_core::account::ServerSettings;
+use emailengine_core::account::{ServerSettings, TokenLogin, TokenMechanism};
+use emailengine_oauth::app::SaslMechanism;
+use emailengine_oauth::sasl;
 
 use crate::wire_log::WireLog;
 
@@ -302,15 +305,108 @@ async fn connect_inner(
         }
     }
 
-    client
-        .login(&settings.user, &settings.pass)
+    let refused = |(e, _)| match e {
+        async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
+            ConnectError::Auth(msg)
+        }
+        other => net(other),
+    };
+    match &settings.token {
+        None => client
+            .login(&settings.user, &settings.pass)
+            .await
+            .map_err(refused),
+        Some(token) => {
+            let capabilities = capability_names(&mut client).await?;
+            let names: Vec<&str> = capabilities.iter().map(String::as_str).collect();
+            let forced = token.mechanism.map(|m| match m {
+                TokenMechanism::XOAuth2 => SaslMechanism::XOAuth2,
+                TokenMechanism::OAuthBearer => SaslMechanism::OAuthBearer,
+            });
+            let mechanism = sasl::choose_imap_mechanism(&names, forced)
+                .ok_or_else(|| ConnectError::Auth("Unsupported authentication mechanism".into()))?;
+            let bearer = BearerLogin::new(mechanism, settings, token);
+            client
+                .authenticate(mechanism.as_str(), bearer)
+                .await
+                .map_err(refused)
+        }
+    }
+}
+
+/// The server's capabilities before login (asked, since STARTTLS may have changed them).
+async fn capability_names(
+    client: &mut async_imap::Client<ImapStream>,
+) -> Result<Vec<String>, ConnectError> {
+    use tokio::io::AsyncWriteExt as _;
+    // The client offers no tagged command before login; a tag of our own cannot clash with
+    // its numbered ones.
+    const TAG: &str = "EECAP";
+    let stream = client.get_mut();
+    stream
+        .write_all(format!("{TAG} CAPABILITY\r\n").as_bytes())
         .await
-        .map_err(|(e, _)| match e {
-            async_imap::error::Error::No(msg) | async_imap::error::Error::Bad(msg) => {
-                ConnectError::Auth(msg)
+        .map_err(net)?;
+    stream.flush().await.map_err(net)?;
+    let mut names = Vec::new();
+    loop {
+        let response = client
+            .read_response()
+            .await
+            .map_err(net)?
+            .ok_or_else(|| net("Connection closed during CAPABILITY"))?;
+        match response.parsed() {
+            imap_proto::Response::Capabilities(caps) => {
+                names.extend(caps.iter().filter_map(|c| match c {
+                    imap_proto::Capability::Atom(a) => Some(a.to_string()),
+                    imap_proto::Capability::Auth(a) => Some(format!("AUTH={a}")),
+                    _ => None,
+                }));
             }
-            other => net(other),
-        })
+            imap_proto::Response::Done { tag, .. } if tag.0 == TAG => return Ok(names),
+            _ => {}
+        }
+    }
+}
+
+/// Answers AUTHENTICATE with the token's SASL string first; a second challenge is the
+/// server's error report, answered as the mechanism says to end the exchange.
+struct BearerLogin {
+    initial: Option<Vec<u8>>,
+    mechanism: SaslMechanism,
+}
+
+impl BearerLogin {
+    fn new(mechanism: SaslMechanism, settings: &ServerSettings, token: &TokenLogin) -> Self {
+        use base64::Engine as _;
+        let encoded = match mechanism {
+            SaslMechanism::OAuthBearer => sasl::oauthbearer(
+                &settings.user,
+                &settings.host,
+                settings.port,
+                &token.access_token,
+            ),
+            SaslMechanism::XOAuth2 => sasl::xoauth2(&settings.user, &token.access_token),
+        };
+        Self {
+            initial: base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok(),
+            mechanism,
+        }
+    }
+}
+
+impl async_imap::Authenticator for BearerLogin {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        match (self.initial.take(), self.mechanism) {
+            (Some(initial), _) => initial,
+            (None, SaslMechanism::OAuthBearer) => vec![0x01],
+            (None, SaslMechanism::XOAuth2) => Vec::new(),
+        }
+    }
 }
 
 async fn tls(

@@ -15,6 +15,7 @@ use emailengine_core::account::{AccountRecord, ServerSettings};
 use emailengine_core::connection::ConnectionState;
 use emailengine_core::secret::FieldCipher;
 use emailengine_mail::events::EventSink;
+use emailengine_mail::oauth::{OAuthLogins, Protocol};
 use emailengine_mail::{MailBackend, MailError, MailRegistry, Verified};
 use emailengine_store::{Settings, Store, StoreError};
 
@@ -61,6 +62,8 @@ struct Handle {
 
 pub(crate) struct Inner {
     pub(crate) sink: EventSink,
+    /// Logins of OAuth2 accounts.
+    pub(crate) oauth: Arc<OAuthLogins>,
     pub(crate) cipher: Option<Arc<FieldCipher>>,
     pub(crate) run: i64,
     pub(crate) config: EngineConfig,
@@ -87,9 +90,11 @@ impl Engine {
         cipher: Option<Arc<FieldCipher>>,
         run: i64,
         config: EngineConfig,
+        oauth: Arc<OAuthLogins>,
     ) -> Self {
         Self(Arc::new(Inner {
             sink: EventSink::new(store, settings),
+            oauth,
             cipher,
             run,
             config,
@@ -286,10 +291,18 @@ impl Engine {
             .record(account)
             .await?
             .ok_or(MailError::AccountNotFound)?;
-        let mut settings = record
-            .imap(self.0.cipher.as_deref())
-            .map_err(|e| MailError::Connection(e.to_string()))?
-            .ok_or(MailError::NotConnected(ConnectionState::Unset))?;
+        let resolved = if record.oauth2().is_some() {
+            self.0
+                .oauth
+                .server_settings(&record, Protocol::Imap)
+                .await
+                .map_err(|e| MailError::Connection(e.to_string()))?
+        } else {
+            record
+                .imap(self.0.cipher.as_deref())
+                .map_err(|e| MailError::Connection(e.to_string()))?
+        };
+        let mut settings = resolved.ok_or(MailError::NotConnected(ConnectionState::Unset))?;
         settings.local_address = self.local_address(account).await;
         Ok(settings)
     }

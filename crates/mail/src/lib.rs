@@ -5,13 +5,15 @@
 //! protocol. Failures use one vocabulary, [`MailError`].
 //!
 //! Start with [`backend`] for the operations, [`search`] for the query model, [`events`] for how
-//! changes become webhook events, and [`html`] for the web-safe rendering of message HTML.
+//! changes become webhook events, [`html`] for the web-safe rendering of message HTML, and
+//! [`oauth`] for the logins of OAuth2 accounts.
 
 pub mod backend;
 pub mod error;
 pub mod events;
 pub mod html;
 pub mod network;
+pub mod oauth;
 pub mod registry;
 pub mod search;
 

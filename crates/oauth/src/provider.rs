@@ -36,6 +36,17 @@ pub struct MailServers {
     pub smtp: Option<MailServer>,
 }
 
+/// What configuration replaces of one built-in provider (`None`: keep the public value).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderOverride {
+    pub authorize: Option<String>,
+    pub token: Option<String>,
+    pub revoke: Option<String>,
+    pub userinfo: Option<String>,
+    pub imap: Option<MailServer>,
+    pub smtp: Option<MailServer>,
+}
+
 /// Provider endpoints and mail servers with configured replacements. The default table is
 /// the providers' public services.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +66,54 @@ impl ProviderTable {
     pub fn with_mail_servers(mut self, provider: Provider, servers: MailServers) -> Self {
         self.mail.insert(provider, servers);
         self
+    }
+
+    /// Points some of a built-in provider's endpoints and servers elsewhere, keeping the
+    /// public (global cloud) values for what the override leaves out.
+    pub fn with_override(self, provider: Provider, o: ProviderOverride) -> Self {
+        if provider == Provider::Generic {
+            return self;
+        }
+        let probe = OAuthApp::new(provider);
+        let mut endpoints = self
+            .endpoints
+            .get(&provider)
+            .cloned()
+            .unwrap_or_else(|| default_endpoints(provider, Cloud::Global));
+        let touched = o.authorize.is_some()
+            || o.token.is_some()
+            || o.revoke.is_some()
+            || o.userinfo.is_some();
+        if let Some(v) = o.authorize {
+            endpoints.authorize = v;
+        }
+        if let Some(v) = o.token {
+            endpoints.token = v;
+        }
+        if o.revoke.is_some() {
+            endpoints.revoke = o.revoke;
+        }
+        if o.userinfo.is_some() {
+            endpoints.userinfo = o.userinfo;
+        }
+        let mut servers = self.mail_servers(&probe);
+        let mail_touched = o.imap.is_some() || o.smtp.is_some();
+        if o.imap.is_some() {
+            servers.imap = o.imap;
+        }
+        if o.smtp.is_some() {
+            servers.smtp = o.smtp;
+        }
+        let table = if touched {
+            self.with_endpoints(provider, endpoints)
+        } else {
+            self
+        };
+        if mail_touched {
+            table.with_mail_servers(provider, servers)
+        } else {
+            table
+        }
     }
 
     /// The endpoints of an app, or `None` for a generic app that names only an `issuer` (its
@@ -370,6 +429,49 @@ pub fn authorize_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_replace_only_what_they_name() {
+        let table = ProviderTable::default().with_override(
+            Provider::Outlook,
+            ProviderOverride {
+                token: Some("http://127.0.0.1:9/{authority}/token".into()),
+                imap: Some(MailServer {
+                    host: "127.0.0.1".into(),
+                    port: 1143,
+                    secure: false,
+                }),
+                ..Default::default()
+            },
+        );
+        let mut app = OAuthApp::new(Provider::Outlook);
+        app.authority = Some("contoso".into());
+        let e = table.endpoints(&app).unwrap();
+        assert_eq!(e.token, "http://127.0.0.1:9/contoso/token");
+        assert_eq!(
+            e.authorize,
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize"
+        );
+        let servers = table.mail_servers(&app);
+        assert_eq!(servers.imap.unwrap().port, 1143);
+        assert_eq!(
+            servers.smtp.unwrap(),
+            MailServer {
+                host: "smtp.office365.com".into(),
+                port: 587,
+                secure: false
+            }
+        );
+        let untouched =
+            ProviderTable::default().with_override(Provider::Gmail, ProviderOverride::default());
+        assert_eq!(
+            untouched
+                .endpoints(&OAuthApp::new(Provider::Gmail))
+                .unwrap()
+                .token,
+            "https://oauth2.googleapis.com/token"
+        );
+    }
 
     fn app(provider: Provider) -> OAuthApp {
         let mut app = OAuthApp::new(provider);

@@ -34,7 +34,11 @@ pub async fn load(state: &AppState, account: &str) -> ApiResult<BTreeMap<String,
 
 fn stored_fields(state: &AppState, input: &AccountInput) -> BTreeMap<String, String> {
     let mut fields = input.fields.clone();
-    for (key, value) in [("imap", &input.imap), ("smtp", &input.smtp)] {
+    for (key, value) in [
+        ("imap", &input.imap),
+        ("smtp", &input.smtp),
+        ("oauth2", &input.oauth2),
+    ] {
         if let Some(v) = value {
             let mut v = v.clone();
             encrypt_secrets(&mut v, state.cipher.as_deref());
@@ -66,7 +70,16 @@ pub struct Registered {
 pub async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
-) -> ApiResult<Json<Registered>> {
+) -> ApiResult<Json<Value>> {
+    if body
+        .get("oauth2")
+        .and_then(|o| o.get("authorize"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        let redirect = crate::routes::hosted::authorize_account(&state, body).await?;
+        return Ok(Json(json!({"redirect": redirect})));
+    }
     let input = account::parse_input(&body, true).map_err(ApiError::invalid_input)?;
     if let Some(expected) = input.fields.get("expectedEmail") {
         check_identity(
@@ -75,12 +88,25 @@ pub async fn create(
             &[input.imap.as_ref(), input.smtp.as_ref()],
         )?;
     }
+    let (account, is_new) = register(&state, &input).await?;
+    Ok(Json(json!(Registered {
+        account,
+        state: if is_new { "new" } else { "existing" },
+    })))
+}
+
+/// Stores a validated new account (an OAuth2 one linked to its app under its user), announces
+/// it and starts its connection; answers its id and whether it is new.
+pub async fn register(state: &AppState, input: &AccountInput) -> ApiResult<(String, bool)> {
     let id = input.account.clone().unwrap_or_else(|| {
         let mut b = [0u8; 8];
         rand::fill(&mut b);
         hex::encode(b)
     });
-    let mut fields = stored_fields(&state, &input);
+    if let Some(oauth2) = &input.oauth2 {
+        link_oauth2_user(state, &id, oauth2).await?;
+    }
+    let mut fields = stored_fields(state, input);
     fields.insert("account".into(), id.clone());
     let is_new = state.store.put_account(&id, &fields).await?;
     if is_new {
@@ -91,10 +117,104 @@ pub async fn create(
     }
     tracing::info!(account = %id, new = is_new, "Account registered");
     state.mail.start(&id);
-    Ok(Json(Registered {
-        account: id,
-        state: if is_new { "new" } else { "existing" },
-    }))
+    Ok((id, is_new))
+}
+
+/// Checks that an OAuth2 account names a known app and links it under its user; another
+/// account holding the same user of that app is refused (spec §15.1).
+async fn link_oauth2_user(state: &AppState, account: &str, oauth2: &Value) -> ApiResult<()> {
+    let invalid = || {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Invalid or missing OAuth2 provider",
+        )
+        .with("code", "InvalidProvider")
+    };
+    let app = oauth2["provider"].as_str().ok_or_else(invalid)?;
+    if state.store.app(app).await?.is_none() {
+        return Err(invalid());
+    }
+    let user = oauth2["auth"]["user"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    match state.store.link_app_account(app, account, &user).await? {
+        Some(existing) if existing != account => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Another account for the same OAuth2 user already exists",
+        )
+        .with("code", "AccountAlreadyExists")
+        .with("existingAccount", existing)),
+        _ => Ok(()),
+    }
+}
+
+/// Get the OAuth2 access token of an account
+///
+/// Answers the account's current access token, renewed first when it expires within 30 s.
+/// Disabled unless the `enableOAuthTokensApi` setting is true.
+#[utoipa::path(get, path = "/v1/account/{account}/oauth-token", tag = "Account",
+    params(("account" = String, Path, description = "Account id")),
+    responses((status = 200, description = "`{account, user, accessToken, provider, app?, registeredScopes, expires, cached}`", body = Object),
+        (status = 403, description = "Disabled API endpoint, not an OAuth2 account, or the renewal failed"),
+        (status = 404, description = "Unknown account")),
+    extensions(("x-ee-group" = json!("admin")), ("x-ee-action" = json!("read"))),
+    security(("bearerAuth" = [])))]
+pub async fn oauth_token(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let enabled = state.settings.get_one("enableOAuthTokensApi").await? == Some(Value::Bool(true));
+    if !enabled {
+        return Err(
+            ApiError::forbidden("Disabled API endpoint").with("code", "ApiEndpointDisabled")
+        );
+    }
+    let record = AccountRecord::from_fields(&account, load(&state, &account).await?);
+    if record.oauth2().is_none() {
+        return Err(ApiError::forbidden("Not an OAuth2 account").with("code", "AccountNotOAuth2"));
+    }
+    use emailengine_mail::oauth::{LoginError, Protocol};
+    let token = match state.oauth.token(&account, Protocol::Api).await {
+        Ok(t) => t,
+        Err(LoginError::Renew(e)) => {
+            return Err(ApiError::forbidden(e.to_string())
+                .with("code", "OauthRenewError")
+                .with("authenticationFailed", true)
+                .with("tokenRequest", e.token_request()));
+        }
+        Err(LoginError::AppNotFound) => {
+            return Err(
+                ApiError::not_found("Missing or disabled OAuth2 app").with("code", "AppNotFound")
+            );
+        }
+        Err(e) if e.is_transient() => {
+            return Err(
+                ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .with("code", e.code()),
+            );
+        }
+        Err(e) => return Err(ApiError::forbidden(e.to_string()).with("code", e.code())),
+    };
+    let provider = token.app.provider.as_str();
+    let app_id = token.app.id.clone().unwrap_or_default();
+    let mut out = json!({
+        "account": account,
+        "user": token.user,
+        "accessToken": token.access_token,
+        "provider": provider,
+        "registeredScopes": token.scopes,
+        "cached": token.cached,
+    });
+    if app_id != provider {
+        out["app"] = Value::from(app_id);
+    }
+    if !token.from_auth_server
+        && let Some(expires) = token.expires_ms.and_then(emailengine_core::units::iso_time)
+    {
+        out["expires"] = Value::from(expires);
+    }
+    Ok(Json(out))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -134,11 +254,14 @@ pub async fn update(
             ],
         )?;
     }
+    if let Some(oauth2) = &input.oauth2 {
+        link_oauth2_user(&state, &account, oauth2).await?;
+    }
     let fields = stored_fields(&state, &input);
     if !state.store.update_account(&account, &fields).await? {
         return Err(account_not_found());
     }
-    if input.imap.is_some() || input.fields.contains_key("path") {
+    if input.imap.is_some() || input.oauth2.is_some() || input.fields.contains_key("path") {
         state.mail.start(&account);
     }
     Ok(Json(AccountUpdated { account }))
@@ -202,8 +325,14 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(account): Path<String>,
 ) -> ApiResult<Json<AccountDeleted>> {
-    load(&state, &account).await?;
+    let record = AccountRecord::from_fields(&account, load(&state, &account).await?);
     state.mail.stop(&account).await;
+    if let Some(oauth2) = record.oauth2()
+        && let Some(app) = oauth2["provider"].as_str()
+    {
+        let user = oauth2["auth"]["user"].as_str().unwrap_or_default();
+        state.store.unlink_app_account(app, &account, user).await?;
+    }
     let deleted = state.store.delete_account(&account).await?;
     if deleted {
         state
@@ -246,6 +375,12 @@ pub async fn get_one(
     let shown = display_state(&state, &account, stored.as_ref());
     out.insert("state".into(), Value::from(shown.clone()));
     out.insert("type".into(), Value::from(record.kind()));
+    if let Some(app) = record.oauth2_app()
+        && let Ok(found) = state.oauth.app(&app).await
+    {
+        out.insert("type".into(), Value::from(found.provider.as_str()));
+        out.insert("app".into(), Value::from(app));
+    }
     let last_error = match &record.last_error {
         Some(e) if shown != "connected" => e.clone(),
         _ => Value::Null,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod blocklists;
 pub mod gateways;
 pub mod health;
+pub mod hosted;
 pub mod license;
 pub mod links;
 pub mod logs;
