@@ -71,6 +71,7 @@ esac
 
 command -v node >/dev/null && command -v npm >/dev/null || {
   echo "node and npm are needed (Debian: apt-get install -y nodejs npm)" >&2; exit 1; }
+mkdir -p "$DIR"
 NPM=${OAUTH_NPM_DIR:-$DIR/npm}
 mkdir -p "$NPM"
 if [ ! -f "$NPM/node_modules/oidc-provider/package.json" ] ||

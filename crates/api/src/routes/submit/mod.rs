@@ -255,6 +255,7 @@ pub async fn submit(
             built.push((to, message::build(&shared, m.payload).await?));
         }
         let mut entries = Vec::new();
+        let mut queue_ids = std::collections::HashSet::with_capacity(built.len());
         let mut results = Vec::with_capacity(built.len());
         for (to, b) in &built {
             match b {
@@ -265,7 +266,12 @@ pub async fn submit(
                     "success": true, "to": to, "messageId": p.message_id,
                 })),
                 Built::Message(p) => {
-                    let e = entry(p, &o, now, gateway.clone());
+                    let mut e = entry(p, &o, now, gateway.clone());
+                    // Queue ids carry 32 random bits per millisecond: a large merge would lose
+                    // an entry to a repeated id now and then.
+                    while !queue_ids.insert(e.queue_id.clone()) {
+                        e.queue_id = new_queue_id(now);
+                    }
                     let mut r = queued_json(&e);
                     r["success"] = json!(true);
                     r["to"] = to.clone();
