@@ -47,7 +47,7 @@ async fn unserved_v1_paths_want_a_token_before_they_404() {
     let admin = env.issue(&[]);
     let server = env.start(&[]).await;
     for (method, path) in [
-        (Method::GET, "/v1/account/a/oauth-token"),
+        (Method::GET, "/v1/account/a/exports"),
         (Method::GET, "/v1/no/such/route"),
         (Method::DELETE, "/v1/stats"),
     ] {
