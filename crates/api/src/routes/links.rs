@@ -80,22 +80,29 @@ fn internal(e: impl std::fmt::Debug) -> Response {
     error_page(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
 }
 
+/// The link of a tracking query (`data`, `sig`) checked with `verify` against `serviceSecret`;
+/// the error page to answer when it does not verify.
+async fn verified<T>(
+    state: &AppState,
+    query: Option<&str>,
+    verify: impl Fn(&[u8], &str, &str) -> emailengine_sending::Result<T>,
+) -> Result<T, Response> {
+    let q = query_map(query);
+    let secret = state.service_secret().await.map_err(internal)?;
+    let data = q.get("data").map_or("", String::as_str);
+    let sig = q.get("sig").map_or("", String::as_str);
+    verify(&secret, data, sig).map_err(link_error)
+}
+
 /// A tracked link: verifies it, sends `trackClick`, redirects to the original URL.
 pub async fn redirect(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q = query_map(query.as_deref());
-    let secret = match state.service_secret().await {
-        Ok(s) => s,
-        Err(e) => return internal(e),
-    };
-    let data = q.get("data").map_or("", String::as_str);
-    let sig = q.get("sig").map_or("", String::as_str);
-    let click = match tracking::verify_click(&secret, data, sig) {
+    let click = match verified(&state, query.as_deref(), tracking::verify_click).await {
         Ok(c) => c,
-        Err(e) => return link_error(e),
+        Err(r) => return r,
     };
     let Ok(location) = HeaderValue::from_str(&click.url) else {
         return error_page(StatusCode::FORBIDDEN, "Invalid query");
@@ -125,16 +132,9 @@ pub async fn open_gif(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q = query_map(query.as_deref());
-    let secret = match state.service_secret().await {
-        Ok(s) => s,
-        Err(e) => return internal(e),
-    };
-    let data = q.get("data").map_or("", String::as_str);
-    let sig = q.get("sig").map_or("", String::as_str);
-    let open = match tracking::verify_open(&secret, data, sig) {
+    let open = match verified(&state, query.as_deref(), tracking::verify_open).await {
         Ok(o) => o,
-        Err(e) => return link_error(e),
+        Err(r) => return r,
     };
     if let Some(account) = &open.account {
         state
