@@ -346,23 +346,17 @@ impl Submitter {
         })
     }
 
-    async fn smtp_settings(&self, account: &str) -> Result<ServerSettings, Failure> {
+    /// The account's SMTP settings (`None`: the account was deleted).
+    async fn smtp_settings(
+        &self,
+        record: Option<&AccountRecord>,
+    ) -> Result<ServerSettings, Failure> {
         let fail = |m: &str| Failure {
             message: m.to_string(),
             code: None,
             permanent: true,
         };
-        let fields = self
-            .store
-            .account(account)
-            .await
-            .map_err(|e| Failure {
-                message: e.to_string(),
-                code: None,
-                permanent: false,
-            })?
-            .ok_or_else(|| fail("Account was deleted"))?;
-        let record = AccountRecord::from_fields(account, fields);
+        let record = record.ok_or_else(|| fail("Account was deleted"))?;
         if record.oauth2().is_some() {
             return match self
                 .oauth
@@ -398,15 +392,21 @@ impl Submitter {
         let local_ip = local_address(self.store.as_ref(), account, Protocol::Smtp, hint)
             .await
             .address;
-        let proxy = match entry.proxy.clone() {
-            Some(p) => Some(p),
-            None => match self.store.account(account).await {
-                Ok(Some(fields)) => AccountRecord::from_fields(account, fields)
-                    .proxy()
-                    .map(str::to_string),
-                _ => None,
-            },
-        };
+        // Read once: the account's proxy and (without a gateway) its SMTP settings.
+        let record = self
+            .store
+            .account(account)
+            .await
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                code: None,
+                permanent: false,
+            })?
+            .map(|fields| AccountRecord::from_fields(account, fields));
+        let proxy = entry
+            .proxy
+            .clone()
+            .or_else(|| record.as_ref().and_then(|r| r.proxy().map(str::to_string)));
         let proxy = match proxy {
             Some(p) => Some(p),
             None => self.proxy_setting().await,
@@ -454,7 +454,7 @@ impl Submitter {
             }
         }
         Ok(Route {
-            settings: self.smtp_settings(account).await?,
+            settings: self.smtp_settings(record.as_ref()).await?,
             local_ip,
             proxy,
             gateway: None,
