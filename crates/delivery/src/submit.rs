@@ -360,7 +360,7 @@ impl Submitter {
         if record.oauth2().is_some() {
             return match self
                 .oauth
-                .server_settings(&record, LoginProtocol::Smtp)
+                .server_settings(record, LoginProtocol::Smtp)
                 .await
             {
                 Ok(Some(settings)) => Ok(settings),
