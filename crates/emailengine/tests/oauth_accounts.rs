@@ -972,3 +972,97 @@ async fn tokens_from_the_external_token_provider() {
         "tokens from the provider are not renewed here"
     );
 }
+
+#[tokio::test]
+async fn a_delegated_account_borrows_the_token_of_the_account_it_names() {
+    let Some(oauth) = oauth_env("a_delegated_account_borrows_the_token_of_the_account_it_names")
+    else {
+        return;
+    };
+    let env = Env::new("oauth-delegated");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(json!({"enableOAuthTokensApi": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let app = create_app(&server, &token, app_body(&oauth, "Delegation", None)).await;
+    let user = format!("{}@example.com", env.prefix);
+    let grant = sign_in(&oauth, &user).await;
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_body("owner", &app, &user, &grant)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The mailbox is reached with the owner's token: no tokens of its own. Its IMAP login is
+    // its delegatedUser (here the owner's mailbox, which the token-checking Dovecot accepts).
+    let delegate = |account: &str, of: &str| {
+        json!({"account": account, "name": account, "email": user,
+            "oauth2": {"provider": app, "auth": {"user": format!("assistant-{account}@example.com"),
+                "delegatedUser": user, "delegatedAccount": of}}})
+    };
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(delegate("shared", "owner")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_state(&server, &token, "shared", "connected").await;
+    let (status, shared) = server
+        .get("/v1/account/shared/oauth-token", Some(&token))
+        .await;
+    assert_eq!(status, 200, "{shared}");
+    let (_, owner) = server
+        .get("/v1/account/owner/oauth-token", Some(&token))
+        .await;
+    assert_eq!(shared["accessToken"], owner["accessToken"]);
+    assert_eq!(
+        shared["user"],
+        user.as_str(),
+        "outside IMAP, the token's owner logs in"
+    );
+    assert_eq!(shared["account"], "shared");
+    let stored = env.store().await.account("shared").await.unwrap().unwrap();
+    let oauth2: Value = serde_json::from_str(&stored["oauth2"]).unwrap();
+    assert!(oauth2.get("accessToken").is_none(), "{oauth2}");
+    assert_eq!(oauth2["auth"]["delegatedAccount"], "owner");
+
+    // A chain that comes back to itself, and one that ends nowhere, are refused.
+    for (account, of) in [
+        ("loop-a", "loop-b"),
+        ("loop-b", "loop-a"),
+        ("lost", "nobody"),
+    ] {
+        let (status, body) = server
+            .send(
+                Method::POST,
+                "/v1/account",
+                Some(&token),
+                Some(delegate(account, of)),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (account, message) in [
+        ("loop-a", "Delegation looping detected"),
+        ("lost", "Delegated account not found"),
+    ] {
+        let (status, body) = server
+            .get(&format!("/v1/account/{account}/oauth-token"), Some(&token))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["message"], message);
+    }
+}

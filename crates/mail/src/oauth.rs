@@ -26,6 +26,8 @@ use emailengine_store::{Settings, Store, StoreError};
 /// How long a renewal may hold the account's lock, and how long others wait for it.
 const LOCK_TTL_MS: u64 = 5 * 60 * 1000;
 const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// Longest `delegatedAccount` chain followed.
+const MAX_DELEGATION_HOPS: usize = 20;
 /// How long a generic app's discovered endpoints are reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 
@@ -55,6 +57,9 @@ pub enum LoginError {
     AuthServerUnset,
     #[error("Failed to get renewal lock")]
     Lock,
+    /// A `delegatedAccount` chain that loops, is too long or names a missing account.
+    #[error("{0}")]
+    Delegation(&'static str),
     /// The app names no server for the protocol.
     #[error("The OAuth2 app has no {0} server")]
     NoServer(&'static str),
@@ -260,13 +265,68 @@ impl OAuthLogins {
         }))
     }
 
-    /// The account's current access token, renewed first when needed.
+    /// The account's current access token, renewed first when needed. An account with
+    /// `auth.delegatedAccount` borrows the token of the account at the end of that chain
+    /// (renewed there); it logs in to IMAP as its own `delegatedUser`, elsewhere as the
+    /// token's owner (spec §15.3).
     pub async fn token(
         &self,
         account: &str,
         protocol: Protocol,
     ) -> Result<AccountToken, LoginError> {
         let oauth2 = self.oauth2_of(account).await?;
+        let Some((owner, owner_oauth2)) = self.token_owner(account, &oauth2).await? else {
+            return self.own_token(account, oauth2, protocol).await;
+        };
+        let mut token = self.own_token(&owner, owner_oauth2, Protocol::Smtp).await?;
+        if protocol == Protocol::Imap
+            && let Some(shared) = auth_field(&oauth2, "delegatedUser")
+        {
+            token.user = shared.to_string();
+        }
+        Ok(token)
+    }
+
+    /// The account whose tokens a delegated account uses, with its `oauth2`; `None` when the
+    /// account uses its own.
+    async fn token_owner(
+        &self,
+        account: &str,
+        oauth2: &Value,
+    ) -> Result<Option<(String, Value)>, LoginError> {
+        let mut seen = vec![account.to_string()];
+        let mut current: Option<(String, Value)> = None;
+        while let Some(next) = auth_field(
+            current.as_ref().map_or(oauth2, |(_, o)| o),
+            "delegatedAccount",
+        )
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        {
+            if seen.contains(&next) {
+                return Err(LoginError::Delegation("Delegation looping detected"));
+            }
+            if seen.len() > MAX_DELEGATION_HOPS {
+                return Err(LoginError::Delegation("Too many delegation hops"));
+            }
+            let next_oauth2 = match self.oauth2_of(&next).await {
+                Err(LoginError::AppNotFound) => {
+                    return Err(LoginError::Delegation("Delegated account not found"));
+                }
+                other => other?,
+            };
+            seen.push(next.clone());
+            current = Some((next, next_oauth2));
+        }
+        Ok(current)
+    }
+
+    async fn own_token(
+        &self,
+        account: &str,
+        oauth2: Value,
+        protocol: Protocol,
+    ) -> Result<AccountToken, LoginError> {
         let app = self.app(&app_id(&oauth2)?).await?;
         if oauth2.get("useAuthServer").and_then(Value::as_bool) == Some(true)
             && let Some(token) = self
@@ -284,7 +344,12 @@ impl OAuthLogins {
     /// Marks the stored token as unusable after a server refused `used`, so the next
     /// [`Self::token`] renews it. A token another process already replaced is left alone.
     pub async fn invalidate(&self, account: &str, used: &str) -> Result<(), LoginError> {
-        let mut oauth2 = self.oauth2_of(account).await?;
+        let oauth2 = self.oauth2_of(account).await?;
+        let (account, mut oauth2) = match self.token_owner(account, &oauth2).await? {
+            Some(owner) => owner,
+            None => (account.to_string(), oauth2),
+        };
+        let account = account.as_str();
         let tokens = stored_tokens(&oauth2, self.cipher.as_deref())
             .map_err(|e| LoginError::Config(e.into()))?;
         if tokens.access_token.as_deref() == Some(used) {
@@ -456,6 +521,13 @@ fn app_id(oauth2: &Value) -> Result<String, LoginError> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or(LoginError::AppNotFound)
+}
+
+fn auth_field<'a>(oauth2: &'a Value, key: &str) -> Option<&'a str> {
+    oauth2
+        .get("auth")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
 }
 
 /// IMAP logs in as the shared mailbox (`delegatedUser`) when there is one; SMTP and the API
