@@ -1138,6 +1138,7 @@ async fn every_event_has_emailengine_fields() {
             "size",
             "subject",
             "text",
+            "threadId",
             "to",
             "uid",
             "unseen"

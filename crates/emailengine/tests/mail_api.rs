@@ -478,3 +478,101 @@ async fn connections_per_account_stay_under_the_cap_and_waits_end_in_504() {
         proxy.most.load(Ordering::SeqCst)
     );
 }
+
+#[tokio::test]
+async fn messages_of_one_conversation_share_a_thread_id() {
+    use base64::Engine as _;
+    let (imap, _) = mail_ports();
+    let env = Env::new("mail-threads");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(payload("th", &user, imap)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    connected(&server, &token, "th").await;
+    let raw = |id: &str, parents: &str, subject: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "From: a@example.com\r\nTo: {user}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n{parents}\r\nbody\r\n"
+        ))
+    };
+    for (path, id, parents, subject) in [
+        ("INBOX", "root@t.example", "", "start"),
+        (
+            "INBOX",
+            "reply@t.example",
+            "In-Reply-To: <root@t.example>\r\nReferences: <root@t.example>\r\n",
+            "Re: start",
+        ),
+        ("INBOX", "other@t.example", "", "unrelated"),
+        // Deeper in the conversation and in another folder: References starts at the root.
+        (
+            "Drafts",
+            "draft@t.example",
+            "In-Reply-To: <reply@t.example>\r\nReferences: <root@t.example> <reply@t.example>\r\n",
+            "Re: Re: start",
+        ),
+    ] {
+        let (status, up) = server
+            .send(
+                Method::POST,
+                "/v1/account/th/message",
+                Some(&token),
+                Some(json!({"path": path, "raw": raw(id, parents, subject)})),
+            )
+            .await;
+        assert_eq!(status, 200, "{up}");
+    }
+    let threads = |list: &Value| -> std::collections::HashMap<String, String> {
+        list["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["subject"].as_str().unwrap().to_string(),
+                    m["threadId"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let (_, inbox) = server
+        .get("/v1/account/th/messages?path=INBOX", Some(&token))
+        .await;
+    let inbox = threads(&inbox);
+    let (_, drafts) = server
+        .get("/v1/account/th/messages?path=Drafts", Some(&token))
+        .await;
+    let drafts = threads(&drafts);
+    let root = inbox["start"].clone();
+    assert!(
+        root.len() == 17
+            && root.starts_with('T')
+            && root[1..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{root}"
+    );
+    assert_eq!(inbox["Re: start"], root);
+    assert_eq!(
+        drafts["Re: Re: start"], root,
+        "the same thread in another folder"
+    );
+    assert_ne!(inbox["unrelated"], root);
+    assert!(!inbox["unrelated"].is_empty());
+    // The webhook and the details carry it too.
+    let event = new_message(&env, "th", "Re: start").await;
+    assert_eq!(event["threadId"], root.as_str());
+    let (status, details) = server
+        .get(
+            &format!("/v1/account/th/message/{}", event["id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details["threadId"], root.as_str());
+}

@@ -99,9 +99,11 @@ impl AsyncWrite for ImapStream {
 }
 
 /// What the server offers that the engine uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Abilities {
     pub condstore: bool,
+    /// THREAD=REFERENCES: messages carry a `threadId` rooted as RFC 5256 roots threads.
+    pub thread_references: bool,
     pub id: bool,
     pub enable: bool,
     pub imap4rev2: bool,
@@ -123,6 +125,7 @@ impl Abilities {
                 "X-GM-EXT-1" => a.gmail = true,
                 "OBJECTID" => a.object_id = true,
                 "LIST-STATUS" => a.list_status = true,
+                "THREAD=REFERENCES" => a.thread_references = true,
                 _ => {}
             }
         }

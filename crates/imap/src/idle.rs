@@ -153,7 +153,7 @@ async fn initial_sync(
             Shortcut::Open => {}
         }
         match engine
-            .sync_locked(session, account, folder, condstore)
+            .sync_locked(session, account, folder, *abilities)
             .await
         {
             Ok(report) => tracing::debug!(account, path = %folder.path, ?report, "Folder synced"),
@@ -192,7 +192,6 @@ pub(crate) async fn connected(
     let abilities = Abilities::read(&mut session).await.map_err(before)?;
     abilities.introduce(&mut session, settings).await;
     engine.set_abilities(account, &abilities);
-    let condstore = abilities.condstore;
     let folders = loop {
         match initial_sync(engine, account, &mut session, &abilities).await {
             Ok(done) => break done,
@@ -242,7 +241,7 @@ pub(crate) async fn connected(
         }
     };
     let _subconnections =
-        crate::subconnections::start(engine, account, settings, &folders, &main, condstore).await;
+        crate::subconnections::start(engine, account, settings, &folders, &main, abilities).await;
     let quiet = engine.0.config.session_quiet;
     let mut last_full = Instant::now();
     let mut pending: Option<Resync> = None;
@@ -323,7 +322,7 @@ pub(crate) async fn connected(
                 };
                 let result = match resync {
                     Resync::Main => engine
-                        .sync_locked(borrowed.get(), account, &main, condstore)
+                        .sync_locked(borrowed.get(), account, &main, abilities)
                         .await
                         .map(drop),
                     Resync::All => sync_all(engine, account, borrowed.get(), &abilities).await,

@@ -183,23 +183,23 @@ impl ImapMail {
         Ok((s, sel))
     }
 
-    async fn abilities(&self, s: &mut PooledSession) -> Result<SearchAbilities> {
-        let a = match self.engine.abilities(&self.account) {
-            Some(a) => a,
+    async fn abilities(&self, s: &mut PooledSession) -> Result<crate::connect::Abilities> {
+        match self.engine.abilities(&self.account) {
+            Some(a) => Ok(a),
             None => {
                 let r = crate::connect::Abilities::read(s.in_folder()).await;
-                checked(s, r)?
+                checked(s, r)
             }
-        };
-        Ok(SearchAbilities {
-            gmail: a.gmail,
-            object_id: a.object_id,
-        })
+        }
     }
 
     /// UIDs of the open folder matching a search, ascending.
     async fn matching(&self, s: &mut PooledSession, search: &Search) -> Result<Vec<u32>> {
-        let can = self.abilities(s).await?;
+        let a = self.abilities(s).await?;
+        let can = SearchAbilities {
+            gmail: a.gmail,
+            object_id: a.object_id,
+        };
         let Some(query) = criteria(search, can) else {
             return Ok(Vec::new());
         };
@@ -217,9 +217,12 @@ impl ImapMail {
         set: &str,
         by_uid: bool,
     ) -> Result<Vec<Value>> {
-        let gmail = self.abilities(s).await?.gmail;
-        let r = fetch_summaries(s.in_folder(), set, by_uid, gmail).await;
+        let abilities = self.abilities(s).await?;
+        let r = fetch_summaries(s.in_folder(), set, by_uid, abilities.gmail).await;
         let mut fetched = on(s, r)?;
+        if abilities.thread_references {
+            message::assign_threads(&mut fetched);
+        }
         fetched.sort_by_key(|f| std::cmp::Reverse(f.uid));
         let mailbox = self.mailbox_id(uid_validity, path).await?;
         let special_use = self.special_use(path).await?;
@@ -236,7 +239,8 @@ impl ImapMail {
 
     /// Fetches one message with its whole source.
     async fn fetch_full(&self, s: &mut PooledSession, uid: u32) -> Result<(Fetched, Vec<u8>)> {
-        let items = if self.abilities(s).await?.gmail {
+        let abilities = self.abilities(s).await?;
+        let items = if abilities.gmail {
             "(UID FLAGS RFC822.SIZE INTERNALDATE X-GM-MSGID X-GM-LABELS BODY.PEEK[])"
         } else {
             "(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[])"
@@ -260,6 +264,11 @@ impl ImapMail {
                 labels: f
                     .gmail_labels()
                     .map(|l| l.iter().map(|x| x.to_string()).collect()),
+                thread_id: if abilities.thread_references {
+                    message::reference_thread_id(&source)
+                } else {
+                    None
+                },
             },
             source,
         ))

@@ -23,6 +23,41 @@ pub struct Fetched {
     pub email_id: Option<String>,
     /// X-GM-LABELS, where the server has them.
     pub labels: Option<Vec<String>>,
+    /// The thread, on servers that thread by references (see [`reference_thread_id`]).
+    pub thread_id: Option<String>,
+}
+
+fn first_id(value: &mail_parser::HeaderValue<'_>) -> Option<String> {
+    let id = match value {
+        mail_parser::HeaderValue::Text(t) => t.as_ref(),
+        mail_parser::HeaderValue::TextList(list) => list.first()?.as_ref(),
+        _ => return None,
+    };
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// The thread id of a message as RFC 5256's REFERENCES algorithm roots its thread: the first
+/// Message-ID in References, else In-Reply-To, else the message's own Message-ID. The same in
+/// every folder (a reply in Sent shares its thread with the message in INBOX): `T` and 16
+/// hex digits of the root's FNV-1a hash, shaped like an RFC 8474 THREADID.
+pub fn reference_thread_id(header: &[u8]) -> Option<String> {
+    let msg = MessageParser::new().parse_headers(header)?;
+    let root = first_id(msg.references())
+        .or_else(|| first_id(msg.in_reply_to()))
+        .or_else(|| msg.message_id().map(|id| id.trim().to_string()))
+        .filter(|id| !id.is_empty())?;
+    let hash = root.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    Some(format!("T{hash:016x}"))
+}
+
+/// Sets the thread id of fetched summaries from their headers.
+pub fn assign_threads(fetched: &mut [Fetched]) {
+    for f in fetched {
+        f.thread_id = reference_thread_id(&f.header);
+    }
 }
 
 /// The folder a message is shown from.
@@ -112,6 +147,9 @@ fn entry(place: Place<'_>, f: &Fetched, header: &[u8]) -> Value {
     out.insert("uid".into(), Value::from(f.uid));
     if let Some(e) = &f.email_id {
         out.insert("emailId".into(), Value::from(e.as_str()));
+    }
+    if let Some(t) = &f.thread_id {
+        out.insert("threadId".into(), Value::from(t.as_str()));
     }
     out.insert("path".into(), Value::from(place.path));
     let parsed = MessageParser::new().parse_headers(header);
@@ -407,6 +445,31 @@ mod tests {
     use emailengine_mail::TextType;
 
     const MIXED: &[u8] = b"From: Ann <ann@example.com>\r\nTo: bob@example.com, Cy <cy@example.com>\r\nSubject: =?UTF-8?Q?Caf=C3=A9?=\r\nMessage-ID: <m1@example.com>\r\nDate: Tue, 01 Oct 2024 10:00:00 +0000\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello there\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
+
+    #[test]
+    fn threads_are_rooted_at_the_first_reference() {
+        let id = |h: &str| reference_thread_id(h.as_bytes());
+        let root = id("Message-ID: <root@x>\r\n\r\n").unwrap();
+        assert_eq!(root.len(), 17);
+        assert!(root.starts_with('T'));
+        assert_eq!(
+            id("Message-ID: <r@x>\r\nIn-Reply-To: <root@x>\r\n\r\n"),
+            Some(root.clone())
+        );
+        assert_eq!(
+            id(
+                "Message-ID: <r2@x>\r\nIn-Reply-To: <r@x>\r\nReferences: <root@x>\r\n <r@x>\r\n\r\n"
+            ),
+            Some(root.clone())
+        );
+        assert_ne!(id("Message-ID: <other@x>\r\n\r\n"), Some(root));
+        assert_eq!(id("Subject: no ids\r\n\r\n"), None);
+        // Golden value: FNV-1a 64 of "root@x", computed independently.
+        assert_eq!(
+            id("Message-ID: <root@x>\r\n\r\n").as_deref(),
+            Some("Tf71d44248648b765")
+        );
+    }
 
     #[test]
     fn list_entry_from_headers() {

@@ -202,7 +202,7 @@ impl Engine {
 
     pub(crate) fn set_abilities(&self, account: &str, abilities: &crate::connect::Abilities) {
         if let Ok(mut a) = self.0.abilities.lock() {
-            a.insert(account.to_string(), abilities.clone());
+            a.insert(account.to_string(), *abilities);
         }
     }
 
@@ -348,7 +348,7 @@ impl Engine {
         session: &mut Session,
         account: &str,
         folder: &crate::folders::Folder,
-        condstore: bool,
+        abilities: crate::connect::Abilities,
     ) -> Result<crate::sync::SyncReport, crate::sync::SyncError> {
         let lock = self
             .0
@@ -361,7 +361,7 @@ impl Engine {
             })
             .unwrap_or_default();
         let _held = lock.lock().await;
-        crate::sync::sync_folder(session, &self.0.sink, account, folder, condstore).await
+        crate::sync::sync_folder(session, &self.0.sink, account, folder, abilities).await
     }
 
     /// Lists folders and records the listing, holding the account's listing lock.

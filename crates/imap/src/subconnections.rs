@@ -28,7 +28,7 @@ pub(crate) async fn start(
     settings: &ServerSettings,
     folders: &[Folder],
     main: &Folder,
-    condstore: bool,
+    abilities: crate::connect::Abilities,
 ) -> TaskGuard {
     let wanted = match engine.record(account).await {
         Ok(Some(r)) => r.subconnections,
@@ -52,7 +52,7 @@ pub(crate) async fn start(
         tasks.push(tokio::spawn(async move {
             let mut attempt = 0;
             loop {
-                match watch(&engine, &account, &settings, &folder, condstore).await {
+                match watch(&engine, &account, &settings, &folder, abilities).await {
                     Ok(()) => attempt = 0,
                     Err(e) => {
                         attempt += 1;
@@ -72,7 +72,7 @@ async fn watch(
     account: &str,
     settings: &ServerSettings,
     folder: &Folder,
-    condstore: bool,
+    abilities: crate::connect::Abilities,
 ) -> Result<(), SyncError> {
     let Some(_slot) = engine.pool(account).reserve_spare() else {
         tracing::debug!(account, path = %folder.path, "No connection to spare for a subconnection");
@@ -85,7 +85,7 @@ async fn watch(
     let renew = engine.0.config.idle_renew;
     loop {
         engine
-            .sync_locked(&mut session, account, folder, condstore)
+            .sync_locked(&mut session, account, folder, abilities)
             .await?;
         while session.unsolicited_responses.try_recv().is_ok() {}
         let mut idle = session.idle();

@@ -101,6 +101,7 @@ pub async fn fetch_summaries(
                 labels: f
                     .gmail_labels()
                     .map(|l| l.iter().map(|x| x.to_string()).collect()),
+                thread_id: None,
             })
         })
         .collect())
@@ -260,8 +261,9 @@ pub async fn sync_folder(
     sink: &EventSink,
     account: &str,
     folder: &Folder,
-    condstore: bool,
+    abilities: crate::connect::Abilities,
 ) -> Result<SyncReport, SyncError> {
+    let condstore = abilities.condstore;
     let store = &sink.store;
     let mailbox = if condstore {
         session.select_condstore(encode_path(&folder.path)).await?
@@ -408,8 +410,11 @@ pub async fn sync_folder(
         let notify = NotifyOptions::load(sink, account).await;
         for chunk in new_uids.chunks(500) {
             let set = uid_set(chunk);
-            let mut summaries = fetch_summaries(session, &set, true, false).await?;
+            let mut summaries = fetch_summaries(session, &set, true, abilities.gmail).await?;
             summaries.sort_by_key(|f| f.uid);
+            if abilities.thread_references {
+                crate::message::assign_threads(&mut summaries);
+            }
             // The whole source: the text id, text sizes and attachment ids receivers fetch
             // content with come from the MIME structure, and the text from the parts; bounces
             // and complaints are told by their content too.
