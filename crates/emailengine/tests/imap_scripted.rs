@@ -19,6 +19,36 @@ struct Script {
     capabilities: &'static str,
     /// LIST and LSUB answer BAD.
     broken_list: bool,
+    /// INBOX holds one message, with Gmail's ids and labels.
+    gmail_message: bool,
+}
+
+const GMAIL_HEADER: &str =
+    "From: a@example.com\r\nSubject: gmail thread\r\nMessage-ID: <g@example.com>\r\n\r\n";
+
+/// A FETCH answer for the one Gmail message, with the items the command asked for.
+fn gmail_fetch(rest: &str) -> String {
+    let upper = rest.to_ascii_uppercase();
+    if upper.contains("X-GM-THRID") {
+        return "* 1 FETCH (UID 1 X-GM-THRID 1766466000123456789)\r\n".into();
+    }
+    let mut items = String::from("UID 1 FLAGS (\\Seen)");
+    if upper.contains("RFC822.SIZE") {
+        items.push_str(" RFC822.SIZE 64 INTERNALDATE \"01-Jan-2024 00:00:00 +0000\"");
+    }
+    if upper.contains("X-GM-MSGID") {
+        items.push_str(" X-GM-MSGID 1766466000999 X-GM-LABELS (\\Important)");
+    }
+    if upper.contains("BODY.PEEK[HEADER]") {
+        items.push_str(&format!(
+            " BODY[HEADER] {{{}}}\r\n{GMAIL_HEADER}",
+            GMAIL_HEADER.len()
+        ));
+    } else if upper.contains("BODY.PEEK[]") {
+        let source = format!("{GMAIL_HEADER}hello\r\n");
+        items.push_str(&format!(" BODY[] {{{}}}\r\n{source}", source.len()));
+    }
+    format!("* 1 FETCH ({items})\r\n")
 }
 
 /// Every command line received, and the number of connections accepted.
@@ -83,6 +113,25 @@ async fn serve(script: Script) -> (u16, Log) {
                         "SELECT" | "EXAMINE" | "STATUS" if rest.starts_with("\"Gone\"") => {
                             format!("{tag} NO [NONEXISTENT] Mailbox doesn't exist: Gone\r\n")
                         }
+                        "SELECT" | "EXAMINE" if script.gmail_message => format!(
+                            "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n{tag} OK [READ-WRITE] done\r\n"
+                        ),
+                        "UID" | "FETCH"
+                            if script.gmail_message
+                                && (cmd == "FETCH"
+                                    || rest.to_ascii_uppercase().starts_with("FETCH")) =>
+                        {
+                            format!("{}{tag} OK done\r\n", gmail_fetch(rest))
+                        }
+                        "UID"
+                            if script.gmail_message
+                                && rest.to_ascii_uppercase().starts_with("SEARCH") =>
+                        {
+                            format!(
+                                "* SEARCH{}\r\n{tag} OK done\r\n",
+                                if script.gmail_message { " 1" } else { "" }
+                            )
+                        }
                         "SELECT" | "EXAMINE" => format!(
                             "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1] ok\r\n* OK [HIGHESTMODSEQ 1] ok\r\n{tag} OK [READ-WRITE] done\r\n"
                         ),
@@ -117,6 +166,7 @@ async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff()
     let (port, log) = serve(Script {
         capabilities: "IMAP4rev1 IDLE",
         broken_list: true,
+        gmail_message: false,
     })
     .await;
     let env = Env::new("scripted-list");
@@ -164,6 +214,7 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
     let (port, log) = serve(Script {
         capabilities: "IMAP4rev1 IDLE ID ENABLE CONDSTORE IMAP4rev2",
         broken_list: false,
+        gmail_message: false,
     })
     .await;
     let env = Env::new("scripted-enable");
@@ -224,6 +275,7 @@ async fn disable_imap4rev2_is_honoured() {
     let (port, log) = serve(Script {
         capabilities: "IMAP4rev1 IDLE ENABLE CONDSTORE IMAP4rev2",
         broken_list: false,
+        gmail_message: false,
     })
     .await;
     let env = Env::new("scripted-rev2");
@@ -249,5 +301,56 @@ async fn disable_imap4rev2_is_honoured() {
     assert!(
         !commands.iter().any(|c| c.contains(" ID ")),
         "no ID when not offered"
+    );
+}
+
+#[tokio::test]
+async fn gmail_messages_carry_gmail_thread_ids_and_labels() {
+    let (port, log) = serve(Script {
+        capabilities: "IMAP4rev1 IDLE X-GM-EXT-1",
+        broken_list: false,
+        gmail_message: true,
+    })
+    .await;
+    let env = Env::new("scripted-gmail");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("gm", port, json!({}))),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for("connected", 20, || async {
+        let (_, body) = server.get("/v1/account/gm", Some(&token)).await;
+        (body["state"] == "connected").then_some(())
+    })
+    .await;
+    let (status, list) = server
+        .get("/v1/account/gm/messages?path=INBOX", Some(&token))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let entry = &list["messages"][0];
+    assert_eq!(entry["subject"], "gmail thread", "{list}");
+    assert_eq!(entry["threadId"], "1766466000123456789", "{entry}");
+    assert_eq!(entry["emailId"], "1766466000999");
+    assert_eq!(entry["labels"], json!(["\\Important"]));
+    let (status, details) = server
+        .get(
+            &format!("/v1/account/gm/message/{}", entry["id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details["threadId"], "1766466000123456789");
+    assert!(
+        log.commands()
+            .iter()
+            .any(|c| c.ends_with("UID FETCH 1 (UID X-GM-THRID)")),
+        "{:?}",
+        log.commands()
     );
 }

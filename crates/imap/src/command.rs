@@ -1,6 +1,7 @@
 //! IMAP commands whose tagged answer matters beyond OK: MOVE/COPY report where messages landed
 //! (COPYUID) and APPEND the new UID (APPENDUID), which async-imap's own calls discard. Also the
-//! ID and ENABLE exchanges after login. Responses are read here until the command's tag.
+//! ID and ENABLE exchanges after login, and Gmail's thread ids. Responses are read here until
+//! the command's tag.
 
 use imap_proto::rfc4315::UidSetMember;
 use imap_proto::{Response, ResponseCode, Status};
@@ -128,6 +129,35 @@ pub async fn list(session: &mut Session, command: &str) -> Result<Vec<Listed>, I
     })
     .await?;
     Ok(listed)
+}
+
+/// Gmail's thread id (`X-GM-THRID`) of each message in a UID set: imap-proto parses it, but
+/// async-imap's FETCH results do not expose it.
+pub async fn gmail_thread_ids(
+    session: &mut Session,
+    uid_set: &str,
+) -> Result<std::collections::HashMap<u32, u64>, ImapError> {
+    let tag = session
+        .run_command(format!("UID FETCH {uid_set} (UID X-GM-THRID)"))
+        .await?;
+    let mut ids = std::collections::HashMap::new();
+    finish_with(session, &tag, &mut |response| {
+        if let Response::Fetch(_, attributes) = response {
+            let (mut uid, mut thread) = (None, None);
+            for a in attributes {
+                match a {
+                    imap_proto::AttributeValue::Uid(u) => uid = Some(*u),
+                    imap_proto::AttributeValue::GmailThrId(t) => thread = Some(*t),
+                    _ => {}
+                }
+            }
+            if let (Some(uid), Some(thread)) = (uid, thread) {
+                ids.insert(uid, thread);
+            }
+        }
+    })
+    .await?;
+    Ok(ids)
 }
 
 /// Reads responses up to the tagged answer of `tag`.

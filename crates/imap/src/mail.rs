@@ -220,9 +220,8 @@ impl ImapMail {
         let abilities = self.abilities(s).await?;
         let r = fetch_summaries(s.in_folder(), set, by_uid, abilities.gmail).await;
         let mut fetched = on(s, r)?;
-        if abilities.thread_references {
-            message::assign_threads(&mut fetched);
-        }
+        let r = crate::sync::add_threads(s.in_folder(), &mut fetched, abilities).await;
+        checked(s, r)?;
         fetched.sort_by_key(|f| std::cmp::Reverse(f.uid));
         let mailbox = self.mailbox_id(uid_validity, path).await?;
         let special_use = self.special_use(path).await?;
@@ -252,26 +251,26 @@ impl ImapMail {
             .find(|f| f.uid == Some(uid))
             .ok_or(MailError::MessageNotFound)?;
         let source = f.body().unwrap_or_default().to_vec();
-        Ok((
-            Fetched {
-                uid,
-                flags: f.flags().filter_map(|x| flag_text(&x)).collect(),
-                size: f.size.unwrap_or(source.len() as u32),
-                internal_date: f.internal_date().map(|d| d.timestamp_millis()),
-                modseq: f.modseq.unwrap_or(0),
-                header: Vec::new(),
-                email_id: f.gmail_msg_id().map(u64::to_string),
-                labels: f
-                    .gmail_labels()
-                    .map(|l| l.iter().map(|x| x.to_string()).collect()),
-                thread_id: if abilities.thread_references {
-                    message::reference_thread_id(&source)
-                } else {
-                    None
-                },
-            },
-            source,
-        ))
+        let mut out = Fetched {
+            uid,
+            flags: f.flags().filter_map(|x| flag_text(&x)).collect(),
+            size: f.size.unwrap_or(source.len() as u32),
+            internal_date: f.internal_date().map(|d| d.timestamp_millis()),
+            modseq: f.modseq.unwrap_or(0),
+            header: Vec::new(),
+            email_id: f.gmail_msg_id().map(u64::to_string),
+            labels: f
+                .gmail_labels()
+                .map(|l| l.iter().map(|x| x.to_string()).collect()),
+            thread_id: None,
+        };
+        if abilities.gmail {
+            let r = command::gmail_thread_ids(s.in_folder(), &uid.to_string()).await;
+            out.thread_id = checked(s, r)?.get(&uid).map(u64::to_string);
+        } else if abilities.thread_references {
+            out.thread_id = message::reference_thread_id(&source);
+        }
+        Ok((out, source))
     }
 
     async fn store_flags(

@@ -60,6 +60,13 @@ pub fn assign_threads(fetched: &mut [Fetched]) {
     }
 }
 
+/// Sets Gmail's thread ids (`X-GM-THRID`, in decimal as EmailEngine shows it).
+pub fn assign_gmail_threads(fetched: &mut [Fetched], ids: &std::collections::HashMap<u32, u64>) {
+    for f in fetched {
+        f.thread_id = ids.get(&f.uid).map(u64::to_string);
+    }
+}
+
 /// The folder a message is shown from.
 #[derive(Debug, Clone, Copy)]
 pub struct Place<'a> {

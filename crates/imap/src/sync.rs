@@ -107,6 +107,27 @@ pub async fn fetch_summaries(
         .collect())
 }
 
+/// Gives fetched summaries their thread ids where the server has them: Gmail's `X-GM-THRID`
+/// (one more FETCH), or the references root on servers that thread by references.
+pub async fn add_threads(
+    session: &mut Session,
+    fetched: &mut [Fetched],
+    abilities: crate::connect::Abilities,
+) -> Result<(), crate::error::ImapError> {
+    if abilities.gmail {
+        let mut uids: Vec<u32> = fetched.iter().map(|f| f.uid).collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        uids.sort_unstable();
+        let ids = crate::command::gmail_thread_ids(session, &uid_set(&uids)).await?;
+        crate::message::assign_gmail_threads(fetched, &ids);
+    } else if abilities.thread_references {
+        crate::message::assign_threads(fetched);
+    }
+    Ok(())
+}
+
 /// Largest attachment put into `messageNew` with `notifyAttachments` when
 /// `notifyAttachmentSize` is not set (EmailEngine's default, 2 MiB).
 const DEFAULT_ATTACHMENT_SIZE: usize = 2 * 1024 * 1024;
@@ -412,9 +433,7 @@ pub async fn sync_folder(
             let set = uid_set(chunk);
             let mut summaries = fetch_summaries(session, &set, true, abilities.gmail).await?;
             summaries.sort_by_key(|f| f.uid);
-            if abilities.thread_references {
-                crate::message::assign_threads(&mut summaries);
-            }
+            add_threads(session, &mut summaries, abilities).await?;
             // The whole source: the text id, text sizes and attachment ids receivers fetch
             // content with come from the MIME structure, and the text from the parts; bounces
             // and complaints are told by their content too.
