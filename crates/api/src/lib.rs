@@ -32,8 +32,8 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, gateways, health, hosted, license, logs, mailboxes, messages, metrics,
-    oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
+    accounts, blocklists, changes, gateways, health, hosted, license, logs, mailboxes, messages,
+    metrics, oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -68,6 +68,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::flush))
         .routes(routes!(accounts::verify))
         .routes(routes!(accounts::server_signatures))
+        .routes(routes!(changes::changes))
         .routes(routes!(logs::account_log))
         .routes(routes!(mailboxes::list))
         .routes(routes!(

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod blocklists;
+pub mod changes;
 pub mod gateways;
 pub mod health;
 pub mod hosted;
