@@ -1,6 +1,7 @@
 // The admin pages' only script, no dependencies. It adds what a plain form cannot do: copy a
-// token to the clipboard, ask before destructive actions, and post a form in the background
-// ("Test connection", "Send test webhook") to show the answer in a live region.
+// token to the clipboard, ask before destructive actions, post a form in the background
+// ("Test connection", "Send test webhook") to show the answer in a live region, and keep
+// account state badges current from the server's change stream (/admin/changes).
 'use strict';
 
 function describe(result) {
@@ -74,3 +75,39 @@ document.addEventListener('submit', (event) => {
   const form = event.target;
   if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
 });
+
+function errorText(error) {
+  // The same choice of text as the server-rendered pages make from an account's lastError.
+  if (!error) return '';
+  if (typeof error === 'string') return error;
+  const text = error.response || error.message || error.serverResponseCode;
+  return text === undefined ? JSON.stringify(error) : String(text);
+}
+
+function showState(change) {
+  for (const badge of document.querySelectorAll('[data-account-state]')) {
+    if (badge.dataset.accountState !== change.account) continue;
+    badge.textContent = change.key;
+    badge.className = 'badge state-' + change.key;
+    if (change.stateLabel && change.stateLabel.name) badge.title = change.stateLabel.name;
+  }
+  const error = change.payload && change.payload.error;
+  if (!error && change.key !== 'connected') return;
+  for (const cell of document.querySelectorAll('[data-account-error]')) {
+    if (cell.dataset.accountError !== change.account) continue;
+    cell.textContent = errorText(error) || (cell.tagName === 'DD' ? '—' : '');
+  }
+}
+
+if (document.querySelector('[data-account-state]') && 'EventSource' in window) {
+  const changes = new EventSource('/admin/changes');
+  changes.addEventListener('message', (event) => {
+    let change;
+    try {
+      change = JSON.parse(event.data);
+    } catch (e) {
+      return;
+    }
+    if (change && change.type === 'state' && typeof change.account === 'string') showState(change);
+  });
+}
