@@ -99,7 +99,33 @@ function showState(change) {
   }
 }
 
-if (document.querySelector('[data-account-state]') && 'EventSource' in window) {
+async function refreshCounts(list) {
+  // The dashboard's accounts-by-state list, rebuilt from the server's counts.
+  const response = await fetch('/admin/dashboard/states', {
+    headers: { 'Accept': 'application/json' },
+    credentials: 'same-origin',
+  });
+  if (!response.ok) return;
+  const counts = await response.json();
+  const items = counts.states.map(({ state, count }) => {
+    const li = document.createElement('li');
+    const link = document.createElement('a');
+    link.href = '/admin/accounts?state=' + encodeURIComponent(state);
+    const badge = document.createElement('span');
+    badge.className = 'badge state-' + state;
+    badge.textContent = state;
+    link.appendChild(badge);
+    li.append(link, ' ' + count);
+    return li;
+  });
+  list.replaceChildren(...items);
+  const total = document.getElementById('accounts-total');
+  if (total) total.textContent = String(counts.accounts);
+}
+
+const stateCounts = document.getElementById('account-states');
+if ((stateCounts || document.querySelector('[data-account-state]')) && 'EventSource' in window) {
+  let pending = null;
   const changes = new EventSource('/admin/changes');
   changes.addEventListener('message', (event) => {
     let change;
@@ -108,6 +134,14 @@ if (document.querySelector('[data-account-state]') && 'EventSource' in window) {
     } catch (e) {
       return;
     }
-    if (change && change.type === 'state' && typeof change.account === 'string') showState(change);
+    if (!change || change.type !== 'state' || typeof change.account !== 'string') return;
+    showState(change);
+    // Several changes often come together (connecting, syncing, connected): one fetch.
+    if (stateCounts && !pending) {
+      pending = setTimeout(() => {
+        pending = null;
+        refreshCounts(stateCounts).catch(() => {});
+      }, 500);
+    }
   });
 }

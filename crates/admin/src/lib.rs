@@ -156,6 +156,7 @@ pub fn router(app: AppState, config: AdminConfig) -> Router {
             post(webhooks::resend),
         )
         .route("/admin/changes", get(changes::stream))
+        .route("/admin/dashboard/states", get(dashboard::states))
         .route("/admin/config/oauth", get(oauth::list))
         .route(
             "/admin/config/oauth/new",

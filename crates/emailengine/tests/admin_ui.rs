@@ -553,7 +553,11 @@ async fn operator_walks_through_the_admin_pages() {
     ui.reload_until("#folders", "INBOX", 15).await;
     ui.shot("10-account").await;
 
-    // A second account, registered over the API with a password the pages must never show.
+    // A second account, registered over the API with a password the pages must never show,
+    // while the dashboard is open: its counts follow without a reload.
+    ui.open("/admin").await;
+    assert_eq!(ui.text("#accounts-total").await, "1");
+    let dashboard = ui.load_id().await;
     let admin_token = env.issue(&["-d", "test", "-s", "*"]);
     let (status, _) = server
         .send(
@@ -568,6 +572,11 @@ async fn operator_walks_through_the_admin_pages() {
         )
         .await;
     assert_eq!(status, 200);
+    ui.wait_text("#accounts-total", "2", 20).await;
+    ui.wait_text("#account-states", "connectError 1", 30).await;
+    assert!(ui.text("#account-states").await.contains("connected 1"));
+    assert_eq!(ui.load_id().await, dashboard, "the dashboard was reloaded");
+    ui.shot("11a-dashboard-live").await;
     ui.open("/admin/accounts").await;
     let list = ui.text("#accounts").await;
     assert!(list.contains("ui-ann") && list.contains("ui-bob"), "{list}");
