@@ -1,9 +1,11 @@
 //! The admin web interface, end to end: a real headless Chromium driven over WebDriver walks
 //! through it as an operator would (first password, log-out and log-in, Generate token, an IMAP
-//! account that connects, webhooks with a test post and a re-sent given-up delivery, TOTP), with
-//! a screenshot of every page kept under `target/screenshots/` (or `$EE_ARTIFACTS`). The
-//! security properties (CSRF, lock-out, cookie flags, secrets never shown) are checked over
-//! plain HTTP as well, where a browser would hide them.
+//! account whose badge turns `connected` from the change stream without a reload, live dashboard
+//! counts, webhooks with a test post and a re-sent given-up delivery, OAuth2 applications,
+//! the hosted form, TOTP), with a screenshot of every page kept under `target/screenshots/` (or
+//! `$EE_ARTIFACTS`). The security properties (CSRF, lock-out, cookie flags, secrets never
+//! shown) and the change stream's wire format (`/v1/changes`, `/admin/changes`) are checked
+//! over plain HTTP as well, where a browser would hide them.
 //!
 //! WebDriver: `EE_WEBDRIVER_URL` (scripts/test.sh starts chromedriver), else a chromedriver on
 //! PATH is started here. Mail: Dovecot and Postfix from scripts/test.sh.
