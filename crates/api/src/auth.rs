@@ -640,6 +640,7 @@ mod tests {
             "destructive",
         ),
         ("POST", "/v1/verifyAccount", "admin", "read"),
+        ("GET", "/v1/autoconfig", "diagnostics", "read"),
         ("GET", "/v1/account/{account}/mailboxes", "mailbox", "read"),
         ("POST", "/v1/account/{account}/mailbox", "mailbox", "write"),
         ("PUT", "/v1/account/{account}/mailbox", "mailbox", "write"),

@@ -32,8 +32,9 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, blocklists, changes, gateways, health, hosted, license, logs, mailboxes, messages,
-    metrics, oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
+    accounts, autoconfig, blocklists, changes, gateways, health, hosted, license, logs, mailboxes,
+    messages, metrics, oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes,
+    webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -62,6 +63,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             accounts::delete
         ))
         .routes(routes!(accounts::oauth_token))
+        .routes(routes!(autoconfig::autoconfig))
         .routes(routes!(hosted::form))
         .routes(routes!(accounts::reconnect))
         .routes(routes!(accounts::sync))

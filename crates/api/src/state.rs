@@ -35,6 +35,8 @@ pub struct ApiConfig {
     /// How long a mail call waits for a connection when the request has no `x-ee-timeout`
     /// header (`service.commandTimeout` / `EENGINE_TIMEOUT`).
     pub command_timeout: Duration,
+    /// Mail server discovery (`GET /v1/autoconfig`, the hosted IMAP form).
+    pub autoconfig: emailengine_autoconfig::DiscoveryConfig,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +47,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             cors_max_age: 60,
             command_timeout: Duration::from_secs(10),
+            autoconfig: emailengine_autoconfig::DiscoveryConfig::default(),
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Inner {
     pub settings: Settings,
     pub config: ApiConfig,
     pub metrics: Option<PrometheusHandle>,
+    /// Finds an address's mail servers (one resolver and HTTP client set for the process).
+    pub discovery: emailengine_autoconfig::Discovery,
     pub activity: Activity,
     pub started: Instant,
     pub backend_info: RwLock<Option<(Instant, BackendInfo)>>,
@@ -103,7 +108,9 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
+        let discovery = emailengine_autoconfig::Discovery::new(config.autoconfig.clone());
         Self(Arc::new(Inner {
+            discovery,
             store,
             mail,
             events,

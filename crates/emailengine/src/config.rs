@@ -113,6 +113,9 @@ pub struct Config {
     /// Built-in OAuth2 providers pointed elsewhere (`oauth.<provider>.*` /
     /// `EENGINE_OAUTH_<PROVIDER>_*`), for sovereign clouds, proxies and tests.
     pub oauth_providers: emailengine_oauth::provider::ProviderTable,
+    /// Mail server discovery for `GET /v1/autoconfig` and the hosted form (`autoconfig.*` /
+    /// `EENGINE_AUTOCONFIG_*`).
+    pub autoconfig: emailengine_autoconfig::DiscoveryConfig,
 }
 
 /// Reads the process environment.
@@ -320,6 +323,7 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         .ok_or_else(|| format!("Invalid webhook concurrency \"{qc_text}\""))?;
 
     let oauth_providers = oauth_providers(&read, &text)?;
+    let autoconfig = autoconfig(&read, &text, &duration)?;
 
     Ok(Config {
         store,
@@ -352,7 +356,68 @@ pub fn load(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         command_timeout_ms,
         imap_max_connections,
         oauth_providers,
+        autoconfig,
     })
+}
+
+/// Reads the discovery settings: `nameserver` (`ip` or `ip:port`; the system resolver when
+/// unset), `ispdb` (Mozilla's ISPDB base URL), `sources` (comma-separated lookups that may use
+/// the network — `mx, srv, well-known, autoconfig, mozilla, autodiscover`, or `none`),
+/// `timeout` (per lookup) and `allowPrivate` (let domain-derived fetches reach private
+/// addresses).
+fn autoconfig(
+    read: &dyn Fn(&str) -> Result<Option<String>, String>,
+    text: &dyn Fn(&str) -> Option<String>,
+    duration: &dyn Fn(&str, &str, &str) -> Result<u64, String>,
+) -> Result<emailengine_autoconfig::DiscoveryConfig, String> {
+    use emailengine_autoconfig::{DiscoveryConfig, Source};
+    let mut config = DiscoveryConfig::default();
+    let setting = |env_name: &str, path: &str| -> Result<Option<String>, String> {
+        Ok(read(env_name)?
+            .or_else(|| text(path))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()))
+    };
+    if let Some(ns) = setting("EENGINE_AUTOCONFIG_NAMESERVER", "autoconfig.nameserver")? {
+        let addr = ns
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| ns.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+            .map_err(|_| {
+                format!("autoconfig.nameserver: \"{ns}\" is not an address (ip or ip:port)")
+            })?;
+        config.nameserver = Some(addr);
+    }
+    if let Some(url) = setting("EENGINE_AUTOCONFIG_ISPDB", "autoconfig.ispdb")? {
+        match url::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => config.ispdb_url = url,
+            _ => return Err(format!("autoconfig.ispdb: \"{url}\" is not an http(s) URL")),
+        }
+    }
+    if let Some(list) = setting("EENGINE_AUTOCONFIG_SOURCES", "autoconfig.sources")? {
+        config.sources = if list.eq_ignore_ascii_case("none") {
+            Vec::new()
+        } else {
+            list.split([',', ' '])
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    Source::parse(s).ok_or_else(|| {
+                        format!(
+                            "autoconfig.sources: unknown lookup \"{}\" (mx, srv, well-known, autoconfig, mozilla, autodiscover or none)",
+                            s.trim()
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+    }
+    let timeout = duration("EENGINE_AUTOCONFIG_TIMEOUT", "autoconfig.timeout", "5s")?;
+    config.timeout = std::time::Duration::from_millis(timeout.max(1));
+    config.allow_private = setting(
+        "EENGINE_AUTOCONFIG_ALLOW_PRIVATE",
+        "autoconfig.allowPrivate",
+    )?
+    .is_some_and(|v| truthy(&v));
+    Ok(config)
 }
 
 /// Reads the provider overrides. For each built-in provider (`gmail`, `gmailService`,

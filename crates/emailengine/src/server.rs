@@ -186,6 +186,7 @@ pub async fn run(config: Config) -> ExitCode {
             cors_origins: config.cors_origins.clone(),
             cors_max_age: config.cors_max_age,
             command_timeout: Duration::from_millis(config.command_timeout_ms),
+            autoconfig: config.autoconfig.clone(),
         },
         Some(handle),
     );

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::dns;
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
@@ -154,13 +155,13 @@ async fn setup_links_are_signed_expire_and_work_once() {
         "{page}"
     );
 
-    // The IMAP arm: the form, then the account, then the caller's page.
+    // The IMAP arm: address and password, then the servers (discovery is off in tests, so
+    // nothing is found), a connection test, then the account, then the caller's page.
     let (status, page) = get_page(&url).await;
     assert_eq!(status, 200);
     for label in [
         "<label for=\"email\">Email address</label>",
         "<label for=\"password\">Password</label>",
-        "<label for=\"imap_host\">Server</label>",
     ] {
         assert!(page.contains(label), "{label}: {page}");
     }
@@ -170,6 +171,82 @@ async fn setup_links_are_signed_expire_and_work_once() {
     let (imap, smtp) = mail_ports();
     let user = format!("{}@example.com", env.prefix);
     let (imap_port, smtp_port) = (imap.to_string(), smtp.to_string());
+    let link = [
+        ("data", query["data"].as_str()),
+        ("sig", query["sig"].as_str()),
+    ];
+    let (status, page) = post_form(
+        &server.url("/accounts/new/imap"),
+        &[
+            link[0],
+            link[1],
+            ("email", user.as_str()),
+            ("password", "pass"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    for label in [
+        "<label for=\"imap_host\">Server</label>",
+        "<label for=\"smtp_auth_user\">Username</label>",
+        "<label for=\"preset\">Provider</label>",
+        "We could not find your mail servers",
+        "data-imap-host=\"imap.gmail.com\"",
+    ] {
+        assert!(page.contains(label), "{label}: {page}");
+    }
+    assert!(
+        page.contains(&format!(
+            "id=\"imap_auth_user\" name=\"imap_auth_user\" value=\"{user}\""
+        )),
+        "the username is prefilled: {page}"
+    );
+    for outside in ["<link", "src=", "http:", "https:"] {
+        assert!(!page.contains(outside), "self-contained: {outside}");
+    }
+    // The connection test answers as /v1/verifyAccount does.
+    let servers = |pass: &'static str| {
+        vec![
+            ("imap_host", "127.0.0.1".to_string()),
+            ("imap_port", imap_port.clone()),
+            ("imap_auth_user", user.clone()),
+            ("imap_auth_pass", pass.to_string()),
+            ("smtp_host", "127.0.0.1".to_string()),
+            ("smtp_port", smtp_port.clone()),
+            ("smtp_auth_user", user.clone()),
+            ("smtp_auth_pass", pass.to_string()),
+        ]
+    };
+    let test_with = |extra: Vec<(&'static str, String)>, data: String, sig: String| {
+        let server = &server;
+        async move {
+            let mut fields: Vec<(&str, String)> = vec![("data", data), ("sig", sig)];
+            fields.extend(extra);
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, body) = post_form(&server.url("/accounts/new/imap/test"), &fields).await;
+            (status, serde_json::from_str::<Value>(&body).unwrap())
+        }
+    };
+    let (status, result) =
+        test_with(servers("pass"), query["data"].clone(), query["sig"].clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        result,
+        json!({"imap": {"success": true}, "smtp": {"success": true}})
+    );
+    let (status, result) = test_with(
+        servers("wrong"),
+        query["data"].clone(),
+        query["sig"].clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(result["imap"]["success"], false, "{result}");
+    assert_eq!(result["imap"]["code"], "AUTHENTICATIONFAILED", "{result}");
+    let (status, result) =
+        test_with(servers("pass"), B64.encode(&bytes), query["sig"].clone()).await;
+    assert_eq!(status, 403, "a tampered link is refused in JSON");
+    assert_eq!(result["message"], "Signature validation failed");
     let fields = [
         ("data", query["data"].as_str()),
         ("sig", query["sig"].as_str()),
@@ -419,6 +496,143 @@ async fn a_browser_adds_an_oauth2_account_through_the_hosted_form() {
     .await;
     assert_eq!(status, 400);
     assert!(page.contains("Oauth failed: session expired"), "{page}");
+}
+
+/// The value a script or the user left in a form field.
+async fn field_value(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn retype(c: &Client, id: &str, text: &str) {
+    let field = c.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_browser_adds_an_imap_account_with_discovered_servers() {
+    let (imap, smtp) = mail_ports();
+    // The address's domain publishes its servers in SRV records (RFC 6186): the test Dovecot
+    // and Postfix, in plain text.
+    let resolver = dns::start(vec![
+        dns::srv("_imap._tcp.discovered.test.", 0, imap, "127.0.0.1."),
+        dns::srv("_submission._tcp.discovered.test.", 0, smtp, "127.0.0.1."),
+    ])
+    .await;
+    let env = Env::new("hosted-discover")
+        .var("EENGINE_AUTOCONFIG_SOURCES", "srv")
+        .var("EENGINE_AUTOCONFIG_NAMESERVER", &resolver.addr.to_string());
+    let (server, token) = setup(&env).await;
+    set_settings(&server, &token, json!({"serviceUrl": server.url("")})).await;
+    let (status, body) = form_url(
+        &server,
+        &token,
+        json!({"account": "discovered", "redirectUrl": server.url("/health?from=imap")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap().to_string();
+    let user = format!("{}@discovered.test", env.prefix);
+
+    let driver = Driver::get();
+    let profile = tempdir_for(&env);
+    let c = browser(&driver, &profile).await;
+    c.goto(&url).await.unwrap();
+    retype(&c, "email", &user).await;
+    retype(&c, "password", "pass").await;
+    // Enter in the password field submits step one.
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath(
+            "//p[contains(., 'We found your mail servers')]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(field_value(&c, "imap_host").await, "127.0.0.1");
+    assert_eq!(field_value(&c, "imap_port").await, imap.to_string());
+    assert_eq!(field_value(&c, "smtp_port").await, smtp.to_string());
+    assert_eq!(field_value(&c, "imap_auth_user").await, user);
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("hosted-imap-servers.png"), png).unwrap();
+
+    // A preset fills the servers in (the page's own script).
+    c.find(Locator::Id("preset"))
+        .await
+        .unwrap()
+        .select_by_value("gmail")
+        .await
+        .unwrap();
+    assert_eq!(field_value(&c, "imap_host").await, "imap.gmail.com");
+    assert_eq!(field_value(&c, "smtp_port").await, "465");
+    let secure = c.find(Locator::Id("imap_secure")).await.unwrap();
+    assert!(secure.is_selected().await.unwrap());
+    // Back to the discovered servers by hand, then the connection test in place.
+    for (id, value) in [
+        ("imap_host", "127.0.0.1".to_string()),
+        ("imap_port", imap.to_string()),
+        ("smtp_host", "127.0.0.1".to_string()),
+        ("smtp_port", smtp.to_string()),
+    ] {
+        retype(&c, id, &value).await;
+    }
+    for id in ["imap_secure", "smtp_secure"] {
+        let b = c.find(Locator::Id(id)).await.unwrap();
+        if b.is_selected().await.unwrap() {
+            b.click().await.unwrap();
+        }
+    }
+    c.find(Locator::Id("test"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = c
+            .find(Locator::Id("test-result"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text == "IMAP: connected. SMTP: connected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "test result: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.find(Locator::XPath("//button[normalize-space()='Add account']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let landed = wait_url(&c, &server.url("/health")).await;
+    let landed = reqwest::Url::parse(&landed).unwrap();
+    let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
+    assert_eq!(q.get("account").map(String::as_str), Some("discovered"));
+    assert_eq!(q.get("state").map(String::as_str), Some("new"));
+    c.close().await.unwrap();
+    wait_for("discovered connected", 20, || async {
+        let (_, info) = server.get("/v1/account/discovered", Some(&token)).await;
+        (info["state"] == "connected").then_some(())
+    })
+    .await;
+    let (_, info) = server.get("/v1/account/discovered", Some(&token)).await;
+    assert_eq!(info["email"], user.as_str());
+    assert_eq!(info["imap"]["host"], "127.0.0.1");
 }
 
 fn tempdir_for(env: &Env) -> std::path::PathBuf {

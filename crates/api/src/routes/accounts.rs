@@ -608,6 +608,19 @@ pub async fn verify(
     if !errors.is_empty() {
         return Err(ApiError::invalid_input(errors));
     }
+    Ok(Json(Value::Object(
+        verify_servers(&state, imap, smtp, mailboxes).await,
+    )))
+}
+
+/// Tries IMAP and SMTP settings (`{host, port, secure, auth}` objects) as `/v1/verifyAccount`
+/// does: `{imap: {success, error?, code?}, smtp: {...}, mailboxes?}` for the ones given.
+pub async fn verify_servers(
+    state: &AppState,
+    imap: Option<&Value>,
+    smtp: Option<&Value>,
+    mailboxes: bool,
+) -> Map<String, Value> {
     let mut out = Map::new();
     if let Some(imap) = imap {
         let result = match ServerSettings::from_json(imap) {
@@ -640,7 +653,7 @@ pub async fn verify(
         };
         out.insert("smtp".into(), result);
     }
-    Ok(Json(Value::Object(out)))
+    out
 }
 
 /// List the account's server-side signatures

@@ -1,6 +1,7 @@
 //! One module per route family; each handler is a small function documented for OpenAPI.
 
 pub mod accounts;
+pub mod autoconfig;
 pub mod blocklists;
 pub mod changes;
 pub mod gateways;

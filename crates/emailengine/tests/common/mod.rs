@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -200,6 +202,8 @@ impl Env {
                 cmd.env("EENGINE_DB_PATH", &self.data_dir);
             }
         }
+        // Discovery stays off the network unless a test points it at its own servers.
+        cmd.env("EENGINE_AUTOCONFIG_SOURCES", "none");
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
@@ -713,4 +717,15 @@ impl Env {
             ..Self::on(name, Backend::Redis)
         }
     }
+}
+
+/// Where browser tests keep their screenshots (`EE_ARTIFACTS`, else `target/screenshots`).
+pub fn artifacts() -> std::path::PathBuf {
+    let dir = std::env::var("EE_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+        });
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    dir
 }

@@ -5,6 +5,8 @@
 //! `serviceSecret` setting, expire after a day and work once; a bad link creates nothing.
 //! Pages are self-contained HTML (no outside assets), native forms with labels.
 
+mod imap;
+
 use std::collections::HashMap;
 
 use axum::Json;
@@ -35,7 +37,9 @@ const EXPIRED: &str = "Invalid or expired account setup URL";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/accounts/new", get(new_get).post(new_post))
-        .route("/accounts/new/imap/server", post(imap_server))
+        .route("/accounts/new/imap", post(imap::discover))
+        .route("/accounts/new/imap/test", post(imap::test))
+        .route("/accounts/new/imap/server", post(imap::create))
         .route("/oauth", get(oauth_callback))
 }
 
@@ -271,10 +275,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <title>{}</title><style>\
          body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}}\
          label{{display:block;margin:.8rem 0 .2rem;font-weight:600}}\
-         input{{width:100%;padding:.45rem;box-sizing:border-box;font:inherit}}\
+         input,select{{width:100%;padding:.45rem;box-sizing:border-box;font:inherit}}\
          input[type=checkbox]{{width:auto}}\
          button{{display:block;width:100%;margin:.6rem 0;padding:.7rem;font:inherit;cursor:pointer}}\
-         button:focus,input:focus,a:focus{{outline:3px solid #1a5fb4;outline-offset:2px}}\
+         button:focus,input:focus,select:focus,a:focus{{outline:3px solid #1a5fb4;outline-offset:2px}}\
          fieldset{{margin:1rem 0;border:1px solid #bbb}}.error{{color:#a51d2d}}\
          </style></head><body><main>{body}</main></body></html>",
         esc(title)
@@ -320,21 +324,50 @@ impl Link {
     }
 }
 
+/// Why a setup link was refused: shown as a page on the hosted pages, as EmailEngine's JSON
+/// error on the connection-test route.
+struct Refusal {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: StatusCode, message: &'static str) -> Self {
+        Self { status, message }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(err = %e, "Hosted authentication failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Temporary error, please try again",
+        )
+    }
+
+    fn page(&self) -> Response {
+        error_page(self.status, self.message)
+    }
+
+    fn json(&self) -> Response {
+        ApiError::new(self.status, self.message).into_response()
+    }
+}
+
 /// Checks a link's signature (constant time), age and single use.
-async fn open_link(state: &AppState, params: &HashMap<String, String>) -> Result<Link, Response> {
+async fn check_link(state: &AppState, params: &HashMap<String, String>) -> Result<Link, Refusal> {
     let (Some(data), Some(sig)) = (params.get("data"), params.get("sig")) else {
-        return Err(error_page(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "Invalid request. Check your input and try again.",
         ));
     };
     let secret = link_secret(state)
         .await
-        .map_err(|e| internal(e.message()))?;
+        .map_err(|e| Refusal::internal(e.message()))?;
     let blob = match signed::verify(&secret, data, sig) {
         Ok(Value::Object(blob)) => blob,
         _ => {
-            return Err(error_page(
+            return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "Signature validation failed",
             ));
@@ -347,16 +380,20 @@ async fn open_link(state: &AppState, params: &HashMap<String, String>) -> Result
     };
     let t = link.blob.get("t").and_then(Value::as_i64);
     let (Some(n), Some(t)) = (link.nonce(), t) else {
-        return Err(error_page(StatusCode::FORBIDDEN, EXPIRED));
+        return Err(Refusal::new(StatusCode::FORBIDDEN, EXPIRED));
     };
     if t < now_ms() - LINK_TTL_MS {
-        return Err(error_page(StatusCode::FORBIDDEN, EXPIRED));
+        return Err(Refusal::new(StatusCode::FORBIDDEN, EXPIRED));
     }
     match state.store.transient(&format!("account:form:{n}")).await {
         Ok(None) => Ok(link),
-        Ok(Some(_)) => Err(error_page(StatusCode::FORBIDDEN, EXPIRED)),
-        Err(e) => Err(internal(e)),
+        Ok(Some(_)) => Err(Refusal::new(StatusCode::FORBIDDEN, EXPIRED)),
+        Err(e) => Err(Refusal::internal(e)),
     }
+}
+
+async fn open_link(state: &AppState, params: &HashMap<String, String>) -> Result<Link, Response> {
+    check_link(state, params).await.map_err(|r| r.page())
 }
 
 fn hidden(link: &Link) -> String {
@@ -434,7 +471,7 @@ async fn choose(state: &AppState, link: Link, kind: &str) -> Response {
             return start_oauth(state, &link, &app).await;
         }
     }
-    imap_form(&link, None)
+    imap::credentials_form(&link, None)
 }
 
 async fn start_oauth(state: &AppState, link: &Link, app: &OAuthApp) -> Response {
@@ -805,113 +842,6 @@ async fn finish(
          <body><main><h1>Account added</h1><p><a href=\"{t}\" id=\"continue\">Click here to continue</a></p></main></body></html>"
     );
     (StatusCode::OK, Html(html)).into_response()
-}
-
-fn imap_form(link: &Link, error: Option<&str>) -> Response {
-    let value = |k: &str| esc(&link.text(k).unwrap_or_default());
-    let pinned = link.text("expectedEmail");
-    let email = pinned
-        .clone()
-        .or_else(|| link.text("email"))
-        .unwrap_or_default();
-    let readonly = if pinned.is_some() { " readonly" } else { "" };
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
-        .unwrap_or_default();
-    let server = |p: &str, label: &str, port: u16, tls: bool| {
-        format!(
-            "<fieldset><legend>{label}</legend>\
-             <label for=\"{p}_host\">Server</label><input id=\"{p}_host\" name=\"{p}_host\" required>\
-             <label for=\"{p}_port\">Port</label><input id=\"{p}_port\" name=\"{p}_port\" type=\"number\" min=\"1\" max=\"65535\" value=\"{port}\" required>\
-             <label><input type=\"checkbox\" name=\"{p}_secure\" value=\"true\"{}> Use TLS from the start</label>\
-             </fieldset>",
-            if tls { " checked" } else { "" }
-        )
-    };
-    page(
-        StatusCode::OK,
-        "Add an email account",
-        &format!(
-            "<h1>Add an email account</h1>{error}\
-             <form method=\"post\" action=\"/accounts/new/imap/server\">{}\
-             <label for=\"name\">Your name</label><input id=\"name\" name=\"name\" value=\"{}\" autocomplete=\"name\">\
-             <label for=\"email\">Email address</label><input id=\"email\" name=\"email\" type=\"email\" value=\"{}\" required autocomplete=\"email\"{readonly}>\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
-             {}{}<button type=\"submit\">Add account</button></form>",
-            hidden(link),
-            value("name"),
-            esc(&email),
-            server("imap", "Incoming mail (IMAP)", 993, true),
-            server("smtp", "Outgoing mail (SMTP)", 465, true),
-        ),
-    )
-}
-
-async fn imap_server(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
-    let params = form_fields(&body);
-    let link = match open_link(&state, &params).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let field = |k: &str| {
-        params
-            .get(k)
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let email = link.text("expectedEmail").unwrap_or_else(|| field("email"));
-    let password = params.get("password").cloned().unwrap_or_default();
-    if email.is_empty() || password.is_empty() || password.len() > 1024 {
-        return imap_form(&link, Some("Enter your email address and password."));
-    }
-    let server = |p: &str| -> Option<Value> {
-        let port: u16 = field(&format!("{p}_port")).parse().ok()?;
-        let host = field(&format!("{p}_host"));
-        (!host.is_empty()).then(|| {
-            json!({"host": host, "port": port,
-                "secure": params.get(&format!("{p}_secure")).is_some_and(|v| v == "true"),
-                "auth": {"user": email, "pass": password}})
-        })
-    };
-    let (Some(imap), Some(smtp)) = (server("imap"), server("smtp")) else {
-        return imap_form(&link, Some("Enter the server names and ports."));
-    };
-    let mut body = Map::new();
-    for key in ["account", "path", "syncFrom", "subconnections"] {
-        if let Some(v) = link.blob.get(key) {
-            body.insert(key.into(), v.clone());
-        }
-    }
-    let name = Some(field("name"))
-        .filter(|n| !n.is_empty())
-        .or_else(|| link.text("name"))
-        .unwrap_or_else(|| email.clone());
-    body.insert("name".into(), Value::from(name));
-    body.insert("email".into(), Value::from(email.clone()));
-    body.insert(
-        "notifyFrom".into(),
-        link.blob
-            .get("notifyFrom")
-            .cloned()
-            .unwrap_or_else(|| Value::from(iso_time(now_ms()))),
-    );
-    body.insert("imap".into(), imap);
-    body.insert("smtp".into(), smtp);
-    let input = match account::parse_input(&body, true) {
-        Ok(i) => i,
-        Err(errors) => {
-            let text: Vec<String> = errors.into_iter().map(|e| e.message).collect();
-            return imap_form(&link, Some(&text.join("; ")));
-        }
-    };
-    let n = link.nonce().unwrap_or_default();
-    match claim_nonce(&state, &n).await {
-        Ok(true) => {}
-        Ok(false) => return error_page(StatusCode::FORBIDDEN, EXPIRED),
-        Err(r) => return r,
-    }
-    let redirect = link.text("redirectUrl");
-    finish(&state, &input, redirect.as_deref(), Some(&n)).await
 }
 
 #[cfg(test)]
