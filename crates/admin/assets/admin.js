@@ -84,18 +84,37 @@ function errorText(error) {
   return text === undefined ? JSON.stringify(error) : String(text);
 }
 
-function showState(change) {
+function showState(account, state, error, clearError) {
   for (const badge of document.querySelectorAll('[data-account-state]')) {
-    if (badge.dataset.accountState !== change.account) continue;
-    badge.textContent = change.key;
-    badge.className = 'badge state-' + change.key;
-    if (change.stateLabel && change.stateLabel.name) badge.title = change.stateLabel.name;
+    if (badge.dataset.accountState !== account) continue;
+    badge.textContent = state;
+    badge.className = 'badge state-' + state;
   }
-  const error = change.payload && change.payload.error;
-  if (!error && change.key !== 'connected') return;
+  if (!error && !clearError) return;
   for (const cell of document.querySelectorAll('[data-account-error]')) {
-    if (cell.dataset.accountError !== change.account) continue;
+    if (cell.dataset.accountError !== account) continue;
     cell.textContent = errorText(error) || (cell.tagName === 'DD' ? '—' : '');
+  }
+}
+
+// Accounts that had a change since the last catch-up began: its answer may be older.
+const changedSince = new Set();
+
+async function catchUp() {
+  // The stream has no replay: once it is open, read the states that may have changed between
+  // rendering the page and subscribing.
+  const ids = [...new Set([...document.querySelectorAll('[data-account-state]')].map((b) => b.dataset.accountState))];
+  if (!ids.length) return;
+  changedSince.clear();
+  const query = new URLSearchParams(ids.map((id) => ['account', id]));
+  const response = await fetch('/admin/accounts/states?' + query, {
+    headers: { 'Accept': 'application/json' },
+    credentials: 'same-origin',
+  });
+  if (!response.ok) return;
+  const { accounts } = await response.json();
+  for (const a of accounts) {
+    if (!changedSince.has(a.account)) showState(a.account, a.state, a.error, true);
   }
 }
 
@@ -127,6 +146,10 @@ const stateCounts = document.getElementById('account-states');
 if ((stateCounts || document.querySelector('[data-account-state]')) && 'EventSource' in window) {
   let pending = null;
   const changes = new EventSource('/admin/changes');
+  changes.addEventListener('open', () => {
+    catchUp().catch(() => {});
+    if (stateCounts) refreshCounts(stateCounts).catch(() => {});
+  });
   changes.addEventListener('message', (event) => {
     let change;
     try {
@@ -135,7 +158,9 @@ if ((stateCounts || document.querySelector('[data-account-state]')) && 'EventSou
       return;
     }
     if (!change || change.type !== 'state' || typeof change.account !== 'string') return;
-    showState(change);
+    changedSince.add(change.account);
+    const error = change.payload && change.payload.error;
+    showState(change.account, change.key, error, change.key === 'connected');
     // Several changes often come together (connecting, syncing, connected): one fetch.
     if (stateCounts && !pending) {
       pending = setTimeout(() => {

@@ -136,6 +136,7 @@ pub fn router(app: AppState, config: AdminConfig) -> Router {
         )
         .route("/admin/accounts/new/settings", post(accounts::create))
         .route("/admin/accounts/verify", post(accounts::verify))
+        .route("/admin/accounts/states", get(accounts::states))
         .route("/admin/accounts/{account}", get(accounts::detail))
         .route(
             "/admin/accounts/{account}/reconnect",

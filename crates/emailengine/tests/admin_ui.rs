@@ -1346,6 +1346,18 @@ async fn api_clients_and_the_admin_pages_read_one_change_stream() {
         );
     }
 
+    // What the pages' script reads once its stream is open, to catch up on missed changes.
+    let r = admin
+        .get("/admin/accounts/states?account=live&account=nobody")
+        .await;
+    assert_eq!(
+        common::into_json(r).await,
+        (
+            200,
+            json!({"accounts": [{"account": "live", "state": "connected", "error": ""}]})
+        )
+    );
+
     // An account that cannot connect carries its error in the payload.
     let (status, _) = server
         .send(

@@ -296,6 +296,35 @@ pub async fn detail(
     })
 }
 
+/// Most accounts one `/admin/accounts/states` request reports (a page of the list or fewer).
+const STATES_AT_ONCE: usize = 100;
+
+/// `GET /admin/accounts/states?account=a&account=b`: the current state and last error of
+/// each named account, as JSON. The pages' script asks once its change stream is open, so a
+/// change between rendering and subscribing is not missed (the stream has no replay).
+pub async fn states(
+    State(admin): State<Admin>,
+    Extension(visit): Extension<Visit>,
+    uri: axum::http::Uri,
+) -> Response {
+    let query = FormData::parse(uri.query().unwrap_or_default().as_bytes());
+    let mut accounts = Vec::new();
+    for id in query.all("account").into_iter().take(STATES_AT_ONCE) {
+        let answer = admin
+            .api
+            .get(&format!("/v1/account/{}", enc(&id)), visit.client)
+            .await;
+        if answer.is_ok() {
+            accounts.push(json!({
+                "account": id,
+                "state": text_of(&answer.body, "state"),
+                "error": error_text(&answer.body["lastError"]),
+            }));
+        }
+    }
+    Json(json!({ "accounts": accounts })).into_response()
+}
+
 async fn account_action(
     admin: &Admin,
     visit: &Visit,
