@@ -511,7 +511,7 @@ async fn operator_walks_through_the_admin_pages() {
     let first = ui.text("#account-state").await;
     ui.wait_text("#account-state", "connected", 30).await;
     assert_eq!(ui.load_id().await, loaded, "the page was reloaded");
-    println!("account page first showed {first:?}, then connected live");
+    println!("account page rendered with state {first:?}");
     // A reconnect requested elsewhere shows on the open page as it happens.
     ui.c.execute(
         "window.seenStates = []; const b = document.getElementById('account-state'); \
