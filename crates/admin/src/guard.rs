@@ -108,6 +108,8 @@ enum Area {
     Setup,
     Login,
     Totp,
+    /// The live change stream: open while no password is set, as EmailEngine's is.
+    Changes,
     Private,
 }
 
@@ -116,6 +118,7 @@ fn area(path: &str) -> Area {
         "/admin/setup" => Area::Setup,
         "/admin/login" => Area::Login,
         "/admin/totp" => Area::Totp,
+        "/admin/changes" => Area::Changes,
         _ => Area::Private,
     }
 }
@@ -130,15 +133,15 @@ enum Access {
 fn decide(area: Area, stage: Stage, password_set: bool, wanted: &str) -> Access {
     let login = format!("/admin/login?next={}", crate::api::enc(wanted));
     match (password_set, area, stage) {
-        (false, Area::Setup, _) => Access::Allow,
+        (false, Area::Setup | Area::Changes, _) => Access::Allow,
         (false, _, _) => Access::Redirect("/admin/setup".into()),
         (true, Area::Setup, _) => Access::Redirect("/admin/login".into()),
         (true, Area::Login, Stage::SignedIn) => Access::Redirect("/admin".into()),
         (true, Area::Login, _) => Access::Allow,
         (true, Area::Totp, Stage::NeedsTotp) => Access::Allow,
         (true, Area::Totp, _) => Access::Redirect("/admin/login".into()),
-        (true, Area::Private, Stage::SignedIn) => Access::Allow,
-        (true, Area::Private, _) => Access::Redirect(login),
+        (true, Area::Private | Area::Changes, Stage::SignedIn) => Access::Allow,
+        (true, Area::Private | Area::Changes, _) => Access::Redirect(login),
     }
 }
 
@@ -374,6 +377,18 @@ mod tests {
             r("/admin/setup")
         );
         assert_eq!(decide(Area::Setup, Stage::Anonymous, false, "/x"), Allow);
+        assert_eq!(
+            decide(Area::Changes, Stage::Anonymous, false, "/admin/changes"),
+            Allow
+        );
+        assert_eq!(
+            decide(Area::Changes, Stage::Anonymous, true, "/admin/changes"),
+            r("/admin/login?next=%2Fadmin%2Fchanges")
+        );
+        assert_eq!(
+            decide(Area::Changes, Stage::SignedIn, true, "/admin/changes"),
+            Allow
+        );
         assert_eq!(
             decide(Area::Setup, Stage::SignedIn, true, "/x"),
             r("/admin/login")

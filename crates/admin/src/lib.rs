@@ -132,9 +132,11 @@ pub fn router(app: AppState, config: AdminConfig) -> Router {
         .route("/admin/accounts", get(accounts::list))
         .route(
             "/admin/accounts/new",
-            get(accounts::new_form).post(accounts::create),
+            get(accounts::new_form).post(accounts::hosted_form),
         )
+        .route("/admin/accounts/new/settings", post(accounts::create))
         .route("/admin/accounts/verify", post(accounts::verify))
+        .route("/admin/accounts/states", get(accounts::states))
         .route("/admin/accounts/{account}", get(accounts::detail))
         .route(
             "/admin/accounts/{account}/reconnect",
@@ -154,6 +156,16 @@ pub fn router(app: AppState, config: AdminConfig) -> Router {
             "/admin/webhooks/failed/{event}/resend",
             post(webhooks::resend),
         )
+        .route("/admin/changes", get(changes::stream))
+        .route("/admin/dashboard/states", get(dashboard::states))
+        .route("/admin/config/oauth", get(oauth::list))
+        .route(
+            "/admin/config/oauth/new",
+            get(oauth::new_form).post(oauth::create),
+        )
+        .route("/admin/config/oauth/edit/{app}", get(oauth::edit_form))
+        .route("/admin/config/oauth/edit", post(oauth::update))
+        .route("/admin/config/oauth/delete", post(oauth::delete))
         .route("/admin/outbox", get(outbox::list))
         .route("/admin/outbox/{queue}/cancel", post(outbox::cancel))
         .route("/admin/settings", get(settings::page).post(settings::save))

@@ -625,6 +625,7 @@ mod tests {
     const SPEC: &[(&str, &str, &str, &str)] = &[
         ("POST", "/v1/account", "admin", "write"),
         ("GET", "/v1/accounts", "account", "read"),
+        ("GET", "/v1/changes", "events", "read"),
         ("GET", "/v1/account/{account}", "account", "read"),
         ("PUT", "/v1/account/{account}", "admin", "write"),
         ("DELETE", "/v1/account/{account}", "account", "destructive"),

@@ -32,8 +32,9 @@ use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{
-    accounts, autoconfig, blocklists, gateways, health, hosted, license, logs, mailboxes, messages,
-    metrics, oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes, webhooks,
+    accounts, autoconfig, blocklists, changes, gateways, health, hosted, license, logs, mailboxes,
+    messages, metrics, oauth2, queues, settings, stats, submit, templates, tokens, webhook_routes,
+    webhooks,
 };
 
 /// The authenticated routes, with the OpenAPI document their annotations make.
@@ -69,6 +70,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::flush))
         .routes(routes!(accounts::verify))
         .routes(routes!(accounts::server_signatures))
+        .routes(routes!(changes::changes))
         .routes(routes!(logs::account_log))
         .routes(routes!(mailboxes::list))
         .routes(routes!(

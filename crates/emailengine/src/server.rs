@@ -237,7 +237,12 @@ pub async fn run(config: Config) -> ExitCode {
         Ok(n) => tracing::info!(accounts = n, "Account connections started"),
         Err(e) => tracing::error!(err = %e, "Failed to start account connections"),
     }
-    crate::http::serve(listener, app, limits, shutdown_signal()).await;
+    let feed = state.events.changes.clone();
+    let stopping = async move {
+        shutdown_signal().await;
+        feed.close();
+    };
+    crate::http::serve(listener, app, limits, stopping).await;
     flusher.abort();
     webhooks.abort();
     submitter.abort();

@@ -1,9 +1,11 @@
 //! The admin web interface, end to end: a real headless Chromium driven over WebDriver walks
 //! through it as an operator would (first password, log-out and log-in, Generate token, an IMAP
-//! account that connects, webhooks with a test post and a re-sent given-up delivery, TOTP), with
-//! a screenshot of every page kept under `target/screenshots/` (or `$EE_ARTIFACTS`). The
-//! security properties (CSRF, lock-out, cookie flags, secrets never shown) are checked over
-//! plain HTTP as well, where a browser would hide them.
+//! account whose badge turns `connected` from the change stream without a reload, live dashboard
+//! counts, webhooks with a test post and a re-sent given-up delivery, OAuth2 applications,
+//! the hosted form, TOTP), with a screenshot of every page kept under `target/screenshots/` (or
+//! `$EE_ARTIFACTS`). The security properties (CSRF, lock-out, cookie flags, secrets never
+//! shown) and the change stream's wire format (`/v1/changes`, `/admin/changes`) are checked
+//! over plain HTTP as well, where a browser would hide them.
 //!
 //! WebDriver: `EE_WEBDRIVER_URL` (scripts/test.sh starts chromedriver), else a chromedriver on
 //! PATH is started here. Mail: Dovecot and Postfix from scripts/test.sh.
@@ -29,6 +31,7 @@ const IMAP_SECRET: &str = "Imap-Secret-4242";
 const HOOK_SECRET: &str = "Hook-Pass-9911";
 const HEADER_SECRET: &str = "Header-Secret-7733";
 const SERVICE_SECRET: &str = "Service-Secret-5150";
+const OAUTH_SECRET: &str = "OAuth-Client-Secret-6060";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -224,6 +227,14 @@ impl Ui {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.checked().await;
+    }
+
+    /// Identifies the loaded document: it changes when the page is reloaded or left.
+    async fn load_id(&self) -> Value {
+        self.c
+            .execute("return performance.timeOrigin", vec![])
+            .await
+            .unwrap()
     }
 
     /// Waits until the element's text contains `needle`; returns the text.
@@ -495,12 +506,60 @@ async fn operator_walks_through_the_admin_pages() {
         ui.path().await,
         "/admin/accounts/ui-ann?notice=account-added"
     );
-    // The live change stream is not part of these pages yet: reload until connected.
-    ui.reload_until("#account-state", "connected", 30).await;
+    // The page follows the change stream: the badge turns `connected` without a reload.
+    let loaded = ui.load_id().await;
+    let first = ui.text("#account-state").await;
+    ui.wait_text("#account-state", "connected", 30).await;
+    assert_eq!(ui.load_id().await, loaded, "the page was reloaded");
+    println!("account page rendered with state {first:?}");
+    // A reconnect requested elsewhere shows on the open page as it happens.
+    ui.c.execute(
+        "window.seenStates = []; const b = document.getElementById('account-state'); \
+         new MutationObserver(() => window.seenStates.push(b.textContent)).observe(b, {childList: true, characterData: true, subtree: true});",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let ui_token = env.issue(&["-d", "reconnect", "-s", "api"]);
+    let (status, _) = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/account/ui-ann/reconnect",
+            Some(&ui_token),
+            Some(json!({"reconnect": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let seen = common::wait_for("the reconnect on the page", 30, || {
+        let c = ui.c.clone();
+        async move {
+            let seen = c.execute("return window.seenStates", vec![]).await.ok()?;
+            let seen: Vec<String> = serde_json::from_value(seen).ok()?;
+            (seen.len() >= 2 && seen.last().map(String::as_str) == Some("connected"))
+                .then_some(seen)
+        }
+    })
+    .await;
+    assert_eq!(seen[0], "connecting", "{seen:?}");
+    assert_eq!(ui.load_id().await, loaded, "the page was reloaded");
+    assert_eq!(
+        ui.c.find(Locator::Css("#account-state"))
+            .await
+            .unwrap()
+            .attr("class")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("badge state-connected")
+    );
     ui.reload_until("#folders", "INBOX", 15).await;
     ui.shot("10-account").await;
 
-    // A second account, registered over the API with a password the pages must never show.
+    // A second account, registered over the API with a password the pages must never show,
+    // while the dashboard is open: its counts follow without a reload.
+    ui.open("/admin").await;
+    assert_eq!(ui.text("#accounts-total").await, "1");
+    let dashboard = ui.load_id().await;
     let admin_token = env.issue(&["-d", "test", "-s", "*"]);
     let (status, _) = server
         .send(
@@ -515,6 +574,11 @@ async fn operator_walks_through_the_admin_pages() {
         )
         .await;
     assert_eq!(status, 200);
+    ui.wait_text("#accounts-total", "2", 20).await;
+    ui.wait_text("#account-states", "connectError 1", 30).await;
+    assert!(ui.text("#account-states").await.contains("connected 1"));
+    assert_eq!(ui.load_id().await, dashboard, "the dashboard was reloaded");
+    ui.shot("11a-dashboard-live").await;
     ui.open("/admin/accounts").await;
     let list = ui.text("#accounts").await;
     assert!(list.contains("ui-ann") && list.contains("ui-bob"), "{list}");
@@ -585,6 +649,122 @@ async fn operator_walks_through_the_admin_pages() {
     assert_eq!(ui.path().await, "/admin/settings?notice=saved");
     ui.shot("15-settings").await;
 
+    // OAuth2 applications: register, edit (the secret kept), delete; the API sees each step.
+    ui.open("/admin/config/oauth").await;
+    ui.shot("15a-oauth-apps-empty").await;
+    ui.submit("#new-gmail").await;
+    assert_eq!(ui.path().await, "/admin/config/oauth/new?provider=gmail");
+    ui.fill("#name", "Gmail from the UI").await;
+    ui.fill("#clientId", "ui-client-id.apps.example").await;
+    ui.fill("#clientSecret", OAUTH_SECRET).await;
+    ui.fill("#redirectUrl", "https://ee.example/oauth").await;
+    ui.shot("15b-oauth-app-new").await;
+    ui.submit("#save-app").await;
+    assert_eq!(ui.path().await, "/admin/config/oauth?notice=app-saved");
+    assert!(ui.text("#apps").await.contains("Gmail from the UI"));
+    let (status, apps) = server.get("/v1/oauth2", Some(&admin_token)).await;
+    assert_eq!((status, apps["total"].clone()), (200, json!(1)), "{apps}");
+    let app_id = apps["apps"][0]["id"].as_str().unwrap().to_string();
+    let (status, app) = server
+        .get(&format!("/v1/oauth2/{app_id}"), Some(&admin_token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            &app["provider"],
+            &app["name"],
+            &app["clientId"],
+            &app["clientSecret"],
+            &app["redirectUrl"],
+            &app["enabled"]
+        ),
+        (
+            &json!("gmail"),
+            &json!("Gmail from the UI"),
+            &json!("ui-client-id.apps.example"),
+            &json!("******"),
+            &json!("https://ee.example/oauth"),
+            &json!(true)
+        ),
+        "{app}"
+    );
+    ui.open(&format!("/admin/config/oauth/edit/{app_id}")).await;
+    assert!(
+        ui.text("#clientSecret-status")
+            .await
+            .contains("set — leave empty to keep it")
+    );
+    assert_eq!(
+        ui.c.find(Locator::Css("#clientSecret"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("")
+    );
+    ui.shot("15c-oauth-app-edit").await;
+    ui.fill("#name", "Gmail, renamed").await;
+    ui.fill("#description", "edited in the browser").await;
+    ui.submit("#save-app").await;
+    assert_eq!(ui.path().await, "/admin/config/oauth?notice=app-saved");
+    let (_, app) = server
+        .get(&format!("/v1/oauth2/{app_id}"), Some(&admin_token))
+        .await;
+    assert_eq!(
+        (
+            &app["name"],
+            &app["description"],
+            &app["clientSecret"],
+            &app["clientId"]
+        ),
+        (
+            &json!("Gmail, renamed"),
+            &json!("edited in the browser"),
+            &json!("******"),
+            &json!("ui-client-id.apps.example")
+        ),
+        "{app}"
+    );
+    let store = env.store().await;
+    let (data, _) = store.app(&app_id).await.unwrap().unwrap();
+    let stored = emailengine_oauth::app::storage::decode_data(&data, None).unwrap();
+    assert_eq!(
+        stored.client_secret.as_deref(),
+        Some(OAUTH_SECRET),
+        "the blank field kept the secret"
+    );
+    ui.shot("15d-oauth-apps").await;
+    ui.c.find(Locator::Css(
+        "form[action='/admin/config/oauth/delete'] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    ui.c.accept_alert().await.unwrap();
+    ui.wait_text("[role=status]", "OAuth2 application deleted.", 10)
+        .await;
+    ui.checked().await;
+    assert_eq!(ui.text("#app-count").await, "0 applications");
+    let (status, _) = server
+        .get(&format!("/v1/oauth2/{app_id}"), Some(&admin_token))
+        .await;
+    assert_eq!(status, 404);
+
+    // Add an account through the hosted form: the browser lands on the signed setup page.
+    ui.open("/admin/accounts/new").await;
+    ui.fill("#hosted-account", "ui-hosted").await;
+    ui.fill("#hosted-name", "Hosted from the UI").await;
+    ui.shot("15e-account-new").await;
+    ui.submit("#hosted-button").await;
+    let landed = ui.path().await;
+    assert!(landed.starts_with("/accounts/new?data="), "{landed}");
+    assert!(landed.ends_with("&type=imap"), "{landed}");
+    ui.shot("15f-hosted-form").await;
+
     // TOTP: enable with a code from the shown key, then log in with a code.
     ui.open("/admin/account/security").await;
     ui.shot("16-security").await;
@@ -619,6 +799,8 @@ async fn operator_walks_through_the_admin_pages() {
         "/admin/accounts",
         "/admin/accounts/ui-ann",
         "/admin/accounts/new",
+        "/admin/config/oauth",
+        "/admin/config/oauth/new?provider=oauth2",
         "/admin/tokens",
         "/admin/tokens/new",
         "/admin/webhooks",
@@ -660,6 +842,7 @@ async fn operator_walks_through_the_admin_pages() {
             HOOK_SECRET,
             HEADER_SECRET,
             SERVICE_SECRET,
+            OAUTH_SECRET,
             PASSWORD,
         ] {
             assert!(!source.contains(secret), "{path} shows a secret");
@@ -991,4 +1174,270 @@ async fn first_password_only_from_this_machine() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("Not from here"));
     assert_eq!(setting(&env, "authData").await, None);
+}
+
+/// An open `text/event-stream` answer, read frame by frame.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame, with its closing blank line.
+    async fn frame(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame = self.buffer[..end + 2].to_string();
+                self.buffer.drain(..end + 2);
+                return frame;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .expect("no frame within 30 s")
+                .unwrap()
+                .expect("the stream ended");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Frames until one is `event: message` for this account and state; returns its JSON.
+    async fn state(&mut self, account: &str, key: &str) -> Value {
+        loop {
+            let frame = self.frame().await;
+            let Some(data) = frame.strip_prefix("event: message\ndata:") else {
+                continue;
+            };
+            let change: Value = serde_json::from_str(data.trim_end()).unwrap();
+            if change["account"] == account && change["key"] == key {
+                return change;
+            }
+        }
+    }
+}
+
+async fn open_stream(
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut req = http.get(server.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn api_clients_and_the_admin_pages_read_one_change_stream() {
+    let env = Env::new("admin-changes");
+    let api = env.issue(&["-s", "api"]);
+    let metrics_only = env.issue(&["-s", "metrics"]);
+    let server = env.start(&[]).await;
+
+    // Refused without a token, or with one that lacks the api scope.
+    let r = open_stream(&server, "/v1/changes", None, None).await;
+    assert_eq!(
+        common::into_json(r).await,
+        (
+            401,
+            json!({"statusCode":401,"error":"Unauthorized","message":"Missing authentication"})
+        )
+    );
+    let r = open_stream(&server, "/v1/changes", Some(&metrics_only), None).await;
+    assert_eq!(
+        common::into_json(r).await,
+        (
+            403,
+            json!({"statusCode":403,"error":"Forbidden","message":"Unauthorized scope","requestedScope":"api"})
+        )
+    );
+
+    // Before a password is set, the admin stream is open, as EmailEngine's is.
+    let r = open_stream(&server, "/admin/changes", None, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        EventStream::new(r).frame().await,
+        ": EmailEngine v2.79.2\n\n"
+    );
+
+    let r = open_stream(&server, "/v1/changes", Some(&api), None).await;
+    assert_eq!(r.status(), 200);
+    for (name, value) in [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+    ] {
+        assert_eq!(r.headers()[name], value, "{name}");
+    }
+    let mut api_stream = EventStream::new(r);
+    assert_eq!(api_stream.frame().await, ": EmailEngine v2.79.2\n\n");
+
+    // With a password, the admin stream wants the session.
+    let admin = Visitor::new(&server);
+    admin.set_up().await;
+    let r = open_stream(&server, "/admin/changes", None, None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/admin/login?next=%2Fadmin%2Fchanges"
+    );
+    let r = open_stream(&server, "/admin/changes", None, Some(&admin.cookie())).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut admin_stream = EventStream::new(r);
+    assert_eq!(admin_stream.frame().await, ": EmailEngine v2.79.2\n\n");
+
+    // An account connects, then reconnects: both consumers see the same frames.
+    let (imap, _) = mail_ports();
+    let user = format!("{}@example.com", env.prefix);
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/account",
+            Some(&api),
+            Some(json!({"account": "live", "name": "Live", "email": user,
+                "imap": {"host": "127.0.0.1", "port": imap, "secure": false,
+                    "auth": {"user": user, "pass": "pass"}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api_stream.state("live", "connected").await;
+    admin_stream.state("live", "connected").await;
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/account/live/reconnect",
+            Some(&api),
+            Some(json!({"reconnect": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let connecting = "event: message\ndata:{\"account\":\"live\",\"type\":\"state\",\"key\":\"connecting\",\"payload\":null,\"stateLabel\":{\"type\":\"info\",\"name\":\"Connecting\",\"spinner\":true}}\n\n";
+    for stream in [&mut api_stream, &mut admin_stream] {
+        loop {
+            let frame = stream.frame().await;
+            if frame.contains("\"key\":\"connecting\"") {
+                assert_eq!(frame, connecting);
+                break;
+            }
+        }
+        let connected = stream.state("live", "connected").await;
+        assert_eq!(
+            connected,
+            json!({"account": "live", "type": "state", "key": "connected", "payload": null,
+                "stateLabel": {"type": "success", "name": "Connected", "spinner": false}})
+        );
+    }
+
+    // What the pages' script reads once its stream is open, to catch up on missed changes.
+    let r = admin
+        .get("/admin/accounts/states?account=live&account=nobody")
+        .await;
+    assert_eq!(
+        common::into_json(r).await,
+        (
+            200,
+            json!({"accounts": [{"account": "live", "state": "connected", "error": ""}]})
+        )
+    );
+
+    // An account that cannot connect carries its error in the payload.
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/account",
+            Some(&api),
+            Some(
+                json!({"account": "broken", "name": "Broken", "email": "b@example.invalid",
+                "imap": {"host": "127.0.0.1", "port": imap, "secure": false,
+                    "auth": {"user": user, "pass": "wrong password"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let failed = api_stream.state("broken", "authenticationError").await;
+    assert!(failed["payload"]["error"].is_object(), "{failed}");
+    assert_eq!(failed["stateLabel"]["type"], "danger");
+
+    // Open streams do not hold up the shutdown.
+    let (code, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn add_account_sends_the_browser_to_a_signed_hosted_form() {
+    let env = Env::new("admin-hosted");
+    let server = env.start(&[]).await;
+    let v = Visitor::new(&server);
+    v.set_up().await;
+    let csrf = v.csrf("/admin/accounts/new").await;
+    let r = v
+        .post(
+            "/admin/accounts/new",
+            &[
+                ("csrf", &csrf),
+                ("account", "hosted-1"),
+                ("name", "Hosted One"),
+            ],
+            Some(&server.base),
+        )
+        .await;
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let url = url::Url::parse(&format!("{}{location}", server.base)).unwrap();
+    assert_eq!(url.path(), "/accounts/new");
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["data", "sig", "type"]);
+    assert_eq!(query[2].1, "imap", "no OAuth2 app is registered");
+    use base64::Engine as _;
+    let blob: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(query[0].1.trim_end_matches('='))
+            .unwrap(),
+    )
+    .unwrap();
+    let keys: Vec<&str> = blob
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["account", "name", "n", "t"]);
+    assert_eq!(
+        (&blob["account"], &blob["name"]),
+        (&json!("hosted-1"), &json!("Hosted One"))
+    );
+    // The link works: the hosted form opens (and refuses a tampered signature).
+    let page = server.http.get(server.url(&location)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let tampered = location.replace("sig=", "sig=A");
+    let page = server.http.get(server.url(&tampered)).send().await.unwrap();
+    assert_ne!(page.status(), 200);
+    // Without the CSRF token nothing is signed.
+    let r = v
+        .post(
+            "/admin/accounts/new",
+            &[("account", "x")],
+            Some(&server.base),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
 }

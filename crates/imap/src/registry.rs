@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use emailengine_core::account::{AccountRecord, ServerSettings};
 use emailengine_core::connection::ConnectionState;
 use emailengine_core::secret::FieldCipher;
+use emailengine_mail::changes::StateChange;
 use emailengine_mail::events::EventSink;
 use emailengine_mail::oauth::{OAuthLogins, Protocol};
 use emailengine_mail::{MailBackend, MailError, MailRegistry, Verified};
@@ -217,7 +218,8 @@ impl Engine {
         }
     }
 
-    /// Records a connection state: in memory for the API, and in the store with the error.
+    /// Records a connection state: in memory for the API, in the store with the error, and on
+    /// the live change stream.
     pub(crate) async fn set_state(
         &self,
         account: &str,
@@ -226,7 +228,7 @@ impl Engine {
     ) {
         // The stored record (with `lastError`) first: a reader that sees the new live state
         // then finds its error detail too.
-        let err = error.map(|e| e.to_string());
+        let err = error.as_ref().map(Value::to_string);
         if let Err(e) = self
             .store()
             .set_account_state(account, state.as_str(), self.0.run, err.as_deref())
@@ -237,6 +239,11 @@ impl Engine {
         if let Ok(mut s) = self.0.states.lock() {
             s.insert(account.to_string(), state);
         }
+        self.0.sink.changes.publish(StateChange {
+            account: account.to_string(),
+            state,
+            error,
+        });
         tracing::info!(account, state = state.as_str(), "Account state changed");
     }
 

@@ -14,6 +14,8 @@ use emailengine_store::{Change, Settings, Store, StoreError};
 pub struct EventSink {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
+    /// The live change stream (connection states) the admin pages and `/v1/changes` read.
+    pub changes: crate::changes::ChangeFeed,
     /// `serviceUrl` for the envelope, reused for [`SERVICE_URL_TTL`]: busy emitters (tracking
     /// links, sync) would otherwise read it once per event.
     service_url: Arc<std::sync::Mutex<Option<(std::time::Instant, Value)>>>,
@@ -90,6 +92,7 @@ impl EventSink {
         Self {
             store,
             settings,
+            changes: Default::default(),
             service_url: Default::default(),
         }
     }

@@ -5,10 +5,12 @@
 //! protocol. Failures use one vocabulary, [`MailError`].
 //!
 //! Start with [`backend`] for the operations, [`search`] for the query model, [`events`] for how
-//! changes become webhook events, [`html`] for the web-safe rendering of message HTML, and
-//! [`oauth`] for the logins of OAuth2 accounts.
+//! changes become webhook events, [`changes`] for the live stream of connection states,
+//! [`html`] for the web-safe rendering of message HTML, and [`oauth`] for the logins of OAuth2
+//! accounts.
 
 pub mod backend;
+pub mod changes;
 pub mod error;
 pub mod events;
 pub mod html;

@@ -1,12 +1,14 @@
 //! Accounts: the list (search, state filter, paging), one account's state, folders and recent
-//! events with reconnect / sync / delete, and adding an IMAP/SMTP account with a "test
-//! connection" step. Reads and actions go through the API (`/v1/accounts`, `/v1/account`,
-//! `/v1/verifyAccount`), so the pages show what API clients see, secrets masked.
+//! events with reconnect / sync / delete, and adding an account either through the hosted
+//! authentication form (a signed link, as `POST /v1/authentication/form` makes) or with
+//! IMAP/SMTP settings and a "test connection" step. Reads and actions go through the API
+//! (`/v1/accounts`, `/v1/account`, `/v1/verifyAccount`), so the pages show what API clients
+//! see, secrets masked. States on these pages follow the live change stream (`admin.js`).
 
 use askama::Template;
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -294,6 +296,35 @@ pub async fn detail(
     })
 }
 
+/// Most accounts one `/admin/accounts/states` request reports (a page of the list or fewer).
+const STATES_AT_ONCE: usize = 100;
+
+/// `GET /admin/accounts/states?account=a&account=b`: the current state and last error of
+/// each named account, as JSON. The pages' script asks once its change stream is open, so a
+/// change between rendering and subscribing is not missed (the stream has no replay).
+pub async fn states(
+    State(admin): State<Admin>,
+    Extension(visit): Extension<Visit>,
+    uri: axum::http::Uri,
+) -> Response {
+    let query = FormData::parse(uri.query().unwrap_or_default().as_bytes());
+    let mut accounts = Vec::new();
+    for id in query.all("account").into_iter().take(STATES_AT_ONCE) {
+        let answer = admin
+            .api
+            .get(&format!("/v1/account/{}", enc(&id)), visit.client)
+            .await;
+        if answer.is_ok() {
+            accounts.push(json!({
+                "account": id,
+                "state": text_of(&answer.body, "state"),
+                "error": error_text(&answer.body["lastError"]),
+            }));
+        }
+    }
+    Json(json!({ "accounts": accounts })).into_response()
+}
+
 async fn account_action(
     admin: &Admin,
     visit: &Visit,
@@ -400,17 +431,46 @@ struct NewPage {
     values: AccountValues,
 }
 
+fn default_values() -> AccountValues {
+    AccountValues {
+        imap_port: "993".into(),
+        imap_secure: true,
+        smtp_port: "465".into(),
+        smtp_secure: true,
+        ..Default::default()
+    }
+}
+
 pub async fn new_form(Extension(visit): Extension<Visit>) -> Response {
     render(&NewPage {
         layout: Layout::new(&visit, "/admin/accounts"),
-        values: AccountValues {
-            imap_port: "993".into(),
-            imap_secure: true,
-            smtp_port: "465".into(),
-            smtp_secure: true,
-            ..Default::default()
-        },
+        values: default_values(),
     })
+}
+
+/// `POST /admin/accounts/new {account?, name?}` (spec §16.6): signs a setup blob
+/// `{account, name, n, t}` with the API's link code and sends the browser (302) to the hosted
+/// form `/accounts/new?data=…&sig=…[&type=imap]`. Without a `redirectUrl` the form ends on
+/// the new account's admin page.
+pub async fn hosted_form(
+    State(admin): State<Admin>,
+    Extension(visit): Extension<Visit>,
+    Extension(form): Extension<FormData>,
+) -> Response {
+    let mut blob = Map::new();
+    for key in ["account", "name"] {
+        if let Some(v) = form.text(key) {
+            blob.insert(key.into(), Value::String(v));
+        }
+    }
+    match emailengine_api::routes::hosted::setup_link(&admin.app, blob, None).await {
+        Ok(link) => (StatusCode::FOUND, [(header::LOCATION, link)]).into_response(),
+        Err(e) => render(&NewPage {
+            layout: Layout::new(&visit, "/admin/accounts")
+                .with_error(format!("The setup link was not made. {}", e.message())),
+            values: default_values(),
+        }),
+    }
 }
 
 /// A connection object in the API's shape from the form fields with this prefix; `None` when

@@ -3,10 +3,11 @@
 //! log.
 
 use askama::Template;
+use axum::Json;
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use serde_json::Value;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
 use crate::Admin;
 use crate::guard::Visit;
@@ -82,6 +83,33 @@ pub fn uptime_text(secs: u64) -> String {
     }
 }
 
+/// Accounts by connection state from `/v1/stats`, only the states some account is in.
+fn states_of(stats: &Value) -> Vec<(String, u64)> {
+    stats["connections"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, n)| Some((k.clone(), n.as_u64().filter(|n| *n > 0)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /admin/dashboard/states`: the dashboard's account counts as JSON, which its script
+/// fetches again when the change stream reports a state change.
+pub async fn states(State(admin): State<Admin>, Extension(visit): Extension<Visit>) -> Response {
+    let stats = admin.api.get("/v1/stats?seconds=60", visit.client).await;
+    if !stats.is_ok() {
+        return (stats.status, Json(json!({"error": stats.problem()}))).into_response();
+    }
+    let states: Vec<Value> = states_of(&stats.body)
+        .into_iter()
+        .map(|(state, count)| json!({"state": state, "count": count}))
+        .collect();
+    Json(json!({"accounts": stats.body["accounts"].as_u64().unwrap_or(0), "states": states}))
+        .into_response()
+}
+
 pub async fn page(
     State(admin): State<Admin>,
     Extension(visit): Extension<Visit>,
@@ -101,15 +129,7 @@ pub async fn page(
     }
     let s = &stats.body;
     let count = |v: &Value| v.as_u64().unwrap_or(0);
-    let states: Vec<(String, u64)> = s["connections"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, n)| count(n) > 0)
-                .map(|(k, n)| (k.clone(), count(n)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let states = states_of(s);
     let errors = recent
         .unwrap_or_default()
         .into_iter()
@@ -152,6 +172,16 @@ pub async fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_in_use() {
+        let stats = json!({"connections": {"connected": 2, "init": 0, "connectError": 1}});
+        assert_eq!(
+            states_of(&stats),
+            vec![("connected".into(), 2), ("connectError".into(), 1)]
+        );
+        assert_eq!(states_of(&json!({})), vec![]);
+    }
 
     #[test]
     fn uptime() {

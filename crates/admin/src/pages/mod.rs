@@ -2,9 +2,11 @@
 //! into, notices shown after a redirect, and the error page.
 
 pub mod accounts;
+pub mod changes;
 pub mod dashboard;
 pub mod login;
 pub mod not_found;
+pub mod oauth;
 pub mod outbox;
 pub mod security;
 pub mod settings;
@@ -24,6 +26,7 @@ const NAV: &[(&str, &str)] = &[
     ("/admin/accounts", "Accounts"),
     ("/admin/tokens", "Access tokens"),
     ("/admin/webhooks", "Webhooks"),
+    ("/admin/config/oauth", "OAuth2 apps"),
     ("/admin/outbox", "Outbox"),
     ("/admin/settings", "Settings"),
     ("/admin/account/security", "Security"),
@@ -93,6 +96,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "token-deleted" => "Token deleted.",
         "resent" => "The event was queued again.",
         "cancelled" => "The message was removed from the outbox.",
+        "app-saved" => "OAuth2 application saved.",
+        "app-deleted" => "OAuth2 application deleted.",
         "totp-on" => "Two-factor authentication is on.",
         "totp-off" => "Two-factor authentication is off.",
         "logged-out" => "You are logged out.",

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod autoconfig;
 pub mod blocklists;
+pub mod changes;
 pub mod gateways;
 pub mod health;
 pub mod hosted;

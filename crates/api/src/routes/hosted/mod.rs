@@ -216,23 +216,35 @@ pub async fn form(
     if let Some(d) = body.get("delegated") {
         blob.insert("delegated".into(), d.clone());
     }
+    let link = setup_link(&state, blob, kind).await?;
+    Ok(Json(json!({"url": format!("{base}{link}")})))
+}
+
+/// Signs a setup blob (adding its nonce `n` and time `t`) into the server-relative link
+/// `/accounts/new?data=…&sig=…[&type=…]`. `kind` preselects IMAP or an OAuth2 app; without
+/// one, IMAP is chosen when no app is offered. Shared by the API and the admin pages.
+pub async fn setup_link(
+    state: &AppState,
+    mut blob: Map<String, Value>,
+    kind: Option<String>,
+) -> ApiResult<String> {
     blob.insert("n".into(), Value::from(nonce()));
     blob.insert("t".into(), Value::from(now_ms()));
     blob.retain(|_, v| !is_falsy(v));
-    let apps = listed_apps(&state).await?;
+    let apps = listed_apps(state).await?;
     let kind = match kind {
         Some(k) if k == "imap" => Some(k),
         Some(k) if apps.iter().any(|a| a.id.as_deref() == Some(k.as_str())) => Some(k),
         _ if apps.is_empty() => Some("imap".to_string()),
         _ => None,
     };
-    let signed = signed::sign(&link_secret(&state).await?, &Value::Object(blob));
-    let mut url = format!("{base}/accounts/new?{}", signed.query());
+    let signed = signed::sign(&link_secret(state).await?, &Value::Object(blob));
+    let mut link = format!("/accounts/new?{}", signed.query());
     if let Some(k) = kind {
-        url.push_str("&type=");
-        url.push_str(&url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>());
+        link.push_str("&type=");
+        link.push_str(&url::form_urlencoded::byte_serialize(k.as_bytes()).collect::<String>());
     }
-    Ok(Json(json!({"url": url})))
+    Ok(link)
 }
 
 /// Enabled three-legged apps, the choices of the hosted form.
