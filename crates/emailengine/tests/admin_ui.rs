@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use common::{Env, Server, mail_ports};
+use common::{Env, Server, artifacts, mail_ports};
 
 const PASSWORD: &str = "correct horse battery";
 /// Secrets the pages must never show.
@@ -101,15 +101,6 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
         .expect("a WebDriver session")
 }
 
-fn artifacts() -> PathBuf {
-    let dir = std::env::var("EE_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
-        });
-    std::fs::create_dir_all(&dir).expect("screenshot directory");
-    dir
-}
 
 /// One browser tab on the server under test, with the checks every page gets.
 struct Ui {
