@@ -101,7 +101,6 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
         .expect("a WebDriver session")
 }
 
-
 /// One browser tab on the server under test, with the checks every page gets.
 struct Ui {
     c: Client,

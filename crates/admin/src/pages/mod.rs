@@ -182,6 +182,41 @@ pub fn text_of(v: &serde_json::Value, key: &str) -> String {
     }
 }
 
+/// Rows per page of the list pages.
+pub const PAGE_SIZE: usize = 20;
+
+/// `?page=` and the notice a redirect left: what every list page takes.
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    pub page: Option<String>,
+    pub notice: Option<String>,
+}
+
+/// One page (1-based) of an API listing, or the error page saying `what` is unavailable.
+pub async fn api_page(
+    admin: &crate::Admin,
+    visit: &Visit,
+    path: &str,
+    page: usize,
+    what: &str,
+) -> Result<serde_json::Value, Response> {
+    let answer = admin
+        .api
+        .get(
+            &format!("{path}?page={}&pageSize={PAGE_SIZE}", page - 1),
+            visit.client,
+        )
+        .await;
+    if !answer.is_ok() {
+        return Err(error_page(
+            StatusCode::BAD_GATEWAY,
+            &format!("{what} unavailable"),
+            &answer.problem(),
+        ));
+    }
+    Ok(answer.body)
+}
+
 /// The 1-based page number of a `?page=` parameter.
 pub fn page_number(raw: Option<&str>) -> usize {
     raw.and_then(|p| p.parse::<usize>().ok())

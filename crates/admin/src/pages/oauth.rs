@@ -14,9 +14,10 @@ use crate::Admin;
 use crate::api::enc;
 use crate::form::FormData;
 use crate::guard::Visit;
-use crate::pages::{Layout, error_page, page_number, render, see_other, text_of};
+use crate::pages::{
+    Layout, PageQuery, api_page, error_page, page_number, render, see_other, text_of,
+};
 
-const PAGE_SIZE: usize = 20;
 const ACTIVE: &str = "/admin/config/oauth";
 
 /// How a field is entered.
@@ -265,33 +266,17 @@ struct ListPage {
     providers: Vec<(&'static str, &'static str)>,
 }
 
-#[derive(Debug, Deserialize, Default)]
-pub struct ListQuery {
-    page: Option<String>,
-    notice: Option<String>,
-}
-
 pub async fn list(
     State(admin): State<Admin>,
     Extension(visit): Extension<Visit>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Response {
     let page = page_number(q.page.as_deref());
-    let answer = admin
-        .api
-        .get(
-            &format!("/v1/oauth2?page={}&pageSize={PAGE_SIZE}", page - 1),
-            visit.client,
-        )
-        .await;
-    if !answer.is_ok() {
-        return error_page(
-            StatusCode::BAD_GATEWAY,
-            "OAuth2 applications unavailable",
-            &answer.problem(),
-        );
-    }
-    let apps = answer.body["apps"]
+    let body = match api_page(&admin, &visit, "/v1/oauth2", page, "OAuth2 applications").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let apps = body["apps"]
         .as_array()
         .map(|list| {
             list.iter()
@@ -313,9 +298,9 @@ pub async fn list(
     render(&ListPage {
         layout: Layout::new(&visit, ACTIVE).with_notice(q.notice.as_deref()),
         apps,
-        total: answer.body["total"].as_u64().unwrap_or(0),
+        total: body["total"].as_u64().unwrap_or(0),
         page,
-        pages: answer.body["pages"].as_u64().unwrap_or(1).max(1) as usize,
+        pages: body["pages"].as_u64().unwrap_or(1).max(1) as usize,
         pager_base: format!("{ACTIVE}?"),
         providers: PROVIDERS.iter().map(|(n, l, _)| (*n, *l)).collect(),
     })

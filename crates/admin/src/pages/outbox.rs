@@ -3,17 +3,16 @@
 
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Admin;
 use crate::api::enc;
 use crate::guard::Visit;
-use crate::pages::{Layout, error_page, page_number, render, see_other, text_of, when_iso};
-
-const PAGE_SIZE: usize = 20;
+use crate::pages::{
+    Layout, PageQuery, api_page, error_page, page_number, render, see_other, text_of, when_iso,
+};
 
 pub struct MessageRow {
     pub path: String,
@@ -36,33 +35,17 @@ struct OutboxPage {
     pager_base: String,
 }
 
-#[derive(Debug, Deserialize, Default)]
-pub struct PageQuery {
-    page: Option<String>,
-    notice: Option<String>,
-}
-
 pub async fn list(
     State(admin): State<Admin>,
     Extension(visit): Extension<Visit>,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let page = page_number(q.page.as_deref());
-    let answer = admin
-        .api
-        .get(
-            &format!("/v1/outbox?page={}&pageSize={PAGE_SIZE}", page - 1),
-            visit.client,
-        )
-        .await;
-    if !answer.is_ok() {
-        return error_page(
-            StatusCode::BAD_GATEWAY,
-            "Outbox unavailable",
-            &answer.problem(),
-        );
-    }
-    let messages = answer.body["messages"]
+    let body = match api_page(&admin, &visit, "/v1/outbox", page, "Outbox").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let messages = body["messages"]
         .as_array()
         .map(|list| {
             list.iter()
@@ -93,9 +76,9 @@ pub async fn list(
     render(&OutboxPage {
         layout: Layout::new(&visit, "/admin/outbox").with_notice(q.notice.as_deref()),
         messages,
-        total: answer.body["total"].as_u64().unwrap_or(0),
+        total: body["total"].as_u64().unwrap_or(0),
         page,
-        pages: answer.body["pages"].as_u64().unwrap_or(1) as usize,
+        pages: body["pages"].as_u64().unwrap_or(1) as usize,
         pager_base: "/admin/outbox?".into(),
     })
 }

@@ -17,9 +17,10 @@ use crate::Admin;
 use crate::api::enc;
 use crate::form::FormData;
 use crate::guard::Visit;
-use crate::pages::{Layout, error_page, page_number, render, see_other, text_of, when_iso};
+use crate::pages::{
+    Layout, PageQuery, api_page, error_page, page_number, render, see_other, text_of, when_iso,
+};
 
-const PAGE_SIZE: usize = 20;
 /// Scopes the API issues tokens for, with what they open.
 const SCOPES: [(&str, &str); 4] = [
     ("api", "the REST API"),
@@ -52,33 +53,17 @@ struct ListPage {
     pager_base: String,
 }
 
-#[derive(Debug, Deserialize, Default)]
-pub struct ListQuery {
-    page: Option<String>,
-    notice: Option<String>,
-}
-
 pub async fn list(
     State(admin): State<Admin>,
     Extension(visit): Extension<Visit>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Response {
     let page = page_number(q.page.as_deref());
-    let answer = admin
-        .api
-        .get(
-            &format!("/v1/tokens?page={}&pageSize={PAGE_SIZE}", page - 1),
-            visit.client,
-        )
-        .await;
-    if !answer.is_ok() {
-        return error_page(
-            StatusCode::BAD_GATEWAY,
-            "Tokens unavailable",
-            &answer.problem(),
-        );
-    }
-    let tokens = answer.body["tokens"]
+    let body = match api_page(&admin, &visit, "/v1/tokens", page, "Tokens").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let tokens = body["tokens"]
         .as_array()
         .map(|list| {
             list.iter()
@@ -110,9 +95,9 @@ pub async fn list(
     render(&ListPage {
         layout: Layout::new(&visit, "/admin/tokens").with_notice(q.notice.as_deref()),
         tokens,
-        total: answer.body["total"].as_u64().unwrap_or(0),
+        total: body["total"].as_u64().unwrap_or(0),
         page,
-        pages: answer.body["pages"].as_u64().unwrap_or(1) as usize,
+        pages: body["pages"].as_u64().unwrap_or(1) as usize,
         pager_base: "/admin/tokens?".into(),
     })
 }

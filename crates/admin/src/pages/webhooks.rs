@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use emailengine_core::settings::{EVENT_TYPES, mask_url_credentials};
@@ -17,11 +16,12 @@ use crate::Admin;
 use crate::api::enc;
 use crate::form::FormData;
 use crate::guard::Visit;
-use crate::pages::{Layout, error_page, page_number, render, see_other, text_of, when_iso};
+use crate::pages::{
+    Layout, PAGE_SIZE, PageQuery, error_page, page_number, render, see_other, text_of, when_iso,
+};
 use crate::webhook_test;
 
 const MASK: &str = "******";
-const PAGE_SIZE: usize = 20;
 const SHOWN: [&str; 12] = [
     "webhooksEnabled",
     "webhooks",
@@ -67,12 +67,6 @@ struct WebhooksPage {
     page: usize,
     pages: usize,
     pager_base: String,
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub struct PageQuery {
-    page: Option<String>,
-    notice: Option<String>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
