@@ -79,6 +79,10 @@ pages=(
   /admin/outbox
   /admin/settings
   /admin/account/security
+  /admin/config/oauth
+  "/admin/config/oauth/new?provider=gmail"
+  "/admin/accounts/states?account=acct-0500"
+  /admin/dashboard/states
 )
 printf 'date:      %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
 printf 'machine:   %s cores, %s, %s\n' "$(nproc)" "$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)" "$(. /etc/os-release; echo "$PRETTY_NAME")"
