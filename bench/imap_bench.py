@@ -67,7 +67,12 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        self.proc.terminate(); self.proc.wait(10)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            print("  server did not stop within 10 s of SIGTERM; killed")
+            self.proc.kill(); self.proc.wait()
 
 
 def account(user, name):
@@ -173,23 +178,45 @@ async def bare_session(user):
 
 
 async def bare_clients(users):
+    dov0 = dovecot_cpu()
     start = time.monotonic()
     writers = await asyncio.gather(*(bare_session(u) for u in users))
     elapsed = time.monotonic() - start
+    print(f"  bare: live Dovecot processes CPU {dovecot_cpu() - dov0:.2f} s while connecting")
     for w in writers:
         w.close()
     return elapsed
 
 
+def dovecot_cpu():
+    """CPU seconds of the live Dovecot processes (imap, imap-login, auth, ...)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        comm = head.split("(", 1)[1]
+        if comm in ("imap", "imap-login", "auth", "dovecot", "anvil", "log", "config", "stats", "lmtp"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def ours(prefix, names, users):
     """Seconds from the first POST until every account is connected (IDLE), and the server."""
     srv = Server(prefix)
+    cpu0, dov0 = srv.cpu_seconds(), dovecot_cpu()
     start = time.monotonic()
     for name, user in zip(names, users):
         srv.call("POST", "/v1/account", account(user, name))
     posted = time.monotonic() - start
     total = wait(lambda: srv.call("GET", "/v1/stats")["connections"]["connected"] == len(names),
                  timeout=300, step=0.05) + posted
+    print(f"  server CPU {srv.cpu_seconds() - cpu0:.2f} s, live Dovecot processes CPU {dovecot_cpu() - dov0:.2f} s while connecting")
     return total, posted, srv
 
 

@@ -21,6 +21,8 @@ struct Script {
     broken_list: bool,
     /// INBOX holds one message, with Gmail's ids and labels.
     gmail_message: bool,
+    /// The connection is closed (no BYE) once IDLE has begun.
+    drop_in_idle: bool,
 }
 
 const GMAIL_HEADER: &str =
@@ -137,6 +139,10 @@ async fn serve(script: Script) -> (u16, Log) {
                         ),
                         "NOOP" => format!("{tag} OK done\r\n"),
                         "LOGOUT" => format!("* BYE bye\r\n{tag} OK done\r\n"),
+                        "IDLE" if script.drop_in_idle => {
+                            let _ = write.write_all(b"+ idling\r\n").await;
+                            return;
+                        }
                         "IDLE" => {
                             idle_tag = Some(tag.clone());
                             "+ idling\r\n".to_string()
@@ -167,6 +173,7 @@ async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff()
         capabilities: "IMAP4rev1 IDLE",
         broken_list: true,
         gmail_message: false,
+        drop_in_idle: false,
     })
     .await;
     let env = Env::new("scripted-list");
@@ -215,6 +222,7 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
         capabilities: "IMAP4rev1 IDLE ID ENABLE CONDSTORE IMAP4rev2",
         broken_list: false,
         gmail_message: false,
+        drop_in_idle: false,
     })
     .await;
     let env = Env::new("scripted-enable");
@@ -276,6 +284,7 @@ async fn disable_imap4rev2_is_honoured() {
         capabilities: "IMAP4rev1 IDLE ENABLE CONDSTORE IMAP4rev2",
         broken_list: false,
         gmail_message: false,
+        drop_in_idle: false,
     })
     .await;
     let env = Env::new("scripted-rev2");
@@ -310,6 +319,7 @@ async fn gmail_messages_carry_gmail_thread_ids_and_labels() {
         capabilities: "IMAP4rev1 IDLE X-GM-EXT-1",
         broken_list: false,
         gmail_message: true,
+        drop_in_idle: false,
     })
     .await;
     let env = Env::new("scripted-gmail");
@@ -353,4 +363,37 @@ async fn gmail_messages_carry_gmail_thread_ids_and_labels() {
         "{:?}",
         log.commands()
     );
+}
+
+#[tokio::test]
+async fn a_connection_closed_during_idle_is_reconnected_at_once() {
+    let (port, log) = serve(Script {
+        capabilities: "IMAP4rev1 IDLE",
+        broken_list: false,
+        gmail_message: false,
+        drop_in_idle: true,
+    })
+    .await;
+    let env = Env::new("scripted-drop");
+    let token = env.issue(&[]);
+    let server = env.start(&["--log.level=debug"]).await;
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account("dropped", port, json!({}))),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Each IDLE ends with the server hanging up; the account reconnects (after its backoff)
+    // instead of spinning on the dead connection.
+    wait_for("a reconnection", 20, || async {
+        (log.connections() >= 2).then_some(())
+    })
+    .await;
+    let lines = server.log().lines().count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = server.log().lines().count() - lines;
+    assert!(grown < 200, "{grown} log lines in 2 s: the engine spins");
 }

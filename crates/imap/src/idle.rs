@@ -296,6 +296,14 @@ pub(crate) async fn connected(
                 Some(Command::Reconnect) => break Flow::Reconnect,
                 Some(Command::Sync) => Some(Resync::All),
                 None => match outcome {
+                    // Nothing here interrupted the wait: the stream ended, so the connection
+                    // is gone (async-imap reports a closed stream this way). Without this the
+                    // wait would return at once, forever.
+                    IdleResponse::ManualInterrupt => {
+                        return Err(after(crate::error::ImapError::Connection(
+                            "Connection to the mail server was lost".into(),
+                        )));
+                    }
                     IdleResponse::NewData(_) => {
                         tracing::debug!(account, "IDLE notification");
                         Some(Resync::Main)
