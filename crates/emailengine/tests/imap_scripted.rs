@@ -397,3 +397,40 @@ async fn a_connection_closed_during_idle_is_reconnected_at_once() {
     let grown = server.log().lines().count() - lines;
     assert!(grown < 200, "{grown} log lines in 2 s: the engine spins");
 }
+
+#[tokio::test]
+async fn shutdown_is_prompt_with_many_accounts_stuck_connecting() {
+    // A server that accepts and never greets: every account waits in its connect.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let env = Env::new("scripted-stuck");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    for i in 0..30 {
+        let (status, _) = server
+            .send(
+                Method::POST,
+                "/v1/account",
+                Some(&token),
+                Some(account(&format!("stuck{i}"), port, json!({}))),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // All are stopped together under one deadline (each used to get its own, in turn).
+    let started = std::time::Instant::now();
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
