@@ -8,7 +8,10 @@ Measures, each as the median of several runs where it makes sense:
     bare IMAP client that LOGINs, LISTs, SELECTs and IDLEs as many fresh users on the same
     Dovecot (medians of BENCH_MANY_RUNS runs, alternating), then server memory per account, CPU
     used while idle, Redis bytes per account and per indexed message;
-  - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log.
+  - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log;
+  - `cost`: what each command sequence costs Dovecot for fresh users (wall time and Dovecot's
+    CPU for BENCH_COST_USERS users at once): the bare client's LIST + SELECT, the same with
+    CAPABILITY/ID/ENABLE, and with LIST-STATUS, as this server sends it.
 Run through scripts/bench-imap.sh, which starts the services and sets the environment.
 """
 import asyncio, json, os, statistics, subprocess, sys, time, urllib.request, imaplib, socket, smtplib
@@ -276,8 +279,55 @@ def latency():
     srv.stop()
 
 
+async def scripted_session(user, commands):
+    """LOGIN, the given commands, then IDLE; returns the open stream."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", IMAP_PORT)
+    await reader.readline()
+    for n, line in enumerate([f'LOGIN "{user}" "pass"', *commands]):
+        tag = f"c{n}".encode()
+        writer.write(tag + b" " + line.encode() + b"\r\n")
+        await writer.drain()
+        while True:
+            answer = await reader.readline()
+            if not answer:
+                raise ConnectionError(f"{user}: closed during {line}")
+            if answer.startswith(tag + b" "):
+                break
+    writer.write(b"i IDLE\r\n")
+    await writer.drain()
+    while not (await reader.readline()).startswith(b"+"):
+        pass
+    return writer
+
+
+COST_SEQUENCES = {
+    "bare: LIST, SELECT": ['LIST "" "*"', "SELECT INBOX"],
+    "+ CAPABILITY, ID, ENABLE": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE", 'LIST "" "*"', "SELECT INBOX"],
+    "LIST-STATUS, SELECT": ['LIST "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY))', "SELECT INBOX"],
+    "this server's sequence": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE",
+        'LIST "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))', "SELECT INBOX (CONDSTORE)"],
+}
+
+
+def dovecot_cost():
+    users = int(os.environ.get("BENCH_COST_USERS", "300"))
+    for name, commands in COST_SEQUENCES.items():
+        tag = f"cost{abs(hash(name)) % 10000}x{os.getpid()}"
+        async def run():
+            cpu0, start = dovecot_cpu(), time.monotonic()
+            writers = await asyncio.gather(*(scripted_session(f"u{i}{tag}@example.com", commands) for i in range(users)))
+            elapsed, cpu = time.monotonic() - start, dovecot_cpu() - cpu0
+            for w in writers:
+                w.close()
+            return elapsed, cpu
+        elapsed, cpu = asyncio.run(run())
+        print(f"{users} fresh users, {name:<28} {elapsed:.2f} s, Dovecot CPU {cpu:.2f} s")
+        time.sleep(1)
+
+
 if __name__ == "__main__":
     which = sys.argv[1:] or ["big", "many", "latency"]
+    if "cost" in which: dovecot_cost()
     if "big" in which: big_inbox()
     if "latency" in which: latency()
     if "many" in which: many_accounts()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # IMAP sync benchmarks (issue #3): starts a private Redis, Dovecot and Postfix on free loopback
 # ports, builds the release binary and runs bench/imap_bench.py. Needs root (Dovecot, Postfix).
-# Usage: scripts/bench-imap.sh [big] [latency] [many]    (default: all three)
-#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3), BENCH_MANY_RUNS (3) tune the sizes.
+# Usage: scripts/bench-imap.sh [big] [latency] [many] [cost]    (default: the first three)
+#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3), BENCH_MANY_RUNS (3), BENCH_COST_USERS (300) tune the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
