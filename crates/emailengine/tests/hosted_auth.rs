@@ -57,6 +57,13 @@ fn query_of(url: &str) -> std::collections::BTreeMap<String, String> {
 
 async fn get_page(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "{url}"
+    );
     (r.status().as_u16(), r.text().await.unwrap())
 }
 

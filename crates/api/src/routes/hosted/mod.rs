@@ -283,7 +283,13 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          </style></head><body><main>{body}</main></body></html>",
         esc(title)
     );
-    (status, Html(html)).into_response()
+    // The server form carries the typed password back; no copy of a page stays in caches.
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(html),
+    )
+        .into_response()
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
