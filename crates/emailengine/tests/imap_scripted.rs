@@ -25,6 +25,18 @@ struct Script {
     drop_in_idle: bool,
 }
 
+impl Script {
+    /// A well-behaved server offering `capabilities`, with an empty INBOX.
+    fn offering(capabilities: &'static str) -> Self {
+        Self {
+            capabilities,
+            broken_list: false,
+            gmail_message: false,
+            drop_in_idle: false,
+        }
+    }
+}
+
 const GMAIL_HEADER: &str =
     "From: a@example.com\r\nSubject: gmail thread\r\nMessage-ID: <g@example.com>\r\n\r\n";
 
@@ -167,32 +179,39 @@ fn account(name: &str, port: u16, extra: Value) -> Value {
     json!({"account": name, "name": name, "email": format!("{name}@example.com"), "imap": imap})
 }
 
+/// A server with a token, and `body` added as an account.
+async fn with_account(test: &str, args: &[&str], body: Value) -> (Env, Server, String) {
+    let env = Env::new(test);
+    let token = env.issue(&[]);
+    let server = env.start(args).await;
+    let (status, answer) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    (env, server, token)
+}
+
+/// Waits until the account reports `state`; its record then.
+async fn wait_state(server: &Server, token: &str, account: &str, state: &str) -> Value {
+    wait_for(state, 20, || async {
+        let (_, body) = server
+            .get(&format!("/v1/account/{account}"), Some(token))
+            .await;
+        (body["state"] == state).then_some(body)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff() {
     let (port, log) = serve(Script {
-        capabilities: "IMAP4rev1 IDLE",
         broken_list: true,
-        gmail_message: false,
-        drop_in_idle: false,
+        ..Script::offering("IMAP4rev1 IDLE")
     })
     .await;
-    let env = Env::new("scripted-list");
-    let token = env.issue(&[]);
-    let server = env.start(&[]).await;
-    let (status, _) = server
-        .send(
-            Method::POST,
-            "/v1/account",
-            Some(&token),
-            Some(account("bad", port, json!({}))),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let info = wait_for("connectError", 20, || async {
-        let (_, body) = server.get("/v1/account/bad", Some(&token)).await;
-        (body["state"] == "connectError").then_some(body)
-    })
-    .await;
+    let (env, server, token) =
+        with_account("scripted-list", &[], account("bad", port, json!({}))).await;
+    let info = wait_state(&server, &token, "bad", "connectError").await;
     assert_eq!(
         info["lastError"]["response"],
         "Error in IMAP command LSUB: broken listing"
@@ -218,29 +237,13 @@ async fn listing_refused_is_a_connect_error_with_the_servers_text_then_backoff()
 
 #[tokio::test]
 async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
-    let (port, log) = serve(Script {
-        capabilities: "IMAP4rev1 IDLE ID ENABLE CONDSTORE IMAP4rev2",
-        broken_list: false,
-        gmail_message: false,
-        drop_in_idle: false,
-    })
+    let (port, log) = serve(Script::offering(
+        "IMAP4rev1 IDLE ID ENABLE CONDSTORE IMAP4rev2",
+    ))
     .await;
-    let env = Env::new("scripted-enable");
-    let token = env.issue(&[]);
-    let server = env.start(&[]).await;
-    server
-        .send(
-            Method::POST,
-            "/v1/account",
-            Some(&token),
-            Some(account("good", port, json!({}))),
-        )
-        .await;
-    let info = wait_for("connected", 20, || async {
-        let (_, body) = server.get("/v1/account/good", Some(&token)).await;
-        (body["state"] == "connected").then_some(body)
-    })
-    .await;
+    let (_env, server, token) =
+        with_account("scripted-enable", &[], account("good", port, json!({}))).await;
+    let info = wait_state(&server, &token, "good", "connected").await;
     assert_eq!(info["lastError"], Value::Null);
     let commands = log.commands();
     assert!(
@@ -280,12 +283,9 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
 
 #[tokio::test]
 async fn disable_imap4rev2_is_honoured() {
-    let (port, log) = serve(Script {
-        capabilities: "IMAP4rev1 IDLE ENABLE CONDSTORE IMAP4rev2",
-        broken_list: false,
-        gmail_message: false,
-        drop_in_idle: false,
-    })
+    let (port, log) = serve(Script::offering(
+        "IMAP4rev1 IDLE ENABLE CONDSTORE IMAP4rev2",
+    ))
     .await;
     let env = Env::new("scripted-rev2");
     let token = env.issue(&[]);
@@ -298,11 +298,7 @@ async fn disable_imap4rev2_is_honoured() {
             Some(account("plain", port, json!({"disableIMAP4rev2": true}))),
         )
         .await;
-    wait_for("connected", 20, || async {
-        let (_, body) = server.get("/v1/account/plain", Some(&token)).await;
-        (body["state"] == "connected").then_some(())
-    })
-    .await;
+    wait_state(&server, &token, "plain", "connected").await;
     let commands = log.commands();
     let enables: Vec<&String> = commands.iter().filter(|c| c.contains("ENABLE")).collect();
     assert_eq!(enables.len(), 1, "{commands:?}");
@@ -316,29 +312,13 @@ async fn disable_imap4rev2_is_honoured() {
 #[tokio::test]
 async fn gmail_messages_carry_gmail_thread_ids_and_labels() {
     let (port, log) = serve(Script {
-        capabilities: "IMAP4rev1 IDLE X-GM-EXT-1",
-        broken_list: false,
         gmail_message: true,
-        drop_in_idle: false,
+        ..Script::offering("IMAP4rev1 IDLE X-GM-EXT-1")
     })
     .await;
-    let env = Env::new("scripted-gmail");
-    let token = env.issue(&[]);
-    let server = env.start(&[]).await;
-    let (status, _) = server
-        .send(
-            Method::POST,
-            "/v1/account",
-            Some(&token),
-            Some(account("gm", port, json!({}))),
-        )
-        .await;
-    assert_eq!(status, 200);
-    wait_for("connected", 20, || async {
-        let (_, body) = server.get("/v1/account/gm", Some(&token)).await;
-        (body["state"] == "connected").then_some(())
-    })
-    .await;
+    let (_env, server, token) =
+        with_account("scripted-gmail", &[], account("gm", port, json!({}))).await;
+    wait_state(&server, &token, "gm", "connected").await;
     let (status, list) = server
         .get("/v1/account/gm/messages?path=INBOX", Some(&token))
         .await;
@@ -368,24 +348,16 @@ async fn gmail_messages_carry_gmail_thread_ids_and_labels() {
 #[tokio::test]
 async fn a_connection_closed_during_idle_is_reconnected_at_once() {
     let (port, log) = serve(Script {
-        capabilities: "IMAP4rev1 IDLE",
-        broken_list: false,
-        gmail_message: false,
         drop_in_idle: true,
+        ..Script::offering("IMAP4rev1 IDLE")
     })
     .await;
-    let env = Env::new("scripted-drop");
-    let token = env.issue(&[]);
-    let server = env.start(&["--log.level=debug"]).await;
-    let (status, _) = server
-        .send(
-            Method::POST,
-            "/v1/account",
-            Some(&token),
-            Some(account("dropped", port, json!({}))),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (_env, server, _token) = with_account(
+        "scripted-drop",
+        &["--log.level=debug"],
+        account("dropped", port, json!({})),
+    )
+    .await;
     // Each IDLE ends with the server hanging up; the account reconnects (after its backoff)
     // instead of spinning on the dead connection.
     wait_for("a reconnection", 20, || async {
