@@ -14,6 +14,8 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
+use emailengine_core::network::EgressPolicy;
+
 use crate::{Address, Discovered, Server, Source, autodiscover, clientconfig, providers};
 
 /// Largest discovery document read.
@@ -54,32 +56,9 @@ pub struct Discovery {
     config: DiscoveryConfig,
 }
 
+/// The webhooks' `private` egress policy, and no multicast.
 fn allowed(ip: IpAddr, allow_private: bool) -> bool {
-    if allow_private {
-        return true;
-    }
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast())
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
+    allow_private || (EgressPolicy::Private.allows(ip) && !ip.is_multicast())
 }
 
 /// Resolves hosts for domain-derived fetches through the discovery resolver and drops the

@@ -96,6 +96,51 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     h
 }
 
+/// Addresses outgoing requests may not reach (webhooks, mail server discovery). The default keeps link-local addresses (cloud
+/// metadata services) out of reach; `Private` also refuses loopback and private networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EgressPolicy {
+    #[default]
+    LinkLocal,
+    Private,
+    Off,
+}
+
+impl EgressPolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "link-local" => Some(Self::LinkLocal),
+            "private" => Some(Self::Private),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    pub fn allows(self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        let private = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_private() || v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
+            }
+        };
+        match self {
+            Self::Off => true,
+            Self::LinkLocal => !link_local,
+            Self::Private => !link_local && !private,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
