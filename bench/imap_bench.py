@@ -14,7 +14,7 @@ Measures, each as the median of several runs where it makes sense:
     CAPABILITY/ID/ENABLE, and with LIST-STATUS, as this server sends it.
 Run through scripts/bench-imap.sh, which starts the services and sets the environment.
 """
-import asyncio, json, os, statistics, subprocess, sys, time, urllib.request, imaplib, socket, smtplib
+import asyncio, atexit, concurrent.futures, http.client, json, os, statistics, subprocess, sys, time, urllib.request, imaplib, socket, smtplib
 
 BIN = os.environ["EE_BIN"]
 REDIS = os.environ["EE_REDIS_URL"]
@@ -26,6 +26,9 @@ ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "1000"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 MANY_RUNS = int(os.environ.get("BENCH_MANY_RUNS", "3"))
+POST_CLIENTS = int(os.environ.get("BENCH_POST_CLIENTS", "8"))
+# `many` on the embedded store (the default) instead of Redis: BENCH_STORE=embedded.
+EMBEDDED = os.environ.get("BENCH_STORE") == "embedded"
 
 
 def free_port():
@@ -37,15 +40,33 @@ def redis(*args):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
+# Every server started, so that none outlives the benchmark when it fails half-way (a leaked
+# server keeps reconnecting its accounts to whatever Dovecot later listens on the same port).
+STARTED = []
+
+
+@atexit.register
+def stop_started():
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Server:
     def __init__(self, prefix):
         self.port = free_port()
-        env = dict(os.environ, EENGINE_REDIS=REDIS, EENGINE_REDIS_PREFIX=prefix)
+        if EMBEDDED:
+            # The default store: a fresh data directory per prefix (kept across a restart).
+            env = dict(os.environ, EENGINE_DB_PATH=f"/tmp/{prefix}-db")
+            env.pop("EENGINE_REDIS", None)
+        else:
+            env = dict(os.environ, EENGINE_REDIS=REDIS, EENGINE_REDIS_PREFIX=prefix)
         self.token = subprocess.run([BIN, "tokens", "issue"], env=env, capture_output=True,
                                     text=True, check=True).stdout
         self.log = open(f"/tmp/{prefix}.log", "w")
         self.proc = subprocess.Popen([BIN, f"--api.port={self.port}", "--log.level=" + os.environ.get("BENCH_LOG_LEVEL", "info")], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        STARTED.append(self.proc)
         while True:
             try:
                 self.call("GET", "/health"); break
@@ -53,12 +74,28 @@ class Server:
                 time.sleep(0.01)
 
     def call(self, method, path, body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read() or b"null")
+        """One API call on a kept-alive connection, as client libraries make them."""
+        if getattr(self, "conn", None) is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            self.conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
+                              headers={"Authorization": f"Bearer {self.token}",
+                                       "Content-Type": "application/json"})
+            r = self.conn.getresponse()
+            data = r.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close(); self.conn = None
+            raise
+        if r.status >= 400:
+            raise OSError(f"{method} {path}: {r.status} {data[:200]!r}")
+        return json.loads(data or b"null")
+
+    @staticmethod
+    def client_of(srv):
+        """Another connection to the same server (for posting from several threads)."""
+        other = object.__new__(Server)
+        other.port, other.token, other.conn = srv.port, srv.token, None
+        return other
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -209,13 +246,42 @@ def dovecot_cpu():
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def imap_processes():
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    count += f.read().strip() == "imap"
+            except OSError:
+                pass
+    return count
+
+
+def settle(base):
+    """Waits until the sessions of the phase before have left Dovecot (its imap processes
+    gone), so that neither side's phase pays for the other's teardown."""
+    try:
+        wait(lambda: imap_processes() <= base + 5, timeout=60, step=0.2)
+    except TimeoutError:
+        print(f"  Dovecot still has {imap_processes()} imap processes after 60 s")
+    time.sleep(1)
+
+
 def ours(prefix, names, users):
     """Seconds from the first POST until every account is connected (IDLE), and the server."""
     srv = Server(prefix)
     cpu0, dov0 = srv.cpu_seconds(), dovecot_cpu()
     start = time.monotonic()
-    for name, user in zip(names, users):
-        srv.call("POST", "/v1/account", account(user, name))
+    # Posted over POST_CLIENTS kept-alive connections at once, as a provisioning script with a
+    # small worker pool would (the bare client opens all its connections at once).
+    def post_some(part):
+        client = Server.client_of(srv)
+        for name, user in part:
+            client.call("POST", "/v1/account", account(user, name))
+    pairs = list(zip(names, users))
+    with concurrent.futures.ThreadPoolExecutor(POST_CLIENTS) as pool:
+        list(pool.map(post_some, [pairs[i::POST_CLIENTS] for i in range(POST_CLIENTS)]))
     posted = time.monotonic() - start
     total = wait(lambda: srv.call("GET", "/v1/stats")["connections"]["connected"] == len(names),
                  timeout=300, step=0.05) + posted
@@ -225,9 +291,12 @@ def ours(prefix, names, users):
 
 def many_accounts():
     bare_times, our_times = [], []
+    base = imap_processes()
     for run in range(MANY_RUNS):
         tag = f"{run}x{os.getpid()}"
+        settle(base)
         bare_times.append(asyncio.run(bare_clients([f"bare{i}r{tag}@example.com" for i in range(ACCOUNTS)])))
+        settle(base)
         prefix = f"bench-many-{tag}"
         names = [f"a{i}" for i in range(ACCOUNTS)]
         users = [f"idle{i}r{tag}@example.com" for i in range(ACCOUNTS)]
@@ -241,17 +310,37 @@ def many_accounts():
     print(f"{ACCOUNTS} fresh users: bare IMAP client LOGIN+LIST+SELECT+IDLE {bare:.2f} s (median of {MANY_RUNS})")
     print(f"{ACCOUNTS} idle accounts: all connected (IDLE) {mine:.2f} s after the first POST (median of {MANY_RUNS})")
     print(f"{ACCOUNTS} idle accounts: ratio to the bare client {mine / bare:.2f}x")
+    # The other folders of each fresh account are indexed after it reports `connected`; wait
+    # for all of them (five per fresh Dovecot user) before measuring the idle server.
+    folders = 5 * ACCOUNTS
+    if EMBEDDED:
+        def indexed():
+            db = f"/tmp/{prefix}-db/emailengine.db"
+            out = subprocess.run(["sqlite3", "-readonly", db, "SELECT count(DISTINCT fid) FROM folder_status"],
+                                 capture_output=True, text=True).stdout.strip()
+            return int(out or 0)
+    else:
+        def indexed():
+            return len(redis("--scan", "--pattern", f"{prefix}:iam:*:h:*").split())
+    try:
+        after = wait(lambda: indexed() >= folders, timeout=300, step=0.2)
+        print(f"{ACCOUNTS} idle accounts: all {folders} folders indexed {after:.2f} s after the last run's accounts were all connected")
+    except (TimeoutError, ValueError, OSError) as e:
+        print(f"  could not tell when all folders were indexed: {e!r}")
     base_rss = 0
     rss = srv.rss_kib()
     cpu0 = srv.cpu_seconds(); time.sleep(10); cpu1 = srv.cpu_seconds()
-    keys = [f"{prefix}:{k}:a17" for k in ("iad", "ial", "iah")]
-    keys += redis("--scan", "--pattern", f"{prefix}:iam:a17:*").split()
-    sizes = {k: int(redis("MEMORY", "USAGE", k) or 0) for k in keys}
-    print("  " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sizes.items()))
+    sizes = {}
+    if not EMBEDDED:
+        keys = [f"{prefix}:{k}:a17" for k in ("iad", "ial", "iah")]
+        keys += redis("--scan", "--pattern", f"{prefix}:iam:a17:*").split()
+        sizes = {k: int(redis("MEMORY", "USAGE", k) or 0) for k in keys}
+        print("  " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sizes.items()))
     print(f"{ACCOUNTS} idle accounts: server RSS {rss/1024:.1f} MiB ({(rss - base_rss)/ACCOUNTS:.1f} KiB per account)")
     print(f"{ACCOUNTS} idle accounts: CPU while idle {cpu1 - cpu0:.2f} s over 10 s")
     print(f"Redis bytes for one idle account (its iad/ial/iah/iam keys): {sum(sizes.values())}")
     srv.stop()
+    settle(base)
     restarted = Server(prefix)
     again = wait(lambda: restarted.call("GET", "/v1/stats")["connections"]["connected"] == ACCOUNTS, timeout=300, step=0.05)
     print(f"{ACCOUNTS} idle accounts: after a restart, all connected again {again:.2f} s after the API answered")
@@ -304,8 +393,11 @@ COST_SEQUENCES = {
     "bare: LIST, SELECT": ['LIST "" "*"', "SELECT INBOX"],
     "+ CAPABILITY, ID, ENABLE": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE", 'LIST "" "*"', "SELECT INBOX"],
     "LIST-STATUS, SELECT": ['LIST "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY))', "SELECT INBOX"],
-    "this server's sequence": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE",
+    "every folder first (reconnects)": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE",
         'LIST "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))', "SELECT INBOX (CONDSTORE)"],
+    "a new account's first connection": ["CAPABILITY", 'ID ("name" "bench")', "ENABLE CONDSTORE",
+        'LIST "" "*" RETURN (SUBSCRIBED)', "SELECT INBOX (CONDSTORE)"],
+    "the same without CONDSTORE": ["CAPABILITY", 'ID ("name" "bench")', 'LIST "" "*" RETURN (SUBSCRIBED)', "SELECT INBOX"],
 }
 
 

@@ -258,17 +258,30 @@ async fn id_and_enable_are_sent_and_a_missing_folder_is_skipped() {
             .any(|c| c.ends_with("ENABLE CONDSTORE IMAP4rev2")),
         "{commands:?}"
     );
-    // The folder the server says is gone is skipped; `\NonExistent` is never opened.
-    assert!(commands.iter().any(|c| c.contains("SELECT \"Gone\"")));
+    // The other folders are indexed after `connected`, on a command session: the folder the
+    // server says is gone is skipped there; `\NonExistent` is never opened.
+    wait_for("the other folders indexed", 10, || async {
+        log.commands()
+            .iter()
+            .any(|c| c.contains("SELECT \"Gone\""))
+            .then_some(())
+    })
+    .await;
+    let commands = log.commands();
     assert!(
         !commands.iter().any(|c| c.contains("\"Ghost\"")),
         "{commands:?}"
     );
+    let settled = log.connections();
+    assert!(
+        settled <= 2,
+        "{settled} connections: IDLE and one command session"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         log.connections(),
-        1,
-        "the account stays on its first connection"
+        settled,
+        "the account stays on its connections"
     );
     let (status, boxes) = server.get("/v1/account/good/mailboxes", Some(&token)).await;
     assert_eq!(status, 200);

@@ -1220,3 +1220,114 @@ async fn every_event_has_emailengine_fields() {
     assert_eq!(updated["changes"]["flags"]["deleted"], json!([]));
     assert_eq!(data("messageDeleted"), json!({"id": id, "uid": new["uid"]}));
 }
+
+/// An account's first connection reports `connected` once its main folder is in IDLE and
+/// indexes the other folders afterwards, after other accounts have connected. Mail filed in
+/// such a folder meanwhile is still reported when the folder is first indexed; a message the
+/// server dates from before (as a move keeps its date) is indexed quietly, as on any first sync.
+#[tokio::test]
+async fn other_folders_are_indexed_after_connected_and_mail_filed_meanwhile_is_reported() {
+    let env = Env::new("imap-deferred");
+    let user = format!("{}@example.com", env.prefix);
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    // A server that takes connections and never greets keeps an account `connecting`, which
+    // holds back every other account's deferred indexing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut stuck = account_payload("stuck", "nobody@example.com", "pass");
+    stuck["imap"]["port"] = json!(silent_port);
+    let (status, body) = server
+        .send(Method::POST, "/v1/account", Some(&token), Some(stuck))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_state(&server, &token, "stuck", "connecting").await;
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/account",
+            Some(&token),
+            Some(account_payload("ann", &user, "pass")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_state(&server, &token, "ann", "connected").await;
+
+    let raw = |subject: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "From: a@example.com\r\nTo: {user}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@deferred.example>\r\n\r\nbody\r\n"
+        ))
+    };
+    let (status, refused) = server
+        .send(
+            Method::POST,
+            "/v1/account/ann/message",
+            Some(&token),
+            Some(json!({"path": "Sent", "raw": raw("bad date"), "internalDate": "yesterday"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["fields"][0]["key"], "internalDate", "{refused}");
+    for (subject, date) in [
+        ("filed now", Value::Null),
+        ("filed long ago", json!("2020-01-02T03:04:05Z")),
+    ] {
+        let (status, up) = server
+            .send(
+                Method::POST,
+                "/v1/account/ann/message",
+                Some(&token),
+                Some(json!({"path": "Sent", "raw": raw(subject), "internalDate": date})),
+            )
+            .await;
+        assert_eq!(status, 200, "{up}");
+    }
+    let (_, listed) = server
+        .get("/v1/account/ann/messages?path=Sent", Some(&token))
+        .await;
+    let dates: Vec<(&str, &str)> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["subject"].as_str().unwrap(),
+                m["date"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        dates.iter().any(|(s, _)| *s == "filed long ago"),
+        "{dates:?}"
+    );
+    // While `stuck` is connecting, Sent waits for its index.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let early = env.events_of("ann", "messageNew").await;
+    assert!(early.is_empty(), "{early:?}\n{}", server.log());
+
+    let (status, _) = server
+        .send(Method::DELETE, "/v1/account/stuck", Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    let new = wait_for("messageNew in Sent", 15, || async {
+        env.events_of("ann", "messageNew").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(new.payload["path"], "Sent");
+    assert_eq!(new.payload["data"]["subject"], "filed now");
+    // Both were indexed by the same sync: the old-dated one quietly.
+    let reported: Vec<Value> = env
+        .events_of("ann", "messageNew")
+        .await
+        .into_iter()
+        .map(|e| e.payload["data"]["subject"].clone())
+        .collect();
+    assert_eq!(reported, [json!("filed now")]);
+}

@@ -96,6 +96,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
     let mut token_retried = false;
     loop {
         let logs;
+        let was_connected;
         let settings = match engine.record(&account).await {
             Ok(None) => {
                 tracing::info!(account, "Account record is gone; its connection stops");
@@ -111,6 +112,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 {
                     Ok(Some(s)) => {
                         logs = record.logs;
+                        was_connected = record.was_connected;
                         s
                     }
                     Ok(None) => continue,
@@ -136,6 +138,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
             Ok(Some(record)) => match record.imap(engine.0.cipher.as_deref()) {
                 Ok(Some(s)) if !s.disabled => {
                     logs = record.logs;
+                    was_connected = record.was_connected;
                     s
                 }
                 Ok(found) => {
@@ -197,7 +200,25 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
         let mut settings = settings;
         settings.local_address = engine.local_address(&account).await;
         let log = engine.protocol_log(&account, logs).await;
-        let session = match connect_logged(&settings, log).await {
+        // A stop or reconnect is taken while the server is still being reached (a server that
+        // never answers would otherwise hold a deleted account until the connect timeout).
+        let connecting = connect_logged(&settings, log);
+        tokio::pin!(connecting);
+        let connected = loop {
+            tokio::select! {
+                r = &mut connecting => break Some(r),
+                wake = wait_command(&mut rx, None) => match wake {
+                    Wake::Stop => return,
+                    Wake::Reconnect => break None,
+                    Wake::Other => {}
+                },
+            }
+        };
+        let Some(connected) = connected else {
+            drop(slot);
+            continue;
+        };
+        let session = match connected {
             Ok(s) => s,
             Err(ConnectError::Auth(_)) if !token_retried && settings.token.is_some() => {
                 token_retried = true;
@@ -254,7 +275,15 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 )
                 .await;
         }
-        let outcome = crate::idle::connected(&engine, &account, &settings, session, &mut rx).await;
+        let outcome = crate::idle::connected(
+            &engine,
+            &account,
+            &settings,
+            session,
+            was_connected,
+            &mut rx,
+        )
+        .await;
         drop(slot);
         match outcome {
             Ok(Flow::Stop) => return,

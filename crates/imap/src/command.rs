@@ -228,6 +228,7 @@ pub async fn append(
     session: &mut Session,
     mailbox: &str,
     flags: &[String],
+    internal_date: Option<i64>,
     content: &[u8],
 ) -> Result<Placed, ImapError> {
     let flags = if flags.is_empty() {
@@ -235,9 +236,14 @@ pub async fn append(
     } else {
         format!(" ({})", flags.join(" "))
     };
+    // RFC 3501 date-time, in UTC.
+    let date = internal_date
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| format!(" \"{}\"", d.format("%d-%b-%Y %H:%M:%S +0000")))
+        .unwrap_or_default();
     let tag = session
         .run_command(format!(
-            "APPEND {}{flags} {{{}}}",
+            "APPEND {}{flags}{date} {{{}}}",
             quote(mailbox),
             content.len()
         ))

@@ -195,29 +195,55 @@ pub struct Listing {
     pub stats: std::collections::HashMap<String, command::FolderStat>,
 }
 
-/// The whole tree in one round trip where the server has LIST-STATUS (subscriptions and
-/// counters come with it), else LIST and LSUB.
+/// What a folder listing asks for beyond the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counters {
+    /// LIST and LSUB: any server.
+    Plain,
+    /// One `LIST … RETURN (SUBSCRIBED)` (LIST-EXTENDED): names and subscriptions without
+    /// opening any folder.
+    Subscribed,
+    /// One `LIST … RETURN (SUBSCRIBED STATUS (…))` (LIST-STATUS): every folder's counters too,
+    /// with HIGHESTMODSEQ when `condstore`.
+    Status { condstore: bool },
+}
+
+impl Counters {
+    /// The one-round-trip form the server takes, with or without counters.
+    pub fn for_server(abilities: &crate::connect::Abilities, counters: bool) -> Self {
+        match (abilities.list_status, counters) {
+            (false, _) => Counters::Plain,
+            (true, false) => Counters::Subscribed,
+            (true, true) => Counters::Status {
+                condstore: abilities.condstore,
+            },
+        }
+    }
+}
+
+/// The whole tree in one round trip where the server has LIST-EXTENDED (subscriptions, and
+/// with [`Counters::Status`] the counters, come with it), else LIST and LSUB.
 pub async fn list_with_status(
     session: &mut Session,
-    list_status: bool,
-    condstore: bool,
+    counters: Counters,
 ) -> Result<Listing, crate::error::ImapError> {
-    if !list_status {
-        return Ok(Listing {
-            folders: list_folders(session).await?,
-            stats: Default::default(),
-        });
-    }
-    let items = if condstore {
-        "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
-    } else {
-        "MESSAGES UIDNEXT UIDVALIDITY"
+    let returns = match counters {
+        Counters::Plain => {
+            return Ok(Listing {
+                folders: list_folders(session).await?,
+                stats: Default::default(),
+            });
+        }
+        Counters::Subscribed => "SUBSCRIBED".to_string(),
+        Counters::Status { condstore: true } => {
+            "SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)".to_string()
+        }
+        Counters::Status { condstore: false } => {
+            "SUBSCRIBED STATUS (MESSAGES UIDNEXT UIDVALIDITY)".to_string()
+        }
     };
-    let (names, stats) = command::list_status(
-        session,
-        &format!("LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS ({items}))"),
-    )
-    .await?;
+    let (names, stats) =
+        command::list_status(session, &format!("LIST \"\" \"*\" RETURN ({returns})")).await?;
     let subscribed: Vec<String> = names
         .iter()
         .filter(|n| n.attributes.iter().any(|a| a == "\\subscribed"))
@@ -265,10 +291,9 @@ pub async fn refresh(
     session: &mut Session,
     sink: &EventSink,
     account: &str,
-    list_status: bool,
-    condstore: bool,
+    counters: Counters,
 ) -> Result<Listing, SyncError> {
-    let listing = list_with_status(session, list_status, condstore).await?;
+    let listing = list_with_status(session, counters).await?;
     let folders = listing.folders;
     let previous: Vec<Folder> = sink
         .store

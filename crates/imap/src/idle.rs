@@ -120,16 +120,22 @@ fn shortcut(
 
 /// The sync after login (and every full resync): folder list and every folder. Folders the
 /// server refuses to open are skipped (and logged), so one broken folder never takes the
-/// account down.
+/// account down. `report_since` is passed to the first sync of each folder (see
+/// [`crate::sync::sync_folder`]).
 async fn initial_sync(
     engine: &Engine,
     account: &str,
     session: &mut Session,
     abilities: &Abilities,
+    report_since: Option<i64>,
 ) -> Result<Vec<Folder>, SyncError> {
     let condstore = abilities.condstore;
     let listing = engine
-        .refresh_folders(account, session, abilities.list_status, condstore)
+        .refresh_folders(
+            account,
+            session,
+            crate::folders::Counters::for_server(abilities, true),
+        )
         .await?;
     let sink = engine.events();
     let mut recorded = sink.batch().await;
@@ -153,7 +159,7 @@ async fn initial_sync(
             Shortcut::Open => {}
         }
         match engine
-            .sync_locked(session, account, folder, *abilities)
+            .sync_locked(session, account, folder, *abilities, report_since)
             .await
         {
             Ok(report) => tracing::debug!(account, path = %folder.path, ?report, "Folder synced"),
@@ -173,10 +179,67 @@ async fn sync_all(
     account: &str,
     session: &mut Session,
     abilities: &Abilities,
+    report_since: Option<i64>,
 ) -> Result<(), SyncError> {
-    initial_sync(engine, account, session, abilities)
+    initial_sync(engine, account, session, abilities, report_since)
         .await
         .map(drop)
+}
+
+/// The main folder: INBOX, else the first folder that can be opened.
+fn main_folder(folders: &[Folder]) -> Option<Folder> {
+    folders
+        .iter()
+        .find(|f| f.path == "INBOX" && f.selectable())
+        .or_else(|| folders.iter().find(|f| f.selectable()))
+        .cloned()
+}
+
+/// An account's first connection syncs only the folder list and the main folder before it
+/// reports `connected`; this is the indexing of the other folders it still owes.
+struct Deferred {
+    /// When the folder list was read (ms, down to the second as servers date messages): a
+    /// message the server dated at or after it arrived after the account connected and is
+    /// reported when its folder is first indexed.
+    since_ms: i64,
+    /// When the account reported `connected`.
+    since: Instant,
+}
+
+/// The sync after the first login: the folder list (without opening any folder) and the main
+/// folder only. Opening every folder of a fresh mailbox is most of what a server spends on a
+/// new account (Dovecot builds an index for each), so that waits until the account is in IDLE
+/// and other accounts have connected; see [`Deferred`].
+async fn first_sync(
+    engine: &Engine,
+    account: &str,
+    session: &mut Session,
+    abilities: &Abilities,
+) -> Result<(Vec<Folder>, bool), SyncError> {
+    let listing = engine
+        .refresh_folders(
+            account,
+            session,
+            crate::folders::Counters::for_server(abilities, false),
+        )
+        .await?;
+    let mut selected = false;
+    if let Some(main) = main_folder(&listing.folders) {
+        match engine
+            .sync_locked(session, account, &main, *abilities, None)
+            .await
+        {
+            Ok(report) => {
+                selected = true;
+                tracing::debug!(account, path = %main.path, ?report, "Folder synced");
+            }
+            Err(SyncError::Imap(e)) if !e.breaks_session() => {
+                tracing::warn!(account, path = %main.path, err = %e, "Folder skipped: the server refused to open it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((listing.folders, selected))
 }
 
 pub(crate) async fn connected(
@@ -184,6 +247,7 @@ pub(crate) async fn connected(
     account: &str,
     settings: &ServerSettings,
     mut session: Session,
+    was_connected: bool,
     rx: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<Flow, Ended> {
     engine
@@ -192,8 +256,24 @@ pub(crate) async fn connected(
     let abilities = Abilities::read(&mut session).await.map_err(before)?;
     abilities.introduce(&mut session, settings).await;
     engine.set_abilities(account, &abilities);
+    // The account's first connection ever (the record as read for this connection).
+    let first_time = !was_connected;
+    // Messages dated from this second on count as arrived after the folder list was read.
+    let listed_at = chrono::Utc::now().timestamp() * 1000;
+    // Whether the main folder is the one the session has open.
+    let mut main_selected = false;
     let folders = loop {
-        match initial_sync(engine, account, &mut session, &abilities).await {
+        let synced = if first_time {
+            first_sync(engine, account, &mut session, &abilities)
+                .await
+                .map(|(folders, selected)| {
+                    main_selected = selected;
+                    folders
+                })
+        } else {
+            initial_sync(engine, account, &mut session, &abilities, None).await
+        };
+        match synced {
             Ok(done) => break done,
             Err(SyncError::Store(e)) => {
                 tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
@@ -206,18 +286,14 @@ pub(crate) async fn connected(
             Err(e) => return Err(before(e)),
         }
     };
-    let first_time = match engine.record(account).await {
-        Ok(r) => r.is_some_and(|r| !r.was_connected),
-        Err(_) => false,
-    };
-    let main = folders
-        .iter()
-        .find(|f| f.path == "INBOX" && f.selectable())
-        .or_else(|| folders.iter().find(|f| f.selectable()))
-        .cloned();
+    let main = main_folder(&folders);
     engine
         .set_state(account, ConnectionState::Connected, None)
         .await;
+    let mut deferred = first_time.then(|| Deferred {
+        since_ms: listed_at,
+        since: Instant::now(),
+    });
     if first_time {
         engine
             .events()
@@ -244,12 +320,17 @@ pub(crate) async fn connected(
         crate::subconnections::start(engine, account, settings, &folders, &main, abilities).await;
     let quiet = engine.0.config.session_quiet;
     let mut last_full = Instant::now();
-    let mut pending: Option<Resync> = None;
+    let mut pending: Option<Resync> = deferred.as_ref().map(|_| Resync::All);
+    // The deferred indexing is first tried at once: with no other account connecting it runs
+    // right away, which keeps short the time a message can arrive before its folder's index.
+    let mut try_now = deferred.is_some();
     loop {
-        session
-            .select(encode_path(&main.path))
-            .await
-            .map_err(after)?;
+        if !std::mem::take(&mut main_selected) {
+            session
+                .select(encode_path(&main.path))
+                .await
+                .map_err(after)?;
+        }
         while session.unsolicited_responses.try_recv().is_ok() {}
         let idle_started = Instant::now();
         let mut idle = session.idle();
@@ -273,7 +354,11 @@ pub(crate) async fn connected(
                 } else {
                     Duration::MAX
                 })
-                .max(Duration::from_secs(1));
+                .max(if std::mem::take(&mut try_now) {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(1)
+                });
             let (outcome, command) = {
                 let (fut, stop) = idle.wait_with_timeout(timeout);
                 tokio::pin!(fut);
@@ -311,7 +396,8 @@ pub(crate) async fn connected(
                     _ if last_full.elapsed() >= engine.0.config.resync_interval => {
                         Some(Resync::All)
                     }
-                    _ if pending.is_some() => pending,
+                    // An owed sync is added below (and a deferred one may have to wait).
+                    _ if pending.is_some() => None,
                     _ if idle_started.elapsed() >= engine.0.config.idle_renew => {
                         break Flow::Renew;
                     }
@@ -319,7 +405,21 @@ pub(crate) async fn connected(
                 },
             };
             // A sync the store refused is owed: the next one covers it too.
-            if let Some(resync) = wanted.max(pending.take()) {
+            let mut due = wanted.max(pending.take());
+            // The deferred indexing of the other folders waits for a background slot (asked-for
+            // syncs do not); meanwhile a change in the main folder is still synced at once.
+            let _slot = match &deferred {
+                Some(d) if due == Some(Resync::All) && wanted != Some(Resync::All) => {
+                    let slot = engine.background_slot(d.since);
+                    if slot.is_none() {
+                        pending = Some(Resync::All);
+                        due = wanted;
+                    }
+                    slot
+                }
+                _ => None,
+            };
+            if let Some(resync) = due {
                 let mut borrowed = match engine.session(account, SYNC_WAIT).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -330,13 +430,24 @@ pub(crate) async fn connected(
                 };
                 let result = match resync {
                     Resync::Main => engine
-                        .sync_locked(borrowed.get(), account, &main, abilities)
+                        .sync_locked(borrowed.get(), account, &main, abilities, None)
                         .await
                         .map(drop),
-                    Resync::All => sync_all(engine, account, borrowed.get(), &abilities).await,
+                    Resync::All => {
+                        let since = deferred.as_ref().map(|d| d.since_ms);
+                        sync_all(engine, account, borrowed.get(), &abilities, since).await
+                    }
                 };
                 match result {
-                    Ok(()) if resync == Resync::All => last_full = Instant::now(),
+                    Ok(()) if resync == Resync::All => {
+                        last_full = Instant::now();
+                        if deferred.take().is_some() {
+                            // A session opened for a new account's indexing is not kept
+                            // waiting for API calls that may never come.
+                            borrowed.discard();
+                            tracing::debug!(account, "Folders indexed after connecting");
+                        }
+                    }
                     Ok(()) => {}
                     Err(SyncError::Store(e)) => {
                         tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");

@@ -353,7 +353,7 @@ impl ImapMail {
     /// Lists folders again on this session so the stored listing is current before answering.
     async fn relist(&self, s: &mut PooledSession) -> Result<()> {
         self.engine
-            .refresh_folders(&self.account, s.get(), false, false)
+            .refresh_folders(&self.account, s.get(), crate::folders::Counters::Plain)
             .await
             .map(drop)
             .map_err(|e| match e {
@@ -837,6 +837,7 @@ impl MailBackend for ImapMail {
             s.get(),
             &encode_path(&upload.path),
             &upload.flags,
+            upload.internal_date,
             &upload.raw,
         )
         .await;
@@ -878,6 +879,7 @@ impl MailBackend for ImapMail {
             path,
             raw: raw.to_vec(),
             flags: vec!["\\Seen".into()],
+            internal_date: None,
         })
         .await?;
         Ok(true)

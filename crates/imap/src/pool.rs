@@ -245,7 +245,8 @@ impl PooledSession {
         self.live()
     }
 
-    /// Marks the session unusable (after an I/O or protocol error).
+    /// Closes the session instead of parking it: after an I/O or protocol error, or when it is
+    /// not wanted again soon.
     pub fn discard(&mut self) {
         self.broken = true;
     }

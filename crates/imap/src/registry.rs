@@ -59,6 +59,20 @@ type Lock = Arc<tokio::sync::Mutex<()>>;
 /// How long a stopping account connection may take (its LOGOUT) before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest an account's deferred folder indexing waits for other accounts to finish connecting.
+const DEFER_LIMIT: Duration = Duration::from_secs(30);
+
+/// Deferred folder indexings running at once, engine-wide.
+const BACKGROUND_SYNCS: usize = 16;
+
+/// Whether a state is part of getting an account connected (not yet in IDLE).
+fn starting(state: ConnectionState) -> bool {
+    matches!(
+        state,
+        ConnectionState::Connecting | ConnectionState::Syncing
+    )
+}
+
 struct Handle {
     tx: mpsc::UnboundedSender<Command>,
     task: tokio::task::JoinHandle<()>,
@@ -81,6 +95,10 @@ pub(crate) struct Inner {
     listing_locks: Mutex<HashMap<String, Lock>>,
     /// What each account's server offers, as read on its main connection.
     abilities: Mutex<HashMap<String, crate::connect::Abilities>>,
+    /// Accounts whose live state is `connecting` or `syncing`, kept with `states`.
+    starting: std::sync::atomic::AtomicUsize,
+    /// Slots for deferred folder indexing (see [`Engine::background_slot`]).
+    background: Arc<tokio::sync::Semaphore>,
 }
 
 /// Owner of every account's IMAP connections.
@@ -108,6 +126,8 @@ impl Engine {
             folder_locks: Mutex::new(HashMap::new()),
             listing_locks: Mutex::new(HashMap::new()),
             abilities: Mutex::new(HashMap::new()),
+            starting: Default::default(),
+            background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SYNCS)),
         }))
     }
 
@@ -234,9 +254,28 @@ impl Engine {
     }
 
     pub(crate) fn forget_state(&self, account: &str) {
-        if let Ok(mut s) = self.0.states.lock() {
-            s.remove(account);
+        if let Ok(mut s) = self.0.states.lock()
+            && s.remove(account).is_some_and(starting)
+        {
+            self.0
+                .starting
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// A slot for indexing an account's other folders after it has reported `connected`, or
+    /// `None` to try again later: while other accounts are still connecting (for up to
+    /// [`DEFER_LIMIT`] after `since`), their logins and main folders go first, and only
+    /// [`BACKGROUND_SYNCS`] indexings run at once.
+    pub(crate) fn background_slot(
+        &self,
+        since: std::time::Instant,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let busy = self.0.starting.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if busy && since.elapsed() < DEFER_LIMIT {
+            return None;
+        }
+        self.0.background.clone().try_acquire_owned().ok()
     }
 
     /// Records a connection state: in memory for the API, in the store with the error, and on
@@ -258,7 +297,17 @@ impl Engine {
             tracing::warn!(account, state = state.as_str(), err = %e, "Failed to store account state");
         }
         if let Ok(mut s) = self.0.states.lock() {
-            s.insert(account.to_string(), state);
+            let was = s.insert(account.to_string(), state).is_some_and(starting);
+            let counter = &self.0.starting;
+            match (was, starting(state)) {
+                (false, true) => {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (true, false) => {
+                    counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                _ => {}
+            }
         }
         self.0.sink.changes.publish(StateChange {
             account: account.to_string(),
@@ -377,6 +426,7 @@ impl Engine {
         account: &str,
         folder: &crate::folders::Folder,
         abilities: crate::connect::Abilities,
+        report_since: Option<i64>,
     ) -> Result<crate::sync::SyncReport, crate::sync::SyncError> {
         let lock = self
             .0
@@ -389,7 +439,15 @@ impl Engine {
             })
             .unwrap_or_default();
         let _held = lock.lock().await;
-        crate::sync::sync_folder(session, &self.0.sink, account, folder, abilities).await
+        crate::sync::sync_folder(
+            session,
+            &self.0.sink,
+            account,
+            folder,
+            abilities,
+            report_since,
+        )
+        .await
     }
 
     /// Lists folders and records the listing, holding the account's listing lock.
@@ -397,12 +455,11 @@ impl Engine {
         &self,
         account: &str,
         session: &mut Session,
-        list_status: bool,
-        condstore: bool,
+        counters: crate::folders::Counters,
     ) -> Result<crate::folders::Listing, crate::sync::SyncError> {
         let lock = Self::lock_of(&self.0.listing_locks, account);
         let _held = lock.lock().await;
-        crate::folders::refresh(session, &self.0.sink, account, list_status, condstore).await
+        crate::folders::refresh(session, &self.0.sink, account, counters).await
     }
 }
 

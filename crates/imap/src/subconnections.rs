@@ -85,7 +85,7 @@ async fn watch(
     let renew = engine.0.config.idle_renew;
     loop {
         engine
-            .sync_locked(&mut session, account, folder, abilities)
+            .sync_locked(&mut session, account, folder, abilities, None)
             .await?;
         while session.unsolicited_responses.try_recv().is_ok() {}
         let mut idle = session.idle();

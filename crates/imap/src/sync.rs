@@ -275,14 +275,18 @@ pub struct SyncReport {
     pub updated: usize,
 }
 
-/// Synchronises one folder. The first sync of a folder (or a rebuild) only builds the index.
-/// With `condstore`, later syncs fetch only what changed since the stored HIGHESTMODSEQ.
+/// Synchronises one folder. The first sync of a folder (or a rebuild) only builds the index,
+/// except that with `report_since` (ms) a first sync reports the messages the server dated at
+/// or after it: the first sync of a folder indexed after its account reported `connected`
+/// still tells of the mail that arrived meanwhile. With `condstore`, later syncs fetch only
+/// what changed since the stored HIGHESTMODSEQ.
 pub async fn sync_folder(
     session: &mut Session,
     sink: &EventSink,
     account: &str,
     folder: &Folder,
     abilities: crate::connect::Abilities,
+    report_since: Option<i64>,
 ) -> Result<SyncReport, SyncError> {
     let condstore = abilities.condstore;
     let store = &sink.store;
@@ -294,6 +298,8 @@ pub async fn sync_folder(
     let uid_validity = mailbox.uid_validity.unwrap_or(0) as u64;
     let status = store.folder_status(account, &folder.path).await?;
     let mut silent = status.is_empty();
+    // Only a first sync reports by date; after a UIDVALIDITY reset every message is old news.
+    let report_since = report_since.filter(|_| silent);
     if let Some(stored) = status
         .get("uidValidity")
         .and_then(|v| v.parse::<u64>().ok())
@@ -343,6 +349,8 @@ pub async fn sync_folder(
         .map(|e| (e.uid, e))
         .collect();
     let mut server: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // On a first sync with `report_since`: the messages dated at or after it.
+    let mut arrived: std::collections::HashSet<u32> = Default::default();
     if mailbox.exists > 0 {
         match incremental {
             Some((old, _)) => {
@@ -374,25 +382,33 @@ pub async fn sync_folder(
                 }
             }
             None => {
-                let fetched: Vec<_> = session
-                    .fetch("1:*", "(UID FLAGS)")
-                    .await?
-                    .try_collect()
-                    .await?;
+                let items = if report_since.is_some() {
+                    "(UID FLAGS INTERNALDATE)"
+                } else {
+                    "(UID FLAGS)"
+                };
+                let fetched: Vec<_> = session.fetch("1:*", items).await?.try_collect().await?;
                 for f in &fetched {
                     if let Some(uid) = f.uid {
                         server.insert(uid, f.flags().filter_map(|x| flag_text(&x)).collect());
+                        if let Some(since) = report_since
+                            && f.internal_date()
+                                .is_some_and(|d| d.timestamp_millis() >= since)
+                        {
+                            arrived.insert(uid);
+                        }
                     }
                 }
             }
         }
     }
 
-    let new_uids: Vec<u32> = server
+    // New messages: those only indexed (a first sync) and those reported.
+    let (quiet_uids, new_uids): (Vec<u32>, Vec<u32>) = server
         .keys()
         .filter(|u| !stored.contains_key(u))
         .copied()
-        .collect();
+        .partition(|u| silent && !arrived.contains(u));
     let mut removed: Vec<u32> = stored
         .keys()
         .filter(|u| !server.contains_key(u))
@@ -420,14 +436,13 @@ pub async fn sync_folder(
     // New messages, a chunk at a time: each chunk's index entries and `messageNew` events are
     // committed together, so after a store failure or a crash the next sync finds exactly the
     // uncommitted ones new again and reports each message once.
-    if silent {
-        for chunk in new_uids.chunks(5_000) {
-            let mut batch = sink.batch().await;
-            let upsert = chunk.iter().map(|uid| (*uid, new_entry(*uid))).collect();
-            batch.change(entries(account, upsert, Vec::new()));
-            sink.commit(batch).await?;
-        }
-    } else if !new_uids.is_empty() {
+    for chunk in quiet_uids.chunks(5_000) {
+        let mut batch = sink.batch().await;
+        let upsert = chunk.iter().map(|uid| (*uid, new_entry(*uid))).collect();
+        batch.change(entries(account, upsert, Vec::new()));
+        sink.commit(batch).await?;
+    }
+    if !new_uids.is_empty() {
         let notify = NotifyOptions::load(sink, account).await;
         for chunk in new_uids.chunks(500) {
             let set = uid_set(chunk);

@@ -184,6 +184,8 @@ pub struct Upload {
     pub path: String,
     pub raw: Vec<u8>,
     pub flags: Vec<String>,
+    /// The date the server files the message under (ms since the epoch); `None` for now.
+    pub internal_date: Option<i64>,
 }
 
 /// Where an uploaded message landed.

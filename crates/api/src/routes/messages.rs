@@ -477,7 +477,7 @@ fn raw_message(raw: &str) -> Vec<u8> {
 /// reply to or forward of a stored message.
 #[utoipa::path(post, path = "/v1/account/{account}/message", tag = "Message",
     params(("account" = String, Path, description = "Account id")),
-    request_body(content = Object, description = "`{path, flags?, raw?, reference?, from?, to?, subject?, text?, html?, attachments?, headers?, messageId?}`"),
+    request_body(content = Object, description = "`{path, flags?, internalDate?, raw?, reference?, from?, to?, subject?, text?, html?, attachments?, headers?, messageId?}`"),
     responses((status = 200, description = "`{id, path, uid, uidValidity, messageId}`", body = Object)),
     extensions(("x-ee-group" = json!("message")), ("x-ee-action" = json!("write"))),
     security(("bearerAuth" = [])))]
@@ -498,6 +498,19 @@ pub async fn upload(
     }
     let path = target_path(&body)?;
     let flags = flag_list(body.get("flags"), "flags")?.unwrap_or_default();
+    let internal_date = match body.get("internalDate") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            emailengine_core::units::parse_iso_time(s)
+                .ok_or_else(|| ApiError::field("internalDate", "must be a valid date"))?,
+        ),
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .filter(|ms| *ms >= 0)
+                .ok_or_else(|| ApiError::field("internalDate", "must be a valid date"))?,
+        ),
+        Some(_) => return Err(ApiError::field("internalDate", "must be a valid date")),
+    };
     let (raw, message_id) = match body.get("raw") {
         Some(Value::String(raw)) => {
             let bytes = raw_message(raw);
@@ -521,7 +534,14 @@ pub async fn upload(
             (c.build(chrono::Utc::now().timestamp()), Some(id))
         }
     };
-    let uploaded = mail.upload(&Upload { path, raw, flags }).await?;
+    let uploaded = mail
+        .upload(&Upload {
+            path,
+            raw,
+            flags,
+            internal_date,
+        })
+        .await?;
     let mut out = json!({"path": uploaded.path, "messageId": message_id});
     if let (Some(id), Some(uid)) = (uploaded.id, uploaded.uid) {
         out["id"] = json!(id);
