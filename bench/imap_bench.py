@@ -6,8 +6,10 @@ Measures, each as the median of several runs where it makes sense:
     the index by then), and the latency of GET /messages pages of 20;
   - N idle accounts (default 1,000): time until all are connected (IDLE), side by side with a
     bare IMAP client that LOGINs, LISTs, SELECTs and IDLEs as many fresh users on the same
-    Dovecot (medians of BENCH_MANY_RUNS runs, alternating), then server memory per account, CPU
-    used while idle, Redis bytes per account and per indexed message;
+    Dovecot (medians of BENCH_MANY_RUNS runs, alternating, each phase on a settled Dovecot;
+    accounts posted over BENCH_POST_CLIENTS kept-alive connections, default 8), then the time
+    until every folder is indexed, server memory per account, CPU used while idle, Redis bytes
+    per account; BENCH_STORE=embedded runs the server on the embedded store instead of Redis;
   - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log;
   - `cost`: what each command sequence costs Dovecot for fresh users (wall time and Dovecot's
     CPU for BENCH_COST_USERS users at once): the bare client's LIST + SELECT, the same with
@@ -338,6 +340,7 @@ def many_accounts():
         print("  " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sizes.items()))
     print(f"{ACCOUNTS} idle accounts: server RSS {rss/1024:.1f} MiB ({(rss - base_rss)/ACCOUNTS:.1f} KiB per account)")
     print(f"{ACCOUNTS} idle accounts: CPU while idle {cpu1 - cpu0:.2f} s over 10 s")
+    print(f"{ACCOUNTS} idle accounts: Dovecot imap processes (one per connection) {imap_processes() - base}")
     print(f"Redis bytes for one idle account (its iad/ial/iah/iam keys): {sum(sizes.values())}")
     srv.stop()
     settle(base)

@@ -2,7 +2,8 @@
 # IMAP sync benchmarks (issue #3): starts a private Redis, Dovecot and Postfix on free loopback
 # ports, builds the release binary and runs bench/imap_bench.py. Needs root (Dovecot, Postfix).
 # Usage: scripts/bench-imap.sh [big] [latency] [many] [cost]    (default: the first three)
-#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3), BENCH_MANY_RUNS (3), BENCH_COST_USERS (300) tune the sizes.
+#   BENCH_ACCOUNTS (1000), BENCH_MESSAGES (10000), BENCH_RUNS (3), BENCH_MANY_RUNS (3), BENCH_COST_USERS (300),
+#   BENCH_POST_CLIENTS (8) tune the sizes; BENCH_STORE=embedded runs `many` on the embedded store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
