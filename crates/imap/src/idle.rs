@@ -118,28 +118,54 @@ fn shortcut(
     }
 }
 
-/// The sync after login (and every full resync): folder list and every folder. Folders the
-/// server refuses to open are skipped (and logged), so one broken folder never takes the
-/// account down. `report_since` is passed to the first sync of each folder (see
+/// Which folders a sync after login covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every folder (reconnects, restarts, full resyncs).
+    All,
+    /// The main folder only, from a listing that opens no folder: an account's first
+    /// connection. Opening every folder of a fresh mailbox is most of what a server spends on
+    /// a new account (Dovecot builds an index for each), so that waits until the account is in
+    /// IDLE and other accounts have connected; see [`Deferred`].
+    Main,
+}
+
+/// What a sync after login leaves behind.
+struct Synced {
+    folders: Vec<Folder>,
+    /// The folder the session has open: the last one synced.
+    selected: Option<String>,
+}
+
+/// The sync after login (and every full resync): folder list and the folders of `scope`.
+/// Folders the server refuses to open are skipped (and logged), so one broken folder never
+/// takes the account down. `report_since` is passed to the first sync of each folder (see
 /// [`crate::sync::sync_folder`]).
 async fn initial_sync(
     engine: &Engine,
     account: &str,
     session: &mut Session,
     abilities: &Abilities,
+    scope: Scope,
     report_since: Option<i64>,
-) -> Result<Vec<Folder>, SyncError> {
+) -> Result<Synced, SyncError> {
     let condstore = abilities.condstore;
     let listing = engine
         .refresh_folders(
             account,
             session,
-            crate::folders::Counters::for_server(abilities, true),
+            crate::folders::Counters::for_server(abilities, scope == Scope::All),
         )
         .await?;
+    let main = main_folder(&listing.folders).map(|f| f.path);
     let sink = engine.events();
     let mut recorded = sink.batch().await;
-    for folder in listing.folders.iter().filter(|f| f.selectable()) {
+    let mut selected = None;
+    for folder in listing
+        .folders
+        .iter()
+        .filter(|f| f.selectable() && (scope == Scope::All || Some(&f.path) == main.as_ref()))
+    {
         let stored = if listing.stats.is_empty() {
             BTreeMap::new()
         } else {
@@ -162,15 +188,23 @@ async fn initial_sync(
             .sync_locked(session, account, folder, *abilities, report_since)
             .await
         {
-            Ok(report) => tracing::debug!(account, path = %folder.path, ?report, "Folder synced"),
+            Ok(report) => {
+                selected = Some(folder.path.clone());
+                tracing::debug!(account, path = %folder.path, ?report, "Folder synced");
+            }
             Err(SyncError::Imap(e)) if !e.breaks_session() => {
+                // A refused SELECT leaves no folder open (RFC 3501 §6.3.1).
+                selected = None;
                 tracing::warn!(account, path = %folder.path, err = %e, "Folder skipped: the server refused to open it");
             }
             Err(e) => return Err(e),
         }
     }
     sink.commit(recorded).await?;
-    Ok(listing.folders)
+    Ok(Synced {
+        folders: listing.folders,
+        selected,
+    })
 }
 
 /// Syncs every folder (on a command session).
@@ -181,9 +215,16 @@ async fn sync_all(
     abilities: &Abilities,
     report_since: Option<i64>,
 ) -> Result<(), SyncError> {
-    initial_sync(engine, account, session, abilities, report_since)
-        .await
-        .map(drop)
+    initial_sync(
+        engine,
+        account,
+        session,
+        abilities,
+        Scope::All,
+        report_since,
+    )
+    .await
+    .map(drop)
 }
 
 /// The main folder: INBOX, else the first folder that can be opened.
@@ -196,7 +237,8 @@ fn main_folder(folders: &[Folder]) -> Option<Folder> {
 }
 
 /// An account's first connection syncs only the folder list and the main folder before it
-/// reports `connected`; this is the indexing of the other folders it still owes.
+/// reports `connected` ([`Scope::Main`]); this is the indexing of the other folders it still
+/// owes.
 struct Deferred {
     /// When the folder list was read (ms, down to the second as servers date messages): a
     /// message the server dated at or after it arrived after the account connected and is
@@ -204,42 +246,6 @@ struct Deferred {
     since_ms: i64,
     /// When the account reported `connected`.
     since: Instant,
-}
-
-/// The sync after the first login: the folder list (without opening any folder) and the main
-/// folder only. Opening every folder of a fresh mailbox is most of what a server spends on a
-/// new account (Dovecot builds an index for each), so that waits until the account is in IDLE
-/// and other accounts have connected; see [`Deferred`].
-async fn first_sync(
-    engine: &Engine,
-    account: &str,
-    session: &mut Session,
-    abilities: &Abilities,
-) -> Result<(Vec<Folder>, bool), SyncError> {
-    let listing = engine
-        .refresh_folders(
-            account,
-            session,
-            crate::folders::Counters::for_server(abilities, false),
-        )
-        .await?;
-    let mut selected = false;
-    if let Some(main) = main_folder(&listing.folders) {
-        match engine
-            .sync_locked(session, account, &main, *abilities, None)
-            .await
-        {
-            Ok(report) => {
-                selected = true;
-                tracing::debug!(account, path = %main.path, ?report, "Folder synced");
-            }
-            Err(SyncError::Imap(e)) if !e.breaks_session() => {
-                tracing::warn!(account, path = %main.path, err = %e, "Folder skipped: the server refused to open it");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((listing.folders, selected))
 }
 
 pub(crate) async fn connected(
@@ -260,20 +266,9 @@ pub(crate) async fn connected(
     let first_time = !was_connected;
     // Messages dated from this second on count as arrived after the folder list was read.
     let listed_at = chrono::Utc::now().timestamp() * 1000;
-    // Whether the main folder is the one the session has open.
-    let mut main_selected = false;
-    let folders = loop {
-        let synced = if first_time {
-            first_sync(engine, account, &mut session, &abilities)
-                .await
-                .map(|(folders, selected)| {
-                    main_selected = selected;
-                    folders
-                })
-        } else {
-            initial_sync(engine, account, &mut session, &abilities, None).await
-        };
-        match synced {
+    let scope = if first_time { Scope::Main } else { Scope::All };
+    let synced = loop {
+        match initial_sync(engine, account, &mut session, &abilities, scope, None).await {
             Ok(done) => break done,
             Err(SyncError::Store(e)) => {
                 tracing::warn!(account, err = %e, "Store unavailable during sync; retrying");
@@ -286,7 +281,11 @@ pub(crate) async fn connected(
             Err(e) => return Err(before(e)),
         }
     };
+    let folders = synced.folders;
     let main = main_folder(&folders);
+    // Whether the main folder is the one the session has open.
+    let mut main_selected =
+        matches!((&synced.selected, &main), (Some(open), Some(m)) if *open == m.path);
     engine
         .set_state(account, ConnectionState::Connected, None)
         .await;

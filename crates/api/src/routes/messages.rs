@@ -498,18 +498,15 @@ pub async fn upload(
     }
     let path = target_path(&body)?;
     let flags = flag_list(body.get("flags"), "flags")?.unwrap_or_default();
+    // An ISO date or milliseconds since the epoch.
     let internal_date = match body.get("internalDate") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            emailengine_core::units::parse_iso_time(s)
+        Some(v) => Some(
+            v.as_str()
+                .and_then(emailengine_core::units::parse_iso_time)
+                .or_else(|| v.as_i64().filter(|ms| *ms >= 0))
                 .ok_or_else(|| ApiError::field("internalDate", "must be a valid date"))?,
         ),
-        Some(Value::Number(n)) => Some(
-            n.as_i64()
-                .filter(|ms| *ms >= 0)
-                .ok_or_else(|| ApiError::field("internalDate", "must be a valid date"))?,
-        ),
-        Some(_) => return Err(ApiError::field("internalDate", "must be a valid date")),
     };
     let (raw, message_id) = match body.get("raw") {
         Some(Value::String(raw)) => {
