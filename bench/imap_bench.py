@@ -108,6 +108,12 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def syscalls(self):
+        """Read and write system calls so far (reads include recv, writes send)."""
+        with open(f"/proc/{self.proc.pid}/io") as f:
+            io = dict(l.split(": ") for l in f.read().splitlines())
+        return int(io["syscr"]), int(io["syscw"])
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -248,6 +254,26 @@ def dovecot_cpu():
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def redis_cpu():
+    """CPU seconds of the Redis server (0 on the embedded store)."""
+    if EMBEDDED:
+        return 0.0
+    info = dict(l.split(":", 1) for l in redis("INFO", "cpu").splitlines() if ":" in l)
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def redis_commands():
+    """Commands the Redis server has run, by name (empty on the embedded store)."""
+    if EMBEDDED:
+        return {}
+    out = {}
+    for line in redis("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            out[name] = int(rest.split(",")[0].split("=")[1])
+    return out
+
+
 def imap_processes():
     count = 0
     for pid in os.listdir("/proc"):
@@ -273,7 +299,8 @@ def settle(base):
 def ours(prefix, names, users):
     """Seconds from the first POST until every account is connected (IDLE), and the server."""
     srv = Server(prefix)
-    cpu0, dov0 = srv.cpu_seconds(), dovecot_cpu()
+    cpu0, dov0, red0, cmds0 = srv.cpu_seconds(), dovecot_cpu(), redis_cpu(), redis_commands()
+    sys0 = srv.syscalls()
     start = time.monotonic()
     # Posted over POST_CLIENTS kept-alive connections at once, as a provisioning script with a
     # small worker pool would (the bare client opens all its connections at once).
@@ -287,7 +314,18 @@ def ours(prefix, names, users):
     posted = time.monotonic() - start
     total = wait(lambda: srv.call("GET", "/v1/stats")["connections"]["connected"] == len(names),
                  timeout=300, step=0.05) + posted
-    print(f"  server CPU {srv.cpu_seconds() - cpu0:.2f} s, live Dovecot processes CPU {dovecot_cpu() - dov0:.2f} s while connecting")
+    print(f"  server CPU {srv.cpu_seconds() - cpu0:.2f} s, Redis CPU {redis_cpu() - red0:.2f} s, "
+          f"live Dovecot processes CPU {dovecot_cpu() - dov0:.2f} s while connecting")
+    sys1 = srv.syscalls()
+    print(f"  server system calls per account: {(sys1[0] - sys0[0]) / len(names):.1f} reads, "
+          f"{(sys1[1] - sys0[1]) / len(names):.1f} writes")
+    if not EMBEDDED:
+        # Counted until now, so the later commands of the stats polling are included (a few).
+        cmds = {k: v - cmds0.get(k, 0) for k, v in redis_commands().items()}
+        cmds = {k: v for k, v in cmds.items() if v}
+        top = sorted(cmds.items(), key=lambda kv: -kv[1])
+        print(f"  Redis commands per account: {sum(cmds.values()) / len(names):.1f} ("
+              + ", ".join(f"{k} {v / len(names):.1f}" for k, v in top[:12]) + ")")
     return total, posted, srv
 
 

@@ -20,6 +20,8 @@ use emailengine_store::{Change, DeadEvent, LoggedEvent, Settings, Store};
 use crate::signature;
 
 const GROUP: &str = "webhooks";
+/// How long the reader waits after skipping a batch while webhooks are switched off.
+const SKIP_GATHER: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -207,7 +209,13 @@ impl Webhooks {
                 .await
             {
                 Ok(events) => {
-                    for e in events {
+                    let read = events.len();
+                    let left = self.skip_while_disabled(events).await;
+                    if read > 0 && left.is_empty() {
+                        // Switched off: let a burst gather, to skip it in one acknowledgement.
+                        tokio::time::sleep(SKIP_GATHER).await;
+                    }
+                    for e in left {
                         self.enqueue(&mut queues, e);
                     }
                 }
@@ -217,6 +225,32 @@ impl Webhooks {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+    }
+
+    /// With webhooks switched off and the queue running, every event read is settled as skipped
+    /// in one acknowledgement instead of one settings read and one acknowledgement each (a
+    /// burst of new accounts logs three events apiece). Returns the events that still need a
+    /// worker: all of them when webhooks are on, the queue is paused, or the store fails.
+    async fn skip_while_disabled(&self, events: Vec<LoggedEvent>) -> Vec<LoggedEvent> {
+        if events.is_empty() {
+            return events;
+        }
+        let paused = emailengine_core::settings::queue_paused_key("notify");
+        let Ok(values) = self.settings.get(&[&paused, "webhooksEnabled"]).await else {
+            return events;
+        };
+        let on = |i: usize| values.get(i).cloned().flatten() == Some(Value::Bool(true));
+        if on(0) || on(1) {
+            return events;
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        match self.store.ack_events(GROUP, &ids).await {
+            Ok(()) => {
+                tracing::trace!(events = ids.len(), "Webhooks disabled; events skipped");
+                Vec::new()
+            }
+            Err(_) => events,
         }
     }
 
@@ -309,7 +343,8 @@ impl Webhooks {
         }
         // Until the store takes the acknowledgement, the event stays pending and would be
         // delivered again after a restart; keep trying (this account's later events wait).
-        while let Err(e) = self.store.ack_event(GROUP, &event.id).await {
+        let id = [event.id.clone()];
+        while let Err(e) = self.store.ack_events(GROUP, &id).await {
             tracing::warn!(eventId = %event.id, err = %e, "Failed to acknowledge a webhook; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

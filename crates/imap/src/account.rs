@@ -95,9 +95,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
     // counts (spec §15.2).
     let mut token_retried = false;
     loop {
-        let logs;
-        let was_connected;
-        let settings = match engine.record(&account).await {
+        let (settings, record) = match engine.record(&account).await {
             Ok(None) => {
                 tracing::info!(account, "Account record is gone; its connection stops");
                 engine.forget_state(&account);
@@ -110,11 +108,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                     .server_settings(&record, Protocol::Imap)
                     .await
                 {
-                    Ok(Some(s)) => {
-                        logs = record.logs;
-                        was_connected = record.was_connected;
-                        s
-                    }
+                    Ok(Some(s)) => (s, record),
                     Ok(None) => continue,
                     Err(e) => {
                         let state = if e.is_transient() {
@@ -136,11 +130,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 }
             }
             Ok(Some(record)) => match record.imap(engine.0.cipher.as_deref()) {
-                Ok(Some(s)) if !s.disabled => {
-                    logs = record.logs;
-                    was_connected = record.was_connected;
-                    s
-                }
+                Ok(Some(s)) if !s.disabled => (s, record),
                 Ok(found) => {
                     let state = if found.is_some() {
                         ConnectionState::Disconnected
@@ -186,9 +176,11 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
                 continue;
             }
         };
-        engine
-            .set_state(&account, ConnectionState::Connecting, None)
-            .await;
+        // Both at once: one round trip to the store.
+        let ((), (address, log)) = tokio::join!(
+            engine.set_state(&account, ConnectionState::Connecting, None),
+            engine.main_connection(&account, record.logs),
+        );
         let pool = engine.pool(&account);
         let slot = tokio::select! {
             slot = pool.reserve() => slot,
@@ -198,8 +190,7 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
             },
         };
         let mut settings = settings;
-        settings.local_address = engine.local_address(&account).await;
-        let log = engine.protocol_log(&account, logs).await;
+        settings.local_address = address;
         // A stop or reconnect is taken while the server is still being reached (a server that
         // never answers would otherwise hold a deleted account until the connect timeout).
         let connecting = connect_logged(&settings, log);
@@ -263,25 +254,22 @@ pub(crate) async fn run(engine: Engine, account: String, mut rx: mpsc::Unbounded
             }
         };
         token_retried = false;
-        if last_error.is_some() || attempt == 0 {
-            engine
-                .events()
-                .emit(
-                    &account,
-                    "authenticationSuccess",
-                    None,
-                    None,
-                    json!({"user": settings.user}),
-                )
-                .await;
-        }
+        // Logged with the `syncing` state that follows the login.
+        let logged_in = if last_error.is_some() || attempt == 0 {
+            let mut batch = engine.events().batch().await;
+            batch.event(
+                &account,
+                "authenticationSuccess",
+                None,
+                None,
+                json!({"user": settings.user}),
+            );
+            Some(batch)
+        } else {
+            None
+        };
         let outcome = crate::idle::connected(
-            &engine,
-            &account,
-            &settings,
-            session,
-            was_connected,
-            &mut rx,
+            &engine, &account, &settings, session, &record, logged_in, &mut rx,
         )
         .await;
         drop(slot);

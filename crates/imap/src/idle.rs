@@ -11,8 +11,9 @@ use async_imap::extensions::idle::IdleResponse;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use emailengine_core::account::ServerSettings;
+use emailengine_core::account::{AccountRecord, ServerSettings};
 use emailengine_core::connection::ConnectionState;
+use emailengine_mail::events::EventBatch;
 
 use crate::account::{Wake, wait_command};
 use emailengine_store::Change;
@@ -253,17 +254,18 @@ pub(crate) async fn connected(
     account: &str,
     settings: &ServerSettings,
     mut session: Session,
-    was_connected: bool,
+    record: &AccountRecord,
+    logged_in: Option<EventBatch>,
     rx: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<Flow, Ended> {
     engine
-        .set_state(account, ConnectionState::Syncing, None)
+        .set_state_with(account, ConnectionState::Syncing, None, logged_in)
         .await;
     let abilities = Abilities::read(&mut session).await.map_err(before)?;
     abilities.introduce(&mut session, settings).await;
     engine.set_abilities(account, &abilities);
     // The account's first connection ever (the record as read for this connection).
-    let first_time = !was_connected;
+    let first_time = !record.was_connected;
     // Messages dated from this second on count as arrived after the folder list was read.
     let listed_at = chrono::Utc::now().timestamp() * 1000;
     let scope = if first_time { Scope::Main } else { Scope::All };
@@ -286,25 +288,26 @@ pub(crate) async fn connected(
     // Whether the main folder is the one the session has open.
     let mut main_selected =
         matches!((&synced.selected, &main), (Some(open), Some(m)) if *open == m.path);
+    let initialized = if first_time {
+        let mut batch = engine.events().batch().await;
+        batch.event(
+            account,
+            "accountInitialized",
+            None,
+            None,
+            json!({"initialized": true}),
+        );
+        Some(batch)
+    } else {
+        None
+    };
     engine
-        .set_state(account, ConnectionState::Connected, None)
+        .set_state_with(account, ConnectionState::Connected, None, initialized)
         .await;
     let mut deferred = first_time.then(|| Deferred {
         since_ms: listed_at,
         since: Instant::now(),
     });
-    if first_time {
-        engine
-            .events()
-            .emit(
-                account,
-                "accountInitialized",
-                None,
-                None,
-                json!({"initialized": true}),
-            )
-            .await;
-    }
     let Some(main) = main else {
         // Nothing to watch: only a stop or a reconnect ends the wait.
         loop {
@@ -315,8 +318,15 @@ pub(crate) async fn connected(
             }
         }
     };
-    let _subconnections =
-        crate::subconnections::start(engine, account, settings, &folders, &main, abilities).await;
+    let _subconnections = crate::subconnections::start(
+        engine,
+        account,
+        settings,
+        &record.subconnections,
+        &folders,
+        &main,
+        abilities,
+    );
     let quiet = engine.0.config.session_quiet;
     let mut last_full = Instant::now();
     let mut pending: Option<Resync> = deferred.as_ref().map(|_| Resync::All);

@@ -15,10 +15,10 @@ use emailengine_core::account::{AccountRecord, ServerSettings};
 use emailengine_core::connection::ConnectionState;
 use emailengine_core::secret::FieldCipher;
 use emailengine_mail::changes::StateChange;
-use emailengine_mail::events::EventSink;
+use emailengine_mail::events::{EventBatch, EventSink};
 use emailengine_mail::oauth::{OAuthLogins, Protocol};
 use emailengine_mail::{MailBackend, MailError, MailRegistry, Verified};
-use emailengine_store::{Settings, Store, StoreError};
+use emailengine_store::{Change, Settings, Store, StoreError};
 
 use crate::connect::{ConnectError, Session, connect};
 use crate::pool::{AccountPool, PooledSession};
@@ -286,14 +286,34 @@ impl Engine {
         state: ConnectionState,
         error: Option<Value>,
     ) {
+        self.set_state_with(account, state, error, None).await;
+    }
+
+    /// [`Self::set_state`] with the events of `batch` in the same store write (the state and
+    /// the events that announce it land together, in one round trip).
+    pub(crate) async fn set_state_with(
+        &self,
+        account: &str,
+        state: ConnectionState,
+        error: Option<Value>,
+        batch: Option<EventBatch>,
+    ) {
         // The stored record (with `lastError`) first: a reader that sees the new live state
         // then finds its error detail too.
-        let err = error.as_ref().map(Value::to_string);
-        if let Err(e) = self
-            .store()
-            .set_account_state(account, state.as_str(), self.0.run, err.as_deref())
-            .await
-        {
+        let change = Change::AccountState {
+            account: account.to_string(),
+            state: state.as_str().to_string(),
+            run: self.0.run,
+            error: error.as_ref().map(Value::to_string),
+        };
+        let stored = match batch {
+            Some(mut batch) => {
+                batch.change(change);
+                self.events().commit(batch).await
+            }
+            None => self.store().commit(vec![change]).await.map(drop),
+        };
+        if let Err(e) = stored {
             tracing::warn!(account, state = state.as_str(), err = %e, "Failed to store account state");
         }
         if let Ok(mut s) = self.0.states.lock() {
@@ -338,14 +358,25 @@ impl Engine {
             .map(|f| AccountRecord::from_fields(account, f)))
     }
 
-    /// A protocol log for the account's main connection, when the account's `logs` flag or
-    /// the `logs.all` setting asks for one and `logs.maxLogLines` is above zero.
-    pub(crate) async fn protocol_log(
+    /// For the account's main connection, read in one go: its source address (`imapStrategy`)
+    /// and a protocol log when the account's `logs` flag or the `logs.all` setting asks for one
+    /// and `logs.maxLogLines` is above zero.
+    pub(crate) async fn main_connection(
         &self,
         account: &str,
         account_flag: bool,
-    ) -> Option<crate::wire_log::WireLog> {
-        let setting = self.0.sink.settings.get_one("logs").await.ok().flatten();
+    ) -> (Option<std::net::IpAddr>, Option<crate::wire_log::WireLog>) {
+        let [addresses, strategy] = emailengine_mail::network::Protocol::Imap.address_settings();
+        let raw = self
+            .store()
+            .raw_settings(&[addresses, strategy, "logs"])
+            .await
+            .unwrap_or_default();
+        let address = emailengine_mail::network::choose(&raw, account, None).address;
+        let setting = raw
+            .get(2)
+            .and_then(|v| v.as_deref())
+            .and_then(|v| serde_json::from_str::<Value>(v).ok());
         let all = setting
             .as_ref()
             .and_then(|v| v.get("all"))
@@ -358,8 +389,10 @@ impl Engine {
             .map_or(emailengine_core::protocol_log::DEFAULT_MAX_LINES, |n| {
                 n as usize
             });
-        ((account_flag || all) && max_lines > 0)
-            .then(|| crate::wire_log::WireLog::start(self.0.sink.store.clone(), account, max_lines))
+        let log = ((account_flag || all) && max_lines > 0).then(|| {
+            crate::wire_log::WireLog::start(self.0.sink.store.clone(), account, max_lines)
+        });
+        (address, log)
     }
 
     /// The account's IMAP settings, decrypted.

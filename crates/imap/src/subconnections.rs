@@ -21,24 +21,22 @@ impl Drop for TaskGuard {
     }
 }
 
-/// Starts the account's subconnections; the returned guard stops them.
-pub(crate) async fn start(
+/// Starts the subconnections the account record asks for (`wanted`, as read for this
+/// connection); the returned guard stops them.
+pub(crate) fn start(
     engine: &Engine,
     account: &str,
     settings: &ServerSettings,
+    wanted: &[String],
     folders: &[Folder],
     main: &Folder,
     abilities: crate::connect::Abilities,
 ) -> TaskGuard {
-    let wanted = match engine.record(account).await {
-        Ok(Some(r)) => r.subconnections,
-        _ => Vec::new(),
-    };
     let mut tasks = Vec::new();
     for path in wanted {
         let Some(folder) = folders
             .iter()
-            .find(|f| f.path == path && f.path != main.path && f.selectable())
+            .find(|f| f.path == *path && f.path != main.path && f.selectable())
         else {
             tracing::warn!(account, path, "Subconnection folder not found");
             continue;

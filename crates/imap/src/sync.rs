@@ -296,7 +296,18 @@ pub async fn sync_folder(
         session.select(encode_path(&folder.path)).await?
     };
     let uid_validity = mailbox.uid_validity.unwrap_or(0) as u64;
-    let status = store.folder_status(account, &folder.path).await?;
+    // In one round trip (the generation id does not depend on a reset below); an empty
+    // folder's index is small or stale, so it is read along with them.
+    let status = store.folder_status(account, &folder.path);
+    let generation = store.mailbox_id(account, uid_validity, &folder.path);
+    let (status, mailbox_id, mut entries) = if mailbox.exists == 0 {
+        let index = store.folder_entries(account, &folder.path);
+        let (s, m, e) = tokio::try_join!(status, generation, index)?;
+        (s, m, Some(e))
+    } else {
+        let (s, m) = tokio::try_join!(status, generation)?;
+        (s, m, None)
+    };
     let mut silent = status.is_empty();
     // Only a first sync reports by date; after a UIDVALIDITY reset every message is old news.
     let report_since = report_since.filter(|_| silent);
@@ -322,10 +333,8 @@ pub async fn sync_folder(
         });
         sink.commit(batch).await?;
         silent = true;
+        entries = Some(Vec::new());
     }
-    let mailbox_id = store
-        .mailbox_id(account, uid_validity, &folder.path)
-        .await?;
 
     let stored_num = |k: &str| status.get(k).and_then(|v| v.parse::<u64>().ok());
     // With CONDSTORE, an unchanged HIGHESTMODSEQ, UIDNEXT and message count mean nothing
@@ -341,9 +350,11 @@ pub async fn sync_folder(
         return Ok(SyncReport::default());
     }
 
-    let stored: HashMap<u32, IndexEntry> = store
-        .folder_entries(account, &folder.path)
-        .await?
+    let entries = match entries {
+        Some(e) => e,
+        None => store.folder_entries(account, &folder.path).await?,
+    };
+    let stored: HashMap<u32, IndexEntry> = entries
         .iter()
         .filter_map(|b| IndexEntry::decode(b))
         .map(|e| (e.uid, e))

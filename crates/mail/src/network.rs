@@ -14,6 +14,16 @@ pub enum Protocol {
     Smtp,
 }
 
+impl Protocol {
+    /// The settings [`choose`] reads, in its order.
+    pub fn address_settings(self) -> [&'static str; 2] {
+        match self {
+            Protocol::Imap => ["localAddresses", "imapStrategy"],
+            Protocol::Smtp => ["localAddresses", "smtpStrategy"],
+        }
+    }
+}
+
 /// Chooses the local address for one connection of `account`. A store that cannot be read
 /// leaves the choice to the OS.
 pub async fn local_address(
@@ -22,14 +32,16 @@ pub async fn local_address(
     protocol: Protocol,
     hint: Option<IpAddr>,
 ) -> Selection {
-    let strategy_key = match protocol {
-        Protocol::Imap => "imapStrategy",
-        Protocol::Smtp => "smtpStrategy",
-    };
     let raw = settings
-        .raw_settings(&["localAddresses", strategy_key])
+        .raw_settings(&protocol.address_settings())
         .await
         .unwrap_or_default();
+    choose(&raw, account, hint)
+}
+
+/// [`local_address`] from the raw values of [`Protocol::address_settings`] (missing ones are
+/// unset).
+pub fn choose(raw: &[Option<String>], account: &str, hint: Option<IpAddr>) -> Selection {
     let json = |i: usize| {
         raw.get(i)
             .and_then(|v| v.as_deref())

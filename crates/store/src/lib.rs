@@ -185,14 +185,6 @@ pub trait AccountStore: Send + Sync {
     async fn delete_account(&self, account: &str) -> Result<bool>;
     /// Removes the account's mailbox and message indexes (they are rebuilt by the next sync).
     async fn flush_account_index(&self, account: &str) -> Result<()>;
-    /// Records a connection state change (`state`, `state:count:<state>`, `runIndex`).
-    async fn set_account_state(
-        &self,
-        account: &str,
-        state: &str,
-        run: i64,
-        error: Option<&str>,
-    ) -> Result<()>;
 }
 
 /// One generation of a mailbox in the registry that message ids are built from.
@@ -345,7 +337,8 @@ pub trait EventLog: Transactions {
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<LoggedEvent>>;
-    async fn ack_event(&self, group: &str, id: &str) -> Result<()>;
+    /// Acknowledges events for the group (in one round trip); unknown ids are ignored.
+    async fn ack_events(&self, group: &str, ids: &[String]) -> Result<()>;
     /// Number of events logged but not yet acknowledged by the group.
     async fn events_pending_count(&self, group: &str) -> Result<u64>;
     /// Every event the group has not acknowledged (read or not), oldest first; every event
@@ -432,6 +425,16 @@ pub trait Outbox: Transactions {
 /// One write of a set that must be applied together.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// Records a connection state change of an existing account (`state`,
+    /// `state:count:<state>`, the highest `runIndex`; with an error, `lastErrorState` and
+    /// `lastError:errorCount`; `connected` without one clears them). Nothing for an unknown
+    /// account.
+    AccountState {
+        account: String,
+        state: String,
+        run: i64,
+        error: Option<String>,
+    },
     /// Appends an event to the event log.
     Event {
         account: String,

@@ -414,8 +414,17 @@ async fn accounts(s: &dyn Store) {
     assert_eq!(s.account_count().await.unwrap(), 1);
 }
 
+fn state(account: &str, state: &str, run: i64, error: Option<&str>) -> Change {
+    Change::AccountState {
+        account: account.into(),
+        state: state.into(),
+        run,
+        error: error.map(str::to_string),
+    }
+}
+
 async fn account_state(s: &dyn Store) {
-    s.set_account_state("ghost", "connected", 1, None)
+    s.commit(vec![state("ghost", "connected", 1, None)])
         .await
         .unwrap();
     assert_eq!(
@@ -426,15 +435,15 @@ async fn account_state(s: &dyn Store) {
     s.put_account("ann", &fields(&[("account", "ann")]))
         .await
         .unwrap();
-    s.set_account_state("ann", "connecting", 3, None)
+    s.commit(vec![state("ann", "connecting", 3, None)])
         .await
         .unwrap();
-    s.set_account_state(
+    s.commit(vec![state(
         "ann",
         "authenticationError",
         2,
         Some("{\"response\":\"no\"}"),
-    )
+    )])
     .await
     .unwrap();
     let f = s.account("ann").await.unwrap().unwrap();
@@ -443,7 +452,7 @@ async fn account_state(s: &dyn Store) {
     assert_eq!(f["state:count:connecting"], "1");
     assert_eq!(f["lastErrorState"], "{\"response\":\"no\"}");
     assert_eq!(f["lastError:errorCount"], "1");
-    s.set_account_state("ann", "connected", 4, None)
+    s.commit(vec![state("ann", "connected", 4, None)])
         .await
         .unwrap();
     let f = s.account("ann").await.unwrap().unwrap();
@@ -451,6 +460,22 @@ async fn account_state(s: &dyn Store) {
     assert_eq!(f["runIndex"], "4");
     assert!(!f.contains_key("lastErrorState"));
     assert!(!f.contains_key("lastError:errorCount"));
+    // With an event in the same write: one event id, and the state landed.
+    let ids = s
+        .commit(vec![
+            state("ann", "syncing", 4, None),
+            Change::Event {
+                account: "ann".into(),
+                event: "authenticationSuccess".into(),
+                payload: "{}".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let f = s.account("ann").await.unwrap().unwrap();
+    assert_eq!(f["state"], "syncing");
+    assert_eq!(f["state:count:syncing"], "1");
 }
 
 async fn mailbox_index(s: &dyn Store) {
@@ -602,7 +627,7 @@ async fn event_log(s: &dyn Store) {
     // Read but not acknowledged (a crash): read again as pending for the same consumer only.
     assert_eq!(s.pending_events("g", "c1", 10).await.unwrap().len(), 2);
     assert!(s.pending_events("g", "c2", 10).await.unwrap().is_empty());
-    s.ack_event("g", &a1).await.unwrap();
+    s.ack_events("g", std::slice::from_ref(&a1)).await.unwrap();
     assert_eq!(s.pending_events("g", "c1", 10).await.unwrap()[0].id, b1);
     assert_eq!(
         s.events_pending_count("g").await.unwrap(),
@@ -625,8 +650,12 @@ async fn event_log(s: &dyn Store) {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].id, a2);
     assert!(s.next_events("g", "c1", 10, 0).await.unwrap().is_empty());
-    s.ack_event("g", &b1).await.unwrap();
-    s.ack_event("g", &a2).await.unwrap();
+    s.ack_events("g", &[]).await.unwrap();
+    assert_eq!(s.events_pending_count("g").await.unwrap(), 2);
+    // Several at once, with an id the group never read.
+    s.ack_events("g", &[b1.clone(), a2.clone(), "1-1".to_string()])
+        .await
+        .unwrap();
     assert_eq!(s.events_pending_count("g").await.unwrap(), 0);
     assert!(s.undelivered_events("g").await.unwrap().is_empty());
 
@@ -1127,7 +1156,7 @@ async fn migrate_round_trip() {
     a.next_events(migrate::WEBHOOK_GROUP, "c", 1, 0)
         .await
         .unwrap();
-    a.ack_event(migrate::WEBHOOK_GROUP, &delivered)
+    a.ack_events(migrate::WEBHOOK_GROUP, std::slice::from_ref(&delivered))
         .await
         .unwrap();
     a.put_template(Some("ann"), "t1", b"meta", b"content")

@@ -20,7 +20,7 @@ return id
 ";
 
 /// Records a state change only for an existing account; keeps the highest run index.
-const SET_STATE: &str = r"
+pub(super) const SET_STATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'state:count:' .. ARGV[1], 1)
@@ -184,23 +184,6 @@ impl AccountStore for RedisStore {
             .await?;
         self.delete_matching(&self.keys.folder_keys_pattern(&glob_escape(account)))
             .await
-    }
-
-    async fn set_account_state(
-        &self,
-        account: &str,
-        state: &str,
-        run: i64,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let _: i64 = Script::new(SET_STATE)
-            .key(self.keys.account(account))
-            .arg(state)
-            .arg(run)
-            .arg(error.unwrap_or(""))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(())
     }
 }
 

@@ -53,11 +53,14 @@ impl EventLog for RedisStore {
         self.read_group(group, consumer, count, block, ">").await
     }
 
-    async fn ack_event(&self, group: &str, id: &str) -> Result<()> {
+    async fn ack_events(&self, group: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let _: i64 = redis::cmd("XACK")
             .arg(self.keys.events())
             .arg(group)
-            .arg(id)
+            .arg(ids)
             .query_async(&mut self.conn())
             .await?;
         Ok(())

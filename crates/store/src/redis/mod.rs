@@ -155,6 +155,21 @@ impl Transactions for RedisStore {
         let mut events = 0;
         for change in &changes {
             match change {
+                Change::AccountState {
+                    account,
+                    state,
+                    run,
+                    error,
+                } => {
+                    pipe.cmd("EVAL")
+                        .arg(accounts::SET_STATE)
+                        .arg(1)
+                        .arg(self.keys.account(account))
+                        .arg(state)
+                        .arg(run)
+                        .arg(error.as_deref().unwrap_or(""))
+                        .ignore();
+                }
                 Change::Event {
                     account,
                     event,

@@ -44,6 +44,42 @@ fn set_field(tx: &Connection, account: &str, name: &str, value: &str) -> Result<
 }
 
 /// `HINCRBY` on an account field.
+/// [`crate::Change::AccountState`] inside a write transaction.
+pub(super) fn write_state(
+    tx: &Connection,
+    account: &str,
+    state: &str,
+    run: i64,
+    error: Option<&str>,
+) -> Result<()> {
+    if !registered(tx, account)? {
+        return Ok(());
+    }
+    set_field(tx, account, "state", state)?;
+    increment_field(tx, account, &format!("state:count:{state}"))?;
+    let stored_run = field(tx, account, "runIndex")?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    if run > stored_run {
+        set_field(tx, account, "runIndex", &run.to_string())?;
+    }
+    match error {
+        Some(e) => {
+            set_field(tx, account, "lastErrorState", e)?;
+            increment_field(tx, account, "lastError:errorCount")?;
+        }
+        None if state == "connected" => {
+            tx.prepare_cached(
+                "DELETE FROM account_fields WHERE account = ?1
+                 AND field IN ('lastErrorState', 'lastError:errorCount')",
+            )?
+            .execute([account])?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 fn increment_field(tx: &Connection, account: &str, name: &str) -> Result<i64> {
     let next = field(tx, account, name)?
         .and_then(|v| v.parse::<i64>().ok())
@@ -204,47 +240,6 @@ impl AccountStore for SqliteStore {
     async fn flush_account_index(&self, account: &str) -> Result<()> {
         let account = account.to_string();
         self.pool.write(move |tx| drop_index(tx, &account)).await
-    }
-
-    async fn set_account_state(
-        &self,
-        account: &str,
-        state: &str,
-        run: i64,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let (account, state) = (account.to_string(), state.to_string());
-        let error = error.map(str::to_string);
-        self.pool
-            .write(move |tx| {
-                if !registered(tx, &account)? {
-                    return Ok(());
-                }
-                set_field(tx, &account, "state", &state)?;
-                increment_field(tx, &account, &format!("state:count:{state}"))?;
-                let stored_run = field(tx, &account, "runIndex")?
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(0);
-                if run > stored_run {
-                    set_field(tx, &account, "runIndex", &run.to_string())?;
-                }
-                match &error {
-                    Some(e) => {
-                        set_field(tx, &account, "lastErrorState", e)?;
-                        increment_field(tx, &account, "lastError:errorCount")?;
-                    }
-                    None if state == "connected" => {
-                        tx.prepare_cached(
-                            "DELETE FROM account_fields WHERE account = ?1
-                             AND field IN ('lastErrorState', 'lastError:errorCount')",
-                        )?
-                        .execute([&account])?;
-                    }
-                    None => {}
-                }
-                Ok(())
-            })
-            .await
     }
 }
 

@@ -198,14 +198,19 @@ impl EventLog for SqliteStore {
         }
     }
 
-    async fn ack_event(&self, group: &str, id: &str) -> Result<()> {
-        let (group, id) = (group.to_string(), id.to_string());
+    async fn ack_events(&self, group: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (group, ids) = (group.to_string(), ids.to_vec());
         self.pool
             .write(move |tx| {
-                tx.prepare_cached(
+                let mut delete = tx.prepare_cached(
                     "DELETE FROM event_pending WHERE grp = ?1 AND seq = (SELECT seq FROM events WHERE id = ?2)",
-                )?
-                .execute(params![group, id])?;
+                )?;
+                for id in &ids {
+                    delete.execute(params![group, id])?;
+                }
                 Ok(())
             })
             .await

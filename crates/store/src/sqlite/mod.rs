@@ -228,6 +228,12 @@ fn drop_folder(tx: &Connection, fid: i64) -> Result<()> {
 /// Applies one change inside a transaction; appended event ids are pushed to `ids`.
 fn apply(tx: &Connection, change: &Change, now: i64, ids: &mut Vec<String>) -> Result<()> {
     match change {
+        Change::AccountState {
+            account,
+            state,
+            run,
+            error,
+        } => accounts::write_state(tx, account, state, *run, error.as_deref())?,
         Change::Event {
             account,
             event,
