@@ -273,3 +273,75 @@ async fn the_egress_policy_refuses_forbidden_targets_without_retrying() {
     }
     assert!(receiver.events().is_empty(), "nothing reached the receiver");
 }
+
+#[tokio::test]
+async fn events_logged_while_webhooks_are_off_are_settled_unless_the_queue_is_paused() {
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let env = Env::new("wh-off");
+    let token = env.issue(&[]);
+    let server = env.start(&[]).await;
+    let settings = |enabled: bool| json!({"webhooks": url, "webhooksEnabled": enabled, "webhookEvents": ["*"]});
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(settings(false)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let waiting = || async {
+        let (status, info) = server.get("/v1/settings/queue/notify", Some(&token)).await;
+        assert_eq!(status, 200, "{info}");
+        info["jobs"]["waiting"].as_u64().unwrap()
+    };
+    let pause = |paused: bool| {
+        server.send(
+            Method::PUT,
+            "/v1/settings/queue/notify",
+            Some(&token),
+            Some(json!({ "paused": paused })),
+        )
+    };
+
+    // Switched off: the events are settled (skipped) without a delivery.
+    add_unreachable(&server, &token, "quiet").await;
+    wait_for("the events of a switched-off hook settled", 10, || async {
+        (waiting().await == 0).then_some(())
+    })
+    .await;
+
+    // Switched off but paused: held like any paused job, settled once resumed.
+    assert_eq!(pause(true).await.0, 200);
+    add_unreachable(&server, &token, "held").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(waiting().await >= 1, "a paused queue keeps its events");
+    assert_eq!(pause(false).await.0, 200);
+    wait_for("the held events settled", 10, || async {
+        (waiting().await == 0).then_some(())
+    })
+    .await;
+
+    // Switched on: the next events are delivered, none of the earlier ones.
+    let (status, _) = server
+        .send(
+            Method::POST,
+            "/v1/settings",
+            Some(&token),
+            Some(settings(true)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    add_unreachable(&server, &token, "loud").await;
+    let hits = wait_for("the webhooks of the account added after", 10, || async {
+        let e = receiver.events();
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    let accounts: Vec<&str> = hits
+        .iter()
+        .map(|(_, b)| b["account"].as_str().unwrap())
+        .collect();
+    assert!(accounts.iter().all(|a| *a == "loud"), "{accounts:?}");
+}
