@@ -306,6 +306,7 @@ impl Engine {
             run: self.0.run,
             error: error.as_ref().map(Value::to_string),
         };
+        let events = batch.as_ref().map_or(0, EventBatch::event_count);
         let stored = match batch {
             Some(mut batch) => {
                 batch.change(change);
@@ -314,7 +315,8 @@ impl Engine {
             None => self.store().commit(vec![change]).await.map(drop),
         };
         if let Err(e) = stored {
-            tracing::warn!(account, state = state.as_str(), err = %e, "Failed to store account state");
+            // The events written with the state are lost with it.
+            tracing::warn!(account, state = state.as_str(), events, err = %e, "Failed to store account state");
         }
         if let Ok(mut s) = self.0.states.lock() {
             let was = s.insert(account.to_string(), state).is_some_and(starting);
