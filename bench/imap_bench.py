@@ -9,7 +9,9 @@ Measures, each as the median of several runs where it makes sense:
     Dovecot (medians of BENCH_MANY_RUNS runs, alternating, each phase on a settled Dovecot;
     accounts posted over BENCH_POST_CLIENTS kept-alive connections, default 8), then the time
     until every folder is indexed, server memory per account, CPU used while idle, Redis bytes
-    per account; BENCH_STORE=embedded runs the server on the embedded store instead of Redis;
+    per account, and for the connecting phase the CPU of our server, Redis and Dovecot, the
+    Redis commands and the server's write system calls per account; BENCH_STORE=embedded runs
+    the server on the embedded store instead of Redis;
   - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log;
   - `cost`: what each command sequence costs Dovecot for fresh users (wall time and Dovecot's
     CPU for BENCH_COST_USERS users at once): the bare client's LIST + SELECT, the same with
