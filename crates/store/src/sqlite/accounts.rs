@@ -43,7 +43,6 @@ fn set_field(tx: &Connection, account: &str, name: &str, value: &str) -> Result<
     Ok(())
 }
 
-/// `HINCRBY` on an account field.
 /// [`crate::Change::AccountState`] inside a write transaction.
 pub(super) fn write_state(
     tx: &Connection,
@@ -80,6 +79,7 @@ pub(super) fn write_state(
     Ok(())
 }
 
+/// `HINCRBY` on an account field.
 fn increment_field(tx: &Connection, account: &str, name: &str) -> Result<i64> {
     let next = field(tx, account, name)?
         .and_then(|v| v.parse::<i64>().ok())
