@@ -10,7 +10,7 @@ Measures, each as the median of several runs where it makes sense:
     accounts posted over BENCH_POST_CLIENTS kept-alive connections, default 8), then the time
     until every folder is indexed, server memory per account, CPU used while idle, Redis bytes
     per account, and for the connecting phase the CPU of our server, Redis and Dovecot, the
-    Redis commands and the server's write system calls per account; BENCH_STORE=embedded runs
+    Redis commands and the server's read/write calls per account; BENCH_STORE=embedded runs
     the server on the embedded store instead of Redis;
   - SMTP hand-off to the local Postfix until the recipient's messageNew is in the event log;
   - `cost`: what each command sequence costs Dovecot for fresh users (wall time and Dovecot's
@@ -111,7 +111,9 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def syscalls(self):
-        """Read and write system calls so far (reads include recv, writes send)."""
+        """Read- and write-family system calls so far, as /proc/<pid>/io counts them: read,
+        pread, write, writev, pwrite; socket recv/send calls (tokio's TCP reads and writes) are
+        not counted."""
         with open(f"/proc/{self.proc.pid}/io") as f:
             io = dict(l.split(": ") for l in f.read().splitlines())
         return int(io["syscr"]), int(io["syscw"])
@@ -319,8 +321,8 @@ def ours(prefix, names, users):
     print(f"  server CPU {srv.cpu_seconds() - cpu0:.2f} s, Redis CPU {redis_cpu() - red0:.2f} s, "
           f"live Dovecot processes CPU {dovecot_cpu() - dov0:.2f} s while connecting")
     sys1 = srv.syscalls()
-    print(f"  server system calls per account: {(sys1[0] - sys0[0]) / len(names):.1f} reads, "
-          f"{(sys1[1] - sys0[1]) / len(names):.1f} writes")
+    print(f"  server read/write calls per account (/proc/<pid>/io; socket recv/send not counted): "
+          f"{(sys1[0] - sys0[0]) / len(names):.1f} reads, {(sys1[1] - sys0[1]) / len(names):.1f} writes")
     if not EMBEDDED:
         # Counted until now, so the later commands of the stats polling are included (a few).
         cmds = {k: v - cmds0.get(k, 0) for k, v in redis_commands().items()}
